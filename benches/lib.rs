@@ -1,0 +1,1 @@
+//! Benchmarks for Staves live in `benches/`; this library is empty.

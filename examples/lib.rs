@@ -1,0 +1,1 @@
+//! Example programs that embed `staves-core`; see the `examples` targets.

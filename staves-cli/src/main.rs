@@ -1,0 +1,2 @@
+//! The `staves` command.
+fn main() {}

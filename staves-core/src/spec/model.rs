@@ -1,0 +1,111 @@
+//! The data model of `staves.toml`.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A parsed `staves.toml`: everything Staves needs to know to build one image.
+///
+/// Field meanings follow the original Staves exactly; new settings live in [`ImageConfig`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ImageSpec {
+    /// Image repository name, e.g. `staves/bash`.
+    pub name: String,
+    /// Image tag; `latest` when the spec does not say.
+    pub version: String,
+    /// Package atoms to install into the image, as written.
+    pub packages: Vec<String>,
+    /// The image entrypoint.
+    pub command: Vec<String>,
+    /// Image labels (and manifest annotations).
+    pub annotations: BTreeMap<String, String>,
+    /// The glibc locale generated into the image.
+    pub locale: Locale,
+    /// Copy `libstdc++.so.6` into the image.
+    pub stdlib: bool,
+    /// `[env]` string values, appended to `make.conf` in the order written.
+    pub env: IndexMap<String, String>,
+    /// `[env.NAME]` tables: named environments written to `/etc/portage/env/NAME`.
+    pub named_envs: IndexMap<String, IndexMap<String, String>>,
+    /// Extra ebuild repositories (`[[repositories]]`).
+    pub repositories: Vec<Repository>,
+    /// Per-package settings, keyed by package atom, in the order written.
+    pub package_configs: IndexMap<String, PackageConfig>,
+    /// Runtime settings of the image (`[image]`).
+    pub image: ImageConfig,
+}
+
+/// The locale generated into an image (`locale = { name, charset }`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Locale {
+    /// Locale name, e.g. `C` or `en_US`.
+    pub name: String,
+    /// Character set, e.g. `UTF-8`.
+    pub charset: String,
+}
+
+impl Default for Locale {
+    fn default() -> Self {
+        Self {
+            name: "C".to_owned(),
+            charset: "UTF-8".to_owned(),
+        }
+    }
+}
+
+/// An extra ebuild repository (`[[repositories]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Repository {
+    /// Repository name, as in `profiles/repo_name`.
+    pub name: String,
+    /// Portage sync type, e.g. `git`.
+    #[serde(rename = "type")]
+    pub sync_type: String,
+    /// Sync URI.
+    pub uri: String,
+}
+
+/// Settings for one package atom (a top-level table keyed by the atom).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageConfig {
+    /// USE flags for `package.use`.
+    #[serde(rename = "use", default, skip_serializing_if = "Vec::is_empty")]
+    pub use_flags: Vec<String>,
+    /// Keywords for `package.accept_keywords`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keywords: Vec<String>,
+    /// Names of `[env.NAME]` tables for `package.env`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// Licenses for `package.license`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub license: Vec<String>,
+}
+
+/// Runtime settings of the image (`[image]`), as in the OCI image config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImageConfig {
+    /// Default arguments to the entrypoint (`Cmd`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cmd: Vec<String>,
+    /// User (`name`, `uid`, `uid:gid`, …) the process runs as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Working directory of the process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// Environment of the process, in the order written.
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub env: IndexMap<String, String>,
+    /// Exposed ports, e.g. `8080/tcp`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exposed_ports: Vec<String>,
+    /// Volumes, as absolute paths.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
+    /// Signal that stops the container, e.g. `SIGTERM`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+}

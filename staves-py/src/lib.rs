@@ -1,0 +1,1 @@
+//! Python bindings for Staves.
