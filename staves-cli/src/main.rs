@@ -1,2 +1,64 @@
-//! The `staves` command.
-fn main() {}
+//! The `staves` command: a thin layer over `staves-core`.
+//!
+//! Each subcommand turns its flags into a settings struct and makes one call into the library.
+//!
+//! Exit codes:
+//! - `0`: success;
+//! - `1`: the spec is invalid (or `validate` found errors);
+//! - `2`: usage error (bad flags);
+//! - `3`: the Docker engine failed or could not be reached;
+//! - `4`: the build failed (a step exited non-zero, or it was interrupted);
+//! - `5`: any other error (I/O, image writing).
+
+mod cmd_assemble;
+mod cmd_build;
+mod cmd_plan;
+mod cmd_validate;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Build minimal container images from a declarative `staves.toml` with Gentoo's Portage.
+#[derive(Debug, Parser)]
+#[command(name = "staves", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a staves.toml and print every diagnostic.
+    Validate(cmd_validate::Args),
+    /// Show the Portage configuration and the steps a build would run.
+    Plan(cmd_plan::Args),
+    /// Turn an existing rootfs (directory or tar) into an image, with no Portage step.
+    Assemble(cmd_assemble::Args),
+    /// Build an image from a staves.toml in a Gentoo builder container.
+    Build(cmd_build::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => cmd_validate::run(args),
+        Command::Plan(args) => cmd_plan::run(args),
+        Command::Assemble(args) => cmd_assemble::run(args),
+        Command::Build(args) => cmd_build::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code_for(&err))
+        }
+    }
+}
+
+/// Map an error to the documented exit code.
+fn exit_code_for(err: &anyhow::Error) -> u8 {
+    match err.downcast_ref::<staves_core::Error>() {
+        Some(core) => core.exit_code(),
+        None => 5,
+    }
+}

@@ -4,6 +4,9 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The Docker engine failed or could not be reached.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
     /// An I/O error outside any more specific area.
     #[error("{context}: {source}")]
     Io {
@@ -13,6 +16,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl Error {
+    /// The process exit code the `staves` CLI uses for this error (see its docs).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Engine(_) => 3,
+            Error::Io { .. } => 5,
+        }
+    }
 }
 
 /// `Result` with [`Error`].
