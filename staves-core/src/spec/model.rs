@@ -36,6 +36,28 @@ pub struct ImageSpec {
     pub image: ImageConfig,
 }
 
+impl ImageSpec {
+    /// A spec for image `name` with every other setting at its default (`version = "latest"`, no packages).
+    ///
+    /// Fields are public, so a spec can be adjusted after construction.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            version: "latest".to_owned(),
+            packages: Vec::new(),
+            command: Vec::new(),
+            annotations: BTreeMap::new(),
+            locale: Locale::default(),
+            stdlib: false,
+            env: IndexMap::new(),
+            named_envs: IndexMap::new(),
+            repositories: Vec::new(),
+            package_configs: IndexMap::new(),
+            image: ImageConfig::default(),
+        }
+    }
+}
+
 /// The locale generated into an image (`locale = { name, charset }`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Locale {
