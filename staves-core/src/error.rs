@@ -7,6 +7,9 @@ pub enum Error {
     /// The Docker engine failed or could not be reached.
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
+    /// A spec could not be turned into a build plan.
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
     /// An I/O error outside any more specific area.
     #[error("{context}: {source}")]
     Io {
@@ -23,6 +26,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Engine(_) => 3,
+            Error::Plan(_) => 1,
             Error::Io { .. } => 5,
         }
     }

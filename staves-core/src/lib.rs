@@ -2,8 +2,18 @@
 
 mod engine;
 mod error;
+mod plan;
+mod portage;
 mod spec;
 
 pub use engine::{DEFAULT_DOCKER_HOST, EngineError};
 pub use error::{Error, Result};
+pub use plan::{
+    BuildPlan, LIBC_ATOM, PlanError, ROOTFS_DIR, STAGING_DIR, Step, StepKind, command_line,
+};
+pub use portage::{
+    BuildEnv, CONTAINER_FEATURES, EmergeEvent, InstalledPackage, PlanOptions, PortageFile,
+    WriteMode, parse_emerge_line, parse_package_list, repository_location, shell_quote,
+};
+pub use spec::{Diagnostic, Severity};
 pub use spec::{ImageConfig, ImageSpec, Locale, PackageConfig, Repository};

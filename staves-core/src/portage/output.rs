@@ -1,0 +1,152 @@
+//! Reading what Portage prints: emerge's progress lines and the rootfs package list.
+
+use serde::Serialize;
+
+/// A progress line from `emerge`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub enum EmergeEvent {
+    /// `>>> Emerging (k of n) cat/pkg-ver::repo`, or `>>> Emerging binary (k of n) …`.
+    Emerging {
+        /// Position of this package in the merge list, from 1.
+        index: usize,
+        /// Length of the merge list.
+        total: usize,
+        /// `category/package-version`.
+        cpv: String,
+        /// The repository, when emerge names it.
+        repository: Option<String>,
+        /// Installed from a binary package rather than built from source.
+        binary: bool,
+    },
+}
+
+/// Recognise an emerge progress line. Other lines give `None`.
+pub fn parse_emerge_line(line: &str) -> Option<EmergeEvent> {
+    let rest = line.trim_start().strip_prefix(">>> Emerging ")?;
+    let (binary, rest) = match rest.strip_prefix("binary ") {
+        Some(rest) => (true, rest),
+        None => (false, rest),
+    };
+    let rest = rest.strip_prefix('(')?;
+    let (counts, rest) = rest.split_once(')')?;
+    let (index, total) = counts.split_once(" of ")?;
+    let index = index.trim().parse().ok()?;
+    let total = total.trim().parse().ok()?;
+    let package = rest.split_whitespace().next()?;
+    let (cpv, repository) = match package.split_once("::") {
+        Some((cpv, repo)) => (cpv, Some(repo.to_owned())),
+        None => (package, None),
+    };
+    if !cpv.contains('/') {
+        return None;
+    }
+    Some(EmergeEvent::Emerging {
+        index,
+        total,
+        cpv: cpv.to_owned(),
+        repository,
+        binary,
+    })
+}
+
+/// A package installed in the rootfs, read from its `/var/db/pkg` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstalledPackage {
+    /// `category/package-version` (with revision).
+    pub cpv: String,
+    /// The USE flags it was built with (only flags it declares in IUSE), sorted.
+    #[serde(rename = "use")]
+    pub use_flags: Vec<String>,
+    /// The repository it came from.
+    pub repository: String,
+    /// Installed from a binary package (`Some(true)`), built from source (`Some(false)`), or unknown.
+    pub binary: Option<bool>,
+}
+
+/// The marker that starts each line the package-list step prints.
+pub(crate) const PACKAGE_LIST_MARKER: &str = "staves-pkg";
+
+/// Parse the package-list step's output: one `staves-pkg<TAB>cat/pf<TAB>repo<TAB>USE<TAB>IUSE` line per package.
+///
+/// Other lines are ignored. USE is intersected with IUSE so that implicit flags (`amd64`, `elibc_glibc`, …) are
+/// left out. `binary` is left unknown; the builder fills it in from emerge's output.
+pub fn parse_package_list(output: &str) -> Vec<InstalledPackage> {
+    let mut packages: Vec<InstalledPackage> = output
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split('\t');
+            if fields.next()? != PACKAGE_LIST_MARKER {
+                return None;
+            }
+            let cpv = fields.next()?.trim();
+            let repository = fields.next().unwrap_or("").trim().to_owned();
+            let used: Vec<&str> = fields.next().unwrap_or("").split_whitespace().collect();
+            let declared: Vec<&str> = fields
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(|flag| flag.trim_start_matches(['+', '-']))
+                .collect();
+            let mut use_flags: Vec<String> = used
+                .into_iter()
+                .filter(|f| declared.contains(f))
+                .map(str::to_owned)
+                .collect();
+            use_flags.sort();
+            use_flags.dedup();
+            (!cpv.is_empty()).then(|| InstalledPackage {
+                cpv: cpv.to_owned(),
+                use_flags,
+                repository,
+                binary: None,
+            })
+        })
+        .collect();
+    packages.sort_by(|a, b| a.cpv.cmp(&b.cpv));
+    packages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_source_and_binary_emerge_lines() {
+        assert_eq!(
+            parse_emerge_line(">>> Emerging (2 of 3) app-misc/hello-1::gentoo"),
+            Some(EmergeEvent::Emerging {
+                index: 2,
+                total: 3,
+                cpv: "app-misc/hello-1".into(),
+                repository: Some("gentoo".into()),
+                binary: false
+            })
+        );
+        assert_eq!(
+            parse_emerge_line(">>> Emerging binary (1 of 3) dev-libs/libfoo-1::gentoo"),
+            Some(EmergeEvent::Emerging {
+                index: 1,
+                total: 3,
+                cpv: "dev-libs/libfoo-1".into(),
+                repository: Some("gentoo".into()),
+                binary: true
+            })
+        );
+        assert_eq!(parse_emerge_line(">>> Emerging (x of 3) a/b-1"), None);
+        assert_eq!(parse_emerge_line(">>> Installing (1 of 3) a/b-1"), None);
+        assert_eq!(parse_emerge_line("Calculating dependencies... done!"), None);
+    }
+
+    #[test]
+    fn package_list_keeps_declared_use_flags_only() {
+        let out = "noise\nstaves-pkg\tapp-misc/hello-1\tgentoo\tamd64 elibc_glibc nls\t+nls\n\
+                   staves-pkg\tdev-libs/libfoo-1\tgentoo\tamd64\t\n";
+        let pkgs = parse_package_list(out);
+        assert_eq!(pkgs.len(), 2);
+        assert_eq!(pkgs[0].cpv, "app-misc/hello-1");
+        assert_eq!(pkgs[0].use_flags, vec!["nls"]);
+        assert_eq!(pkgs[0].repository, "gentoo");
+        assert!(pkgs[1].use_flags.is_empty());
+    }
+}
