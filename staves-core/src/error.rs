@@ -10,6 +10,9 @@ pub enum Error {
     /// A spec could not be turned into a build plan.
     #[error(transparent)]
     Plan(#[from] crate::plan::PlanError),
+    /// A build failed or was interrupted.
+    #[error(transparent)]
+    Build(#[from] crate::builder::BuildError),
     /// An I/O error outside any more specific area.
     #[error("{context}: {source}")]
     Io {
@@ -27,6 +30,7 @@ impl Error {
         match self {
             Error::Engine(_) => 3,
             Error::Plan(_) => 1,
+            Error::Build(_) => 4,
             Error::Io { .. } => 5,
         }
     }

@@ -40,7 +40,9 @@ fn portage_python() -> Option<String> {
 
 #[test]
 fn portage_reads_back_every_value() {
-    let Some(python) = portage_python() else { return };
+    let Some(python) = portage_python() else {
+        return;
+    };
     let tricky = [
         ("PLAIN", "-march=native -O2 -pipe"),
         ("SINGLE", "it's 'quoted'"),
@@ -59,7 +61,13 @@ fn portage_reads_back_every_value() {
         spec.env.insert(k.into(), v.into());
     }
     spec.env.insert("CFLAGS".into(), "${CFLAGS} -O3".into());
-    spec.named_envs.insert("tricky".into(), tricky.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect());
+    spec.named_envs.insert(
+        "tricky".into(),
+        tricky
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    );
     spec.repositories.push(Repository {
         name: "my-repo".into(),
         sync_type: "git".into(),
@@ -72,8 +80,17 @@ fn portage_reads_back_every_value() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, &file.content).unwrap();
     }
-    let out = Command::new(&python).arg("-c").arg(READER).arg(dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(READER)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
 
     for (k, v) in tricky {
@@ -82,10 +99,21 @@ fn portage_reads_back_every_value() {
     }
     assert_eq!(got["make.conf"]["CFLAGS"], "${CFLAGS} -O3");
     assert_eq!(got["make.conf.expanded"]["CFLAGS"], "-O2 -O3");
-    assert_eq!(got["make.conf.expanded"]["PLAIN"], "-march=native -O2 -pipe");
+    assert_eq!(
+        got["make.conf.expanded"]["PLAIN"],
+        "-march=native -O2 -pipe"
+    );
     assert_eq!(got["make.conf"]["MAKEOPTS"], "-j2 -l2");
-    assert!(got["make.conf"]["FEATURES"].as_str().unwrap().contains("binpkg-multi-instance"));
-    assert_eq!(got["repo"]["sync-uri"], "https://example.com/a%20b;c#d?e=f&g");
+    assert!(
+        got["make.conf"]["FEATURES"]
+            .as_str()
+            .unwrap()
+            .contains("binpkg-multi-instance")
+    );
+    assert_eq!(
+        got["repo"]["sync-uri"],
+        "https://example.com/a%20b;c#d?e=f&g"
+    );
     assert_eq!(got["repo"]["location"], "/var/db/repos/my-repo");
     assert_eq!(got["repo"]["sync-type"], "git");
 }

@@ -1,0 +1,781 @@
+//! The Docker backend: a portage snapshot container, a builder container, exec'd steps, a streamed rootfs.
+
+use super::{
+    BuildError, BuildEvent, BuildOptions, BuildReport, Builder, LogStream, RootfsSink, StepReport,
+    home_dir,
+};
+use crate::engine::{EngineError, connect};
+use crate::plan::{BuildPlan, ROOTFS_DIR, STAGING_DIR, Step, StepKind};
+use crate::portage::{EmergeEvent, parse_emerge_line, parse_package_list};
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// The default portage snapshot image, as in the original Staves.
+pub const DEFAULT_PORTAGE_IMAGE: &str = "gentoo/portage:latest";
+/// The default builder image: a Gentoo stage3.
+pub const DEFAULT_BUILDER_IMAGE: &str = "gentoo/stage3:latest";
+/// The label every container Staves creates carries, with the build's id as value.
+pub const BUILD_LABEL: &str = "io.staves.build";
+
+/// How many trailing lines of a failed step's output the error shows.
+const TAIL_LINES: usize = 30;
+
+/// Runs plans in a Gentoo builder container on a Docker engine.
+///
+/// ```no_run
+/// use staves_core::DockerBuilder;
+/// let builder = DockerBuilder::new("gentoo/stage3:latest")?
+///     .portage_image("gentoo/portage:latest")
+///     .build_cache("staves-binpkgs");
+/// # Ok::<(), staves_core::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct DockerBuilder {
+    builder_image: String,
+    portage_image: String,
+    build_cache: String,
+    ssh: bool,
+    netrc: bool,
+    locale: String,
+    docker_host: Option<String>,
+    handle_ctrl_c: bool,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl DockerBuilder {
+    /// A backend that builds in `builder_image` (a Gentoo stage3 or compatible image).
+    pub fn new(builder_image: impl Into<String>) -> crate::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("staves-docker")
+            .enable_all()
+            .build()
+            .map_err(|source| crate::Error::Io {
+                context: "starting the async runtime".into(),
+                source,
+            })?;
+        Ok(Self {
+            builder_image: builder_image.into(),
+            portage_image: DEFAULT_PORTAGE_IMAGE.to_owned(),
+            build_cache: super::DEFAULT_BUILD_CACHE.to_owned(),
+            ssh: false,
+            netrc: false,
+            locale: "C.UTF-8".to_owned(),
+            docker_host: None,
+            handle_ctrl_c: false,
+            runtime,
+        })
+    }
+
+    /// The image holding the Portage tree as a volume at `/var/db/repos/gentoo` (like `gentoo/portage`).
+    pub fn portage_image(mut self, image: impl Into<String>) -> Self {
+        self.portage_image = image.into();
+        self
+    }
+
+    /// The named volume that keeps binary packages between builds (created when missing, never removed).
+    pub fn build_cache(mut self, volume: impl Into<String>) -> Self {
+        self.build_cache = volume.into();
+        self
+    }
+
+    /// Mount `~/.ssh` read-only at `/root/.ssh` when it exists (for private git repositories).
+    pub fn ssh(mut self, enabled: bool) -> Self {
+        self.ssh = enabled;
+        self
+    }
+
+    /// Mount `~/.netrc` read-only at `/root/.netrc` when it exists.
+    pub fn netrc(mut self, enabled: bool) -> Self {
+        self.netrc = enabled;
+        self
+    }
+
+    /// `LANG` inside the builder.
+    pub fn locale(mut self, locale: impl Into<String>) -> Self {
+        self.locale = locale.into();
+        self
+    }
+
+    /// The engine address (`unix://…`, `tcp://…`); `DOCKER_HOST` or the local socket when `None`.
+    pub fn docker_host(mut self, host: Option<String>) -> Self {
+        self.docker_host = host;
+        self
+    }
+
+    /// Cancel the build on Ctrl-C (SIGINT), removing its containers. For command-line programs; a Python host
+    /// handles signals itself and cancels through [`BuildOptions::cancel`].
+    pub fn cancel_on_ctrl_c(mut self, enabled: bool) -> Self {
+        self.handle_ctrl_c = enabled;
+        self
+    }
+
+    /// The builder image.
+    pub fn builder_image_name(&self) -> &str {
+        &self.builder_image
+    }
+
+    /// Run `future` on this backend's runtime, stopping early with [`BuildError::Interrupted`] on cancel.
+    fn run<T>(
+        &self,
+        options: &BuildOptions,
+        future: impl std::future::Future<Output = crate::Result<T>>,
+    ) -> crate::Result<T> {
+        let cancel = options.cancel.clone();
+        self.runtime.block_on(async move {
+            tokio::select! {
+                result = future => result,
+                () = cancel.cancelled() => Err(BuildError::Interrupted.into()),
+            }
+        })
+    }
+}
+
+impl Builder for DockerBuilder {
+    fn build(
+        &self,
+        plan: &BuildPlan,
+        options: &BuildOptions,
+        sink: &mut dyn RootfsSink,
+    ) -> crate::Result<BuildReport> {
+        let started = Instant::now();
+        let ctrl_c = self.handle_ctrl_c.then(|| {
+            let cancel = options.cancel.clone();
+            self.runtime.spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    cancel.cancel();
+                }
+            })
+        });
+        let mut report = BuildReport::default();
+        let result = match self.run(options, async {
+            Ok(connect(self.docker_host.as_deref()).await?)
+        }) {
+            Ok(docker) => {
+                let mut session = Session::new(docker);
+                let result = self.build_in(&mut session, plan, options, sink, &mut report);
+                // Cleanup runs whatever happened, and is not cancellable.
+                let cleanup = self.runtime.block_on(session.cleanup());
+                result.and(cleanup.map_err(crate::Error::from))
+            }
+            Err(err) => Err(err),
+        };
+        if let Some(task) = ctrl_c {
+            task.abort();
+        }
+        report.total_duration = started.elapsed();
+        result.map(|()| report)
+    }
+}
+
+impl DockerBuilder {
+    fn build_in(
+        &self,
+        session: &mut Session,
+        plan: &BuildPlan,
+        options: &BuildOptions,
+        sink: &mut dyn RootfsSink,
+        report: &mut BuildReport,
+    ) -> crate::Result<()> {
+        self.run(options, async {
+            for image in [&self.builder_image, &self.portage_image] {
+                ensure_image(&session.docker, image, options).await?;
+            }
+            Ok(())
+        })?;
+        let mounts = self.credential_binds(options)?;
+        self.run(options, session.create_containers(self, mounts, options))?;
+
+        let total = plan.steps.len();
+        let mut package_list = String::new();
+        for (i, step) in plan.steps.iter().enumerate() {
+            let index = i + 1;
+            options.emit(BuildEvent::StepStarted {
+                index,
+                total,
+                label: step.label.clone(),
+            });
+            let step_started = Instant::now();
+            if step.kind == StepKind::WriteFiles {
+                self.run(options, session.upload_files(plan))?;
+            }
+            let run = StepRun {
+                index,
+                total,
+                step,
+                capture: step.kind == StepKind::PackageList,
+            };
+            let (exit_code, stdout) =
+                self.run(options, session.exec_step(&run, options, report))?;
+            let duration = step_started.elapsed();
+            report.steps.push(StepReport {
+                kind: step.kind.clone(),
+                label: step.label.clone(),
+                duration,
+                exit_code,
+            });
+            if step.kind == StepKind::PackageList {
+                package_list = stdout;
+            }
+            options.emit(BuildEvent::StepFinished {
+                index,
+                seconds: duration.as_secs_f64(),
+            });
+        }
+        report.packages = parse_package_list(&package_list);
+        report.resolve_binary_flags();
+
+        options.emit(BuildEvent::Exporting);
+        let export_started = Instant::now();
+        session.export_rootfs(&self.runtime, options, sink)?;
+        report.export_duration = export_started.elapsed();
+        Ok(())
+    }
+
+    /// Read-only binds for `~/.ssh` and `~/.netrc`, when enabled and present.
+    fn credential_binds(&self, options: &BuildOptions) -> crate::Result<Vec<String>> {
+        let mut binds = Vec::new();
+        let wanted = [
+            (self.ssh, ".ssh", "/root/.ssh"),
+            (self.netrc, ".netrc", "/root/.netrc"),
+        ];
+        for (enabled, name, target) in wanted {
+            if !enabled {
+                continue;
+            }
+            let Some(home) = home_dir() else {
+                options.emit(BuildEvent::Preparing {
+                    message: format!("HOME is not set: not mounting ~/{name}"),
+                });
+                continue;
+            };
+            let source = home.join(name);
+            match std::fs::symlink_metadata(&source) {
+                Ok(_) => binds.push(format!("{}:{target}:ro", source.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    options.emit(BuildEvent::Preparing {
+                        message: format!("{} does not exist: not mounting it", source.display()),
+                    });
+                }
+                Err(source_err) => {
+                    return Err(BuildError::Io {
+                        context: format!(
+                            "checking {} for --{}",
+                            source.display(),
+                            name.trim_start_matches('.')
+                        ),
+                        source: source_err,
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(binds)
+    }
+}
+
+/// Check that `image` exists locally; pull it when it does not.
+async fn ensure_image(docker: &Docker, image: &str, options: &BuildOptions) -> crate::Result<()> {
+    match docker.inspect_image(image).await {
+        Ok(_) => return Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {}
+        Err(e) => return Err(EngineError::request(format!("inspecting image {image}"), e).into()),
+    }
+    options.emit(BuildEvent::Preparing {
+        message: format!("pulling {image}"),
+    });
+    let pull = CreateImageOptionsBuilder::default()
+        .from_image(image)
+        .build();
+    let mut stream = docker.create_image(Some(pull), None, None);
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(detail) = info.error_detail {
+                    let reason = detail
+                        .message
+                        .unwrap_or_else(|| "the engine reported an error".into());
+                    return Err(EngineError::ImageUnavailable {
+                        image: image.to_owned(),
+                        reason,
+                    }
+                    .into());
+                }
+                if let Some(status) = info.status {
+                    options.emit(BuildEvent::Preparing {
+                        message: format!("{image}: {status}"),
+                    });
+                }
+            }
+            Err(e) => {
+                return Err(EngineError::ImageUnavailable {
+                    image: image.to_owned(),
+                    reason: e.to_string(),
+                }
+                .into());
+            }
+        }
+    }
+    docker
+        .inspect_image(image)
+        .await
+        .map_err(|e| EngineError::ImageUnavailable {
+            image: image.to_owned(),
+            reason: format!("the pull finished but the image is still missing: {e}"),
+        })?;
+    Ok(())
+}
+
+/// One step being run, with its position.
+struct StepRun<'a> {
+    index: usize,
+    total: usize,
+    step: &'a Step,
+    capture: bool,
+}
+
+/// The containers of one build, removed by [`Session::cleanup`].
+struct Session {
+    docker: Docker,
+    id: String,
+    builder: Option<String>,
+    snapshot: Option<String>,
+}
+
+static BUILD_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Session {
+    fn new(docker: Docker) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let id = format!(
+            "{}-{}-{:08x}",
+            std::process::id(),
+            BUILD_COUNTER.fetch_add(1, Ordering::Relaxed),
+            nanos
+        );
+        Self {
+            docker,
+            id,
+            builder: None,
+            snapshot: None,
+        }
+    }
+
+    fn labels(&self) -> HashMap<String, String> {
+        HashMap::from([(super::docker::BUILD_LABEL.to_owned(), self.id.clone())])
+    }
+
+    async fn create_containers(
+        &mut self,
+        config: &DockerBuilder,
+        binds: Vec<String>,
+        options: &BuildOptions,
+    ) -> crate::Result<()> {
+        options.emit(BuildEvent::Preparing {
+            message: "creating the portage snapshot container".into(),
+        });
+        let name = format!("staves-{}-portage", self.id);
+        let snapshot = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+                ContainerCreateBody {
+                    image: Some(config.portage_image.clone()),
+                    labels: Some(self.labels()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| {
+                EngineError::request(
+                    format!("creating container {name} from {}", config.portage_image),
+                    e,
+                )
+            })?;
+        self.snapshot = Some(snapshot.id.clone());
+
+        options.emit(BuildEvent::Preparing {
+            message: "creating the builder container".into(),
+        });
+        let name = format!("staves-{}-builder", self.id);
+        let host_config = HostConfig {
+            volumes_from: Some(vec![format!("{}:ro", snapshot.id)]),
+            mounts: Some(vec![Mount {
+                target: Some("/var/cache/binpkgs".into()),
+                source: Some(config.build_cache.clone()),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            }]),
+            binds: (!binds.is_empty()).then_some(binds),
+            ..Default::default()
+        };
+        let builder = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+                ContainerCreateBody {
+                    image: Some(config.builder_image.clone()),
+                    entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
+                    cmd: Some(vec![]),
+                    env: Some(vec![format!("LANG={}", config.locale)]),
+                    labels: Some(self.labels()),
+                    host_config: Some(host_config),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| {
+                EngineError::request(
+                    format!("creating container {name} from {}", config.builder_image),
+                    e,
+                )
+            })?;
+        self.builder = Some(builder.id.clone());
+        self.docker
+            .start_container(&builder.id, None)
+            .await
+            .map_err(|e| EngineError::request(format!("starting container {name}"), e))?;
+        Ok(())
+    }
+
+    fn builder_id(&self) -> crate::Result<&str> {
+        self.builder.as_deref().ok_or_else(|| {
+            BuildError::Export("the builder container was not created".into()).into()
+        })
+    }
+
+    /// Upload the plan's files into the staging directory: file entries only, root-owned, mode 0644.
+    async fn upload_files(&self, plan: &BuildPlan) -> crate::Result<()> {
+        let id = self.builder_id()?;
+        let (code, out) = self
+            .exec_capture(id, vec!["mkdir".into(), "-p".into(), STAGING_DIR.into()])
+            .await?;
+        if code != 0 {
+            return Err(BuildError::StepFailed {
+                index: 1,
+                total: plan.steps.len(),
+                label: format!("create {STAGING_DIR}"),
+                exit_code: code,
+                tail: out.lines().map(str::to_owned).collect(),
+            }
+            .into());
+        }
+        let mut tar = tar::Builder::new(Vec::new());
+        for file in &plan.files {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(file.content.len() as u64);
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            tar.append_data(&mut header, &file.path, file.content.as_bytes())
+                .map_err(|source| BuildError::Io {
+                    context: format!("packing {}", file.path),
+                    source,
+                })?;
+        }
+        let body = tar.into_inner().map_err(|source| BuildError::Io {
+            context: "packing the Portage files".into(),
+            source,
+        })?;
+        let options = UploadToContainerOptionsBuilder::default()
+            .path(STAGING_DIR)
+            .build();
+        self.docker
+            .upload_to_container(id, Some(options), bollard::body_full(Bytes::from(body)))
+            .await
+            .map_err(|e| EngineError::request("uploading the Portage files into the builder", e))?;
+        Ok(())
+    }
+
+    /// Run a helper command (not a plan step) and return its exit code and combined output.
+    async fn exec_capture(&self, id: &str, argv: Vec<String>) -> crate::Result<(i64, String)> {
+        let exec = self
+            .docker
+            .create_exec(
+                id,
+                CreateExecOptions {
+                    cmd: Some(argv),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| EngineError::request("creating an exec in the builder", e))?;
+        let mut out = String::new();
+        if let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| EngineError::request("starting an exec in the builder", e))?
+        {
+            while let Some(item) = output.next().await {
+                let item = item.map_err(|e| EngineError::request("reading exec output", e))?;
+                out.push_str(&String::from_utf8_lossy(&item.into_bytes()));
+            }
+        }
+        let code = self.exit_code(&exec.id).await?;
+        Ok((code, out))
+    }
+
+    async fn exit_code(&self, exec_id: &str) -> crate::Result<i64> {
+        let inspect = self
+            .docker
+            .inspect_exec(exec_id)
+            .await
+            .map_err(|e| EngineError::request("reading a step's exit code", e))?;
+        Ok(inspect.exit_code.unwrap_or(-1))
+    }
+
+    /// Run one plan step, streaming its output as events; fail with the output's tail on a non-zero exit.
+    async fn exec_step(
+        &self,
+        run: &StepRun<'_>,
+        options: &BuildOptions,
+        report: &mut BuildReport,
+    ) -> crate::Result<(i64, String)> {
+        let id = self.builder_id()?;
+        let env: Vec<String> = run
+            .step
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let exec = self
+            .docker
+            .create_exec(
+                id,
+                CreateExecOptions {
+                    cmd: Some(run.step.argv.clone()),
+                    env: Some(env),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| {
+                EngineError::request(format!("creating the exec for step {}", run.step.label), e)
+            })?;
+        let mut lines = LineSplitter::new(run, options, report);
+        if let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| EngineError::request(format!("starting step {}", run.step.label), e))?
+        {
+            while let Some(item) = output.next().await {
+                use bollard::container::LogOutput;
+                match item.map_err(|e| {
+                    EngineError::request(format!("reading the output of {}", run.step.label), e)
+                })? {
+                    LogOutput::StdErr { message } => lines.feed(LogStream::Stderr, &message),
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        lines.feed(LogStream::Stdout, &message)
+                    }
+                    LogOutput::StdIn { .. } => {}
+                }
+            }
+        }
+        let (tail, captured) = lines.finish();
+        let exit_code = self.exit_code(&exec.id).await?;
+        if exit_code != 0 {
+            return Err(BuildError::StepFailed {
+                index: run.index,
+                total: run.total,
+                label: run.step.label.clone(),
+                exit_code,
+                tail,
+            }
+            .into());
+        }
+        Ok((exit_code, captured))
+    }
+
+    /// Stream `/tmp/rootfs/.` out of the builder into `sink`, with no temporary copy.
+    fn export_rootfs(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        options: &BuildOptions,
+        sink: &mut dyn RootfsSink,
+    ) -> crate::Result<()> {
+        let id = self.builder_id()?.to_owned();
+        let docker = self.docker.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(8);
+        let forward = runtime.spawn(async move {
+            let download = DownloadFromContainerOptionsBuilder::default()
+                .path(&format!("{ROOTFS_DIR}/."))
+                .build();
+            let mut stream = docker.download_from_container(&id, Some(download));
+            while let Some(item) = stream.next().await {
+                let failed = item.is_err();
+                if tx.send(item.map_err(|e| e.to_string())).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let mut reader = ChannelReader {
+            rx,
+            current: Bytes::new(),
+            cancel: options.cancel.clone(),
+        };
+        let result = sink.consume(&mut reader);
+        drop(reader);
+        forward.abort();
+        if options.cancel.is_cancelled() {
+            return Err(BuildError::Interrupted.into());
+        }
+        result
+    }
+
+    /// Remove the builder, then the snapshot with its anonymous volume. The cache volume is kept.
+    async fn cleanup(&mut self) -> Result<(), EngineError> {
+        let mut first_error = None;
+        for (id, volumes) in [(self.builder.take(), false), (self.snapshot.take(), true)] {
+            let Some(id) = id else { continue };
+            let options = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(volumes)
+                .build();
+            if let Err(e) = self.docker.remove_container(&id, Some(options)).await {
+                let not_found = matches!(
+                    e,
+                    bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }
+                );
+                if !not_found && first_error.is_none() {
+                    first_error = Some(EngineError::request(format!("removing container {id}"), e));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Splits a step's output into lines, emitting events and keeping the tail.
+struct LineSplitter<'a> {
+    run: &'a StepRun<'a>,
+    options: &'a BuildOptions,
+    report: &'a mut BuildReport,
+    partial: [Vec<u8>; 2],
+    tail: VecDeque<String>,
+    captured: String,
+}
+
+impl<'a> LineSplitter<'a> {
+    fn new(run: &'a StepRun<'a>, options: &'a BuildOptions, report: &'a mut BuildReport) -> Self {
+        Self {
+            run,
+            options,
+            report,
+            partial: [Vec::new(), Vec::new()],
+            tail: VecDeque::new(),
+            captured: String::new(),
+        }
+    }
+
+    fn feed(&mut self, stream: LogStream, bytes: &[u8]) {
+        let slot = stream as usize;
+        self.partial[slot].extend_from_slice(bytes);
+        while let Some(pos) = self.partial[slot].iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial[slot].drain(..=pos).collect();
+            self.line(stream, &line[..line.len() - 1]);
+        }
+    }
+
+    fn line(&mut self, stream: LogStream, bytes: &[u8]) {
+        let line = String::from_utf8_lossy(bytes)
+            .trim_end_matches('\r')
+            .to_owned();
+        if self.run.capture && stream == LogStream::Stdout {
+            self.captured.push_str(&line);
+            self.captured.push('\n');
+        }
+        if let Some(EmergeEvent::Emerging {
+            index,
+            total,
+            cpv,
+            binary,
+            ..
+        }) = parse_emerge_line(&line)
+        {
+            self.report.record_emerge(&cpv, binary);
+            self.options.emit(BuildEvent::Package {
+                step: self.run.index,
+                index,
+                total,
+                cpv,
+                binary,
+            });
+        }
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line.clone());
+        self.report.log.push(line.clone());
+        self.options.emit(BuildEvent::Log {
+            step: self.run.index,
+            stream,
+            line,
+        });
+    }
+
+    fn finish(mut self) -> (Vec<String>, String) {
+        for stream in [LogStream::Stdout, LogStream::Stderr] {
+            let rest = std::mem::take(&mut self.partial[stream as usize]);
+            if !rest.is_empty() {
+                self.line(stream, &rest);
+            }
+        }
+        (self.tail.into_iter().collect(), self.captured)
+    }
+}
+
+/// A blocking reader over the chunks a download task sends.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+    current: Bytes,
+    cancel: super::CancelToken,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            if self.cancel.is_cancelled() {
+                return Err(std::io::Error::other("the build was interrupted"));
+            }
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(message)) => {
+                    return Err(std::io::Error::other(format!(
+                        "downloading {ROOTFS_DIR} from the builder: {message}"
+                    )));
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}

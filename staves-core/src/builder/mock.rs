@@ -1,0 +1,256 @@
+//! A recording test double: no engine, a rootfs from a directory or from generated entries.
+
+use super::{
+    BuildError, BuildEvent, BuildOptions, BuildReport, Builder, LogStream, RootfsSink, StepReport,
+};
+use crate::plan::{BuildPlan, StepKind};
+use crate::portage::InstalledPackage;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// What a [`MockBuilder`] was asked to do.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum MockCall {
+    /// `build` was called with this plan.
+    Build {
+        /// The plan it was given.
+        plan: BuildPlan,
+    },
+    /// A step "ran" (1-based index and its argv).
+    Step {
+        /// 1-based step number.
+        index: usize,
+        /// The step's argv.
+        argv: Vec<String>,
+    },
+    /// The rootfs was handed to the sink.
+    Export,
+}
+
+/// One generated rootfs entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MockEntry {
+    /// A directory.
+    Dir {
+        /// Path relative to the rootfs.
+        path: String,
+        /// Permission bits.
+        mode: u32,
+    },
+    /// A regular file.
+    File {
+        /// Path relative to the rootfs.
+        path: String,
+        /// Permission bits.
+        mode: u32,
+        /// Content.
+        content: Vec<u8>,
+    },
+    /// A symbolic link.
+    Symlink {
+        /// Path relative to the rootfs.
+        path: String,
+        /// Link target, stored as is.
+        target: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Dir(PathBuf),
+    Entries(Vec<MockEntry>),
+}
+
+/// A backend for tests: records calls, emits the events a real build would, yields a prepared rootfs.
+#[derive(Debug, Clone)]
+pub struct MockBuilder {
+    source: Source,
+    packages: Vec<InstalledPackage>,
+    fail_at: Option<StepKind>,
+    calls: Arc<Mutex<Vec<MockCall>>>,
+}
+
+impl MockBuilder {
+    /// A mock whose rootfs is the content of directory `dir`.
+    pub fn from_dir(dir: impl Into<PathBuf>) -> Self {
+        Self::with_source(Source::Dir(dir.into()))
+    }
+
+    /// A mock whose rootfs is made of `entries`.
+    pub fn from_entries(entries: Vec<MockEntry>) -> Self {
+        Self::with_source(Source::Entries(entries))
+    }
+
+    fn with_source(source: Source) -> Self {
+        Self {
+            source,
+            packages: Vec::new(),
+            fail_at: None,
+            calls: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Report these packages as installed.
+    pub fn packages(mut self, packages: Vec<InstalledPackage>) -> Self {
+        self.packages = packages;
+        self
+    }
+
+    /// Fail with a step error when the first step of this kind runs.
+    pub fn fail_at(mut self, kind: StepKind) -> Self {
+        self.fail_at = Some(kind);
+        self
+    }
+
+    /// Every call recorded so far, in order.
+    pub fn calls(&self) -> Vec<MockCall> {
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn record(&self, call: MockCall) {
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(call);
+    }
+
+    fn rootfs_tar(&self) -> crate::Result<Vec<u8>> {
+        let io = |context: &str| {
+            let context = context.to_owned();
+            move |source| BuildError::Io { context, source }
+        };
+        let mut tar = tar::Builder::new(Vec::new());
+        tar.follow_symlinks(false);
+        match &self.source {
+            Source::Dir(dir) => {
+                tar.append_dir_all(".", dir)
+                    .map_err(io(&format!("reading mock rootfs {}", dir.display())))?;
+            }
+            Source::Entries(entries) => {
+                for entry in entries {
+                    let mut header = tar::Header::new_gnu();
+                    header.set_mtime(0);
+                    match entry {
+                        MockEntry::Dir { path, mode } => {
+                            header.set_entry_type(tar::EntryType::Directory);
+                            header.set_mode(*mode);
+                            header.set_size(0);
+                            tar.append_data(&mut header, path, std::io::empty())
+                                .map_err(io(path))?;
+                        }
+                        MockEntry::File {
+                            path,
+                            mode,
+                            content,
+                        } => {
+                            header.set_entry_type(tar::EntryType::Regular);
+                            header.set_mode(*mode);
+                            header.set_size(content.len() as u64);
+                            tar.append_data(&mut header, path, content.as_slice())
+                                .map_err(io(path))?;
+                        }
+                        MockEntry::Symlink { path, target } => {
+                            header.set_entry_type(tar::EntryType::Symlink);
+                            header.set_mode(0o777);
+                            header.set_size(0);
+                            tar.append_link(&mut header, path, target)
+                                .map_err(io(path))?;
+                        }
+                    }
+                }
+            }
+        }
+        tar.into_inner().map_err(|source| {
+            BuildError::Io {
+                context: "finishing the mock rootfs".into(),
+                source,
+            }
+            .into()
+        })
+    }
+}
+
+impl Builder for MockBuilder {
+    fn build(
+        &self,
+        plan: &BuildPlan,
+        options: &BuildOptions,
+        sink: &mut dyn RootfsSink,
+    ) -> crate::Result<BuildReport> {
+        let started = Instant::now();
+        self.record(MockCall::Build { plan: plan.clone() });
+        let mut report = BuildReport::default();
+        let total = plan.steps.len();
+        for (i, step) in plan.steps.iter().enumerate() {
+            let index = i + 1;
+            if options.cancel.is_cancelled() {
+                return Err(BuildError::Interrupted.into());
+            }
+            options.emit(BuildEvent::StepStarted {
+                index,
+                total,
+                label: step.label.clone(),
+            });
+            self.record(MockCall::Step {
+                index,
+                argv: step.argv.clone(),
+            });
+            let line = format!("mock: {}", step.label);
+            report.log.push(line.clone());
+            options.emit(BuildEvent::Log {
+                step: index,
+                stream: LogStream::Stdout,
+                line,
+            });
+            if self.fail_at.as_ref() == Some(&step.kind) {
+                return Err(BuildError::StepFailed {
+                    index,
+                    total,
+                    label: step.label.clone(),
+                    exit_code: 1,
+                    tail: vec![format!("mock failure in {}", step.label)],
+                }
+                .into());
+            }
+            if step.kind == StepKind::Rootfs {
+                let n = self.packages.len();
+                for (k, package) in self.packages.iter().enumerate() {
+                    let binary = package.binary.unwrap_or(false);
+                    report.record_emerge(&package.cpv, binary);
+                    options.emit(BuildEvent::Package {
+                        step: index,
+                        index: k + 1,
+                        total: n,
+                        cpv: package.cpv.clone(),
+                        binary,
+                    });
+                }
+            }
+            report.steps.push(StepReport {
+                kind: step.kind.clone(),
+                label: step.label.clone(),
+                duration: Duration::ZERO,
+                exit_code: 0,
+            });
+            options.emit(BuildEvent::StepFinished {
+                index,
+                seconds: 0.0,
+            });
+        }
+        report.packages = self.packages.clone();
+        let tar = self.rootfs_tar()?;
+        options.emit(BuildEvent::Exporting);
+        self.record(MockCall::Export);
+        let export_started = Instant::now();
+        sink.consume(&mut tar.as_slice())?;
+        report.export_duration = export_started.elapsed();
+        report.total_duration = started.elapsed();
+        Ok(report)
+    }
+}
