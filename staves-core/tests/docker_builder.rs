@@ -1,0 +1,109 @@
+//! The Docker backend against the real engine and real Portage (fixture images).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{BUILDER_IMAGE, PORTAGE_IMAGE, TempVolume, docker_ready, staves_containers};
+use staves_core::{
+    BuildEvent, BuildOptions, BuildPlan, Builder, DockerBuilder, Error, ImageSpec, PlanOptions,
+};
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+fn builder(cache: &TempVolume) -> DockerBuilder {
+    DockerBuilder::new(BUILDER_IMAGE)
+        .unwrap()
+        .portage_image(PORTAGE_IMAGE)
+        .build_cache(&cache.0)
+}
+
+/// Read the rootfs tar and list its entries (path, uid, gid).
+fn list_entries(rootfs: &mut dyn Read) -> staves_core::Result<Vec<(String, u64, u64)>> {
+    let mut archive = tar::Archive::new(rootfs);
+    let mut out = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        out.push((
+            path,
+            entry.header().uid().unwrap(),
+            entry.header().gid().unwrap(),
+        ));
+    }
+    Ok(out)
+}
+
+#[test]
+fn builds_hello_rootfs_and_leaves_no_container() {
+    if !docker_ready() {
+        return;
+    }
+    let _lock = common::engine_lock();
+    let cache = TempVolume::new("builder-hello");
+    let mut spec = ImageSpec::new("staves-test/hello");
+    spec.packages = vec!["app-misc/hello".into()];
+    let plan = BuildPlan::new(&spec, &PlanOptions::with_jobs(2)).unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink_events = events.clone();
+    let options = BuildOptions::default().with_events(Arc::new(move |e: &BuildEvent| {
+        sink_events.lock().unwrap().push(e.clone());
+    }));
+    let mut entries = Vec::new();
+    let report = builder(&cache)
+        .build(&plan, &options, &mut |r: &mut dyn Read| {
+            entries = list_entries(r)?;
+            Ok(())
+        })
+        .unwrap();
+    let names: Vec<&str> = entries.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert!(
+        names.iter().any(|p| p.ends_with("usr/bin/hello")),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|p| p.ends_with("bin/sh")), "{names:?}");
+    assert!(!names.iter().any(|p| p.contains("buildtool")), "{names:?}");
+    assert!(!names.iter().any(|p| p.contains("var/db/pkg")), "{names:?}");
+    assert!(!names.iter().any(|p| p.contains("var/cache")), "{names:?}");
+    let cpvs: Vec<&str> = report.packages.iter().map(|p| p.cpv.as_str()).collect();
+    assert!(cpvs.contains(&"app-misc/hello-1"), "{cpvs:?}");
+    assert!(cpvs.contains(&"dev-libs/libfoo-1"), "{cpvs:?}");
+    assert!(
+        report.packages.iter().all(|p| p.binary.is_some()),
+        "{:?}",
+        report.packages
+    );
+    let events = events.lock().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, BuildEvent::Package { .. }))
+    );
+    assert!(staves_containers().is_empty(), "{:?}", staves_containers());
+    eprintln!("report: {}", serde_json::to_string_pretty(&report).unwrap());
+}
+
+#[test]
+fn a_missing_package_fails_the_rootfs_step_and_leaves_no_container() {
+    if !docker_ready() {
+        return;
+    }
+    let _lock = common::engine_lock();
+    let cache = TempVolume::new("builder-missing");
+    let mut spec = ImageSpec::new("staves-test/missing");
+    spec.packages = vec!["app-misc/does-not-exist".into()];
+    let plan = BuildPlan::new(&spec, &PlanOptions::with_jobs(2)).unwrap();
+    let mut called = false;
+    let err = builder(&cache)
+        .build(&plan, &BuildOptions::default(), &mut |_: &mut dyn Read| {
+            called = true;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(!called, "the sink must not be called for a failed build");
+    let Error::Build(staves_core::BuildError::StepFailed { label, tail, .. }) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(label.contains("build dependencies"), "{label}");
+    assert!(tail.join("\n").contains("does-not-exist"), "{err}");
+    assert!(staves_containers().is_empty(), "{:?}", staves_containers());
+}
