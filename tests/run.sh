@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The test command: everything CI runs after the lint checks, from a fresh clone on a machine with Docker.
+#
+#   bash tests/run.sh
+#
+# 1. installs the host packages (tests/install-deps.sh);
+# 2. builds the fixture images staves-test/stage3 and staves-test/portage (reused when unchanged);
+# 3. puts real Portage (portage==3.0.83) in a virtualenv for the read-back tests;
+# 4. runs the Rust tests with the engine and Portage required (they fail instead of skipping);
+# 5. builds the Python module into a fresh virtualenv and runs pytest.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "host packages"
+bash tests/install-deps.sh
+
+step "docker engine"
+docker info --format 'engine {{.ServerVersion}} ({{.OperatingSystem}})'
+
+step "fixture images"
+bash tests/fixtures/build-images.sh
+
+step "Portage for the read-back tests"
+portage_venv="$root/target/portage-venv"
+if ! "$portage_venv/bin/python" -c 'import portage, sys; sys.exit(portage.VERSION != "3.0.83")' 2>/dev/null; then
+  rm -rf "$portage_venv"
+  python3 -m venv "$portage_venv"
+  "$portage_venv/bin/pip" install -q --disable-pip-version-check portage==3.0.83
+fi
+export STAVES_PORTAGE_PYTHON="$portage_venv/bin/python"
+
+export STAVES_REQUIRE_DOCKER=1
+export STAVES_REQUIRE_PORTAGE=1
+
+step "Rust tests"
+cargo test --workspace --exclude staves-py --all-targets
+cargo test --workspace --exclude staves-py --doc
+
+if [ -f staves-py/pyproject.toml ]; then
+  step "Python module"
+  py_venv="$root/target/py-venv"
+  rm -rf "$py_venv"
+  python3 -m venv "$py_venv"
+  "$py_venv/bin/pip" install -q --disable-pip-version-check pytest
+  "$py_venv/bin/pip" install -q --disable-pip-version-check ./staves-py
+  (cd staves-py && "$py_venv/bin/python" -m pytest -q tests)
+fi
