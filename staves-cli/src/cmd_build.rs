@@ -1,12 +1,125 @@
-//! `staves build`.
+//! `staves build`: spec → plan → builder container → image.
 
+use crate::progress::Progress;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Flags of `staves build`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The spec to build.
+    #[arg(long, short = 'c', default_value = "staves.toml")]
+    config: PathBuf,
+    /// The builder image: a Gentoo stage3 (or compatible).
+    #[arg(long, default_value = staves_core::DEFAULT_BUILDER_IMAGE)]
+    builder: String,
+    /// The image holding the Portage tree as a volume (like gentoo/portage).
+    #[arg(long, default_value = staves_core::DEFAULT_PORTAGE_IMAGE)]
+    portage: String,
+    /// Named volume that keeps binary packages between builds.
+    #[arg(long, default_value = staves_core::DEFAULT_BUILD_CACHE)]
+    build_cache: String,
+    /// Copy libstdc++ into the image, whatever the spec says.
+    #[arg(long)]
+    stdlib: bool,
+    /// Mount ~/.ssh read-only into the builder when it exists (the default).
+    #[arg(long, overrides_with = "no_ssh")]
+    ssh: bool,
+    /// Do not mount ~/.ssh.
+    #[arg(long, overrides_with = "ssh")]
+    no_ssh: bool,
+    /// Mount ~/.netrc read-only into the builder when it exists (the default).
+    #[arg(long, overrides_with = "no_netrc")]
+    netrc: bool,
+    /// Do not mount ~/.netrc.
+    #[arg(long, overrides_with = "netrc")]
+    no_netrc: bool,
+    /// LANG inside the builder.
+    #[arg(long, default_value = "C.UTF-8")]
+    locale: String,
+    /// Also write the plain rootfs tar here (as the original's staves_root.tar).
+    #[arg(long)]
+    image_path: Option<PathBuf>,
+    /// The image tag, instead of the spec's `version`.
+    #[arg(long = "version")]
+    tag: Option<String>,
+    /// Where to write the image: docker, oci:DIR, oci-archive:FILE, docker-archive:FILE, rootfs:FILE (repeatable).
+    #[arg(long = "output", short = 'o')]
+    outputs: Vec<staves_core::Output>,
+    /// Layer compression.
+    #[arg(long, default_value = "gzip")]
+    compression: staves_core::Compression,
+    /// Parallel jobs for emerge and make (default: number of CPUs).
+    #[arg(long, short = 'j')]
+    jobs: Option<usize>,
+    /// The Docker engine address (default: DOCKER_HOST, else the local socket).
+    #[arg(long, env = "DOCKER_HOST")]
+    docker_host: Option<String>,
+    /// Print only errors and the result.
+    #[arg(long, short = 'q', conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print every line the builder prints.
+    #[arg(long, short = 'v')]
+    verbose: bool,
+    /// Output format of the final report.
+    #[arg(long, default_value = "text")]
+    format: crate::Format,
+}
 
 /// Run `staves build`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("staves build is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut spec = crate::load_spec(&args.config)?;
+    if args.stdlib {
+        spec.stdlib = true;
+    }
+    if let Some(tag) = args.tag {
+        spec.version = tag;
+    }
+    let mut outputs = args.outputs;
+    if outputs.is_empty() {
+        outputs.push(staves_core::Output::Docker);
+    }
+    if let Some(path) = args.image_path {
+        outputs.push(staves_core::Output::Rootfs(path));
+    }
+    let builder = staves_core::DockerBuilder::new(args.builder)?
+        .portage_image(args.portage)
+        .build_cache(args.build_cache)
+        .ssh(!args.no_ssh)
+        .netrc(!args.no_netrc)
+        .locale(args.locale)
+        .docker_host(args.docker_host.clone())
+        .cancel_on_ctrl_c(true);
+    let progress = Arc::new(Progress::new(args.quiet, args.verbose));
+    let handler = progress.clone();
+    let options =
+        staves_core::BuildOptions::default().with_events(Arc::new(move |e| handler.event(e)));
+    let request = staves_core::BuildRequest::new(outputs)
+        .jobs(args.jobs)
+        .compression(args.compression)
+        .docker_host(args.docker_host);
+    let result = staves_core::build_image(&spec, &builder, &request, &options);
+    progress.finish();
+    let outcome = result?;
+    match args.format {
+        crate::Format::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
+        crate::Format::Text => {
+            let report = &outcome.report;
+            if !args.quiet {
+                eprintln!(
+                    "built {} packages ({} from source, {} from binary packages) in {:.1}s",
+                    report.packages.len(),
+                    report.built_from_source.len(),
+                    report.installed_from_binary.len(),
+                    report.total_duration.as_secs_f64()
+                );
+                for output in &outcome.image.outputs {
+                    eprintln!("wrote {output}");
+                }
+            }
+            println!("{}", outcome.image.digest);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

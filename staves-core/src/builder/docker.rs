@@ -461,21 +461,12 @@ impl Session {
     }
 
     /// Upload the plan's files into the staging directory: file entries only, root-owned, mode 0644.
+    ///
+    /// The archive is extracted at `/` with full paths, so the engine creates the missing parent directories and
+    /// no existing directory's mode or owner is touched.
     async fn upload_files(&self, plan: &BuildPlan) -> crate::Result<()> {
         let id = self.builder_id()?;
-        let (code, out) = self
-            .exec_capture(id, vec!["mkdir".into(), "-p".into(), STAGING_DIR.into()])
-            .await?;
-        if code != 0 {
-            return Err(BuildError::StepFailed {
-                index: 1,
-                total: plan.steps.len(),
-                label: format!("create {STAGING_DIR}"),
-                exit_code: code,
-                tail: out.lines().map(str::to_owned).collect(),
-            }
-            .into());
-        }
+        let staging = STAGING_DIR.trim_start_matches('/');
         let mut tar = tar::Builder::new(Vec::new());
         for file in &plan.files {
             let mut header = tar::Header::new_gnu();
@@ -485,55 +476,19 @@ impl Session {
             header.set_uid(0);
             header.set_gid(0);
             header.set_mtime(0);
-            tar.append_data(&mut header, &file.path, file.content.as_bytes())
-                .map_err(|source| BuildError::Io {
-                    context: format!("packing {}", file.path),
-                    source,
-                })?;
+            let path = format!("{staging}/{}", file.path);
+            tar.append_data(&mut header, &path, file.content.as_bytes())
+                .map_err(|source| BuildError::Io { context: format!("packing {path}"), source })?;
         }
-        let body = tar.into_inner().map_err(|source| BuildError::Io {
-            context: "packing the Portage files".into(),
-            source,
-        })?;
-        let options = UploadToContainerOptionsBuilder::default()
-            .path(STAGING_DIR)
-            .build();
+        let body = tar
+            .into_inner()
+            .map_err(|source| BuildError::Io { context: "packing the Portage files".into(), source })?;
+        let options = UploadToContainerOptionsBuilder::default().path("/").build();
         self.docker
             .upload_to_container(id, Some(options), bollard::body_full(Bytes::from(body)))
             .await
             .map_err(|e| EngineError::request("uploading the Portage files into the builder", e))?;
         Ok(())
-    }
-
-    /// Run a helper command (not a plan step) and return its exit code and combined output.
-    async fn exec_capture(&self, id: &str, argv: Vec<String>) -> crate::Result<(i64, String)> {
-        let exec = self
-            .docker
-            .create_exec(
-                id,
-                CreateExecOptions {
-                    cmd: Some(argv),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| EngineError::request("creating an exec in the builder", e))?;
-        let mut out = String::new();
-        if let StartExecResults::Attached { mut output, .. } = self
-            .docker
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(|e| EngineError::request("starting an exec in the builder", e))?
-        {
-            while let Some(item) = output.next().await {
-                let item = item.map_err(|e| EngineError::request("reading exec output", e))?;
-                out.push_str(&String::from_utf8_lossy(&item.into_bytes()));
-            }
-        }
-        let code = self.exit_code(&exec.id).await?;
-        Ok((code, out))
     }
 
     async fn exit_code(&self, exec_id: &str) -> crate::Result<i64> {
