@@ -7,6 +7,9 @@ pub enum Error {
     /// The Docker engine failed or could not be reached.
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
+    /// A `staves.toml` could not be read, parsed or validated.
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
     /// An I/O error outside any more specific area.
     #[error("{context}: {source}")]
     Io {
@@ -22,6 +25,7 @@ impl Error {
     /// The process exit code the `staves` CLI uses for this error (see its docs).
     pub fn exit_code(&self) -> u8 {
         match self {
+            Error::Spec(_) => 1,
             Error::Engine(_) => 3,
             Error::Io { .. } => 5,
         }
