@@ -201,15 +201,28 @@ pub(crate) struct SourceMap {
     pub(crate) values: HashMap<String, (usize, usize)>,
     /// Positions of keys (table headers, `key =`).
     pub(crate) keys: HashMap<String, (usize, usize)>,
+    /// Key paths that could not be parsed (and were left out of the spec).
+    pub(crate) failed: Vec<String>,
 }
 
 impl SourceMap {
     /// Attach the best known position of `key` (its value, else its key) and the path to `d`.
     pub(crate) fn locate(&self, mut d: Diagnostic, at_key: bool) -> Diagnostic {
-        let pos = if at_key {
-            self.keys.get(&d.key).or_else(|| self.values.get(&d.key))
-        } else {
-            self.values.get(&d.key).or_else(|| self.keys.get(&d.key))
+        let mut key = d.key.as_str();
+        let pos = loop {
+            let found = if at_key {
+                self.keys.get(key).or_else(|| self.values.get(key))
+            } else {
+                self.values.get(key).or_else(|| self.keys.get(key))
+            };
+            if found.is_some() {
+                break found;
+            }
+            // Fall back to the enclosing setting (`repositories[0].uri` → `repositories[0]` → `repositories`).
+            match key.rfind(['.', '[']) {
+                Some(i) if i > 0 => key = &key[..i],
+                _ => break None,
+            }
         };
         if let Some(&(line, column)) = pos {
             d.line = Some(line);

@@ -8,13 +8,12 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum SpecError {
     /// The file could not be read.
-    #[error("cannot read {}: {source}\n  help: check the path, or pass another one with --config", path.display())]
+    #[error("cannot read {}: {error}\n  help: check the path, or pass another one with --config", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
         /// One diagnostic describing the failure (no line/column).
         diagnostics: Vec<Diagnostic>,
     },

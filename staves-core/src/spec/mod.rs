@@ -45,6 +45,14 @@ impl ImageSpec {
         Self::from_toml_str_at(text, path)?.checked()
     }
 
+    /// Parse as much as possible and validate: every diagnostic, parse and semantic, in file order.
+    ///
+    /// Unlike [`ImageSpec::from_toml_str`] this does not stop at structural problems: settings that cannot be
+    /// parsed are left out of the returned spec (which is `None` only when the text is not TOML at all).
+    pub fn check_str(text: &str, path: Option<&Path>) -> (Vec<Diagnostic>, Option<ImageSpec>) {
+        check_text(text, path)
+    }
+
     fn checked(self) -> Result<ImageSpec, SpecError> {
         let diagnostics = self.validate();
         if diagnostics.iter().any(Diagnostic::is_error) {
@@ -79,15 +87,26 @@ impl ImageSpec {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, SpecError> {
-    std::fs::read(path).map_err(|source| {
-        let mut d = Diagnostic::error("", format!("cannot read {}: {source}", path.display()));
+    std::fs::read(path).map_err(|error| {
+        let mut d = Diagnostic::error("", format!("cannot read {}: {error}", path.display()));
         d.path = Some(path.to_path_buf());
         SpecError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
             diagnostics: vec![d],
         }
     })
+}
+
+fn check_text(text: &str, path: Option<&Path>) -> (Vec<Diagnostic>, Option<ImageSpec>) {
+    match parse::parse_lenient(text, path) {
+        Err(diagnostics) => (diagnostics, None),
+        Ok((spec, mut diagnostics)) => {
+            diagnostics.extend(spec.validate());
+            diagnostics.sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(usize::MAX)));
+            (diagnostics, Some(spec))
+        }
+    }
 }
 
 /// The outcome of checking one spec file: every diagnostic, plus the text for rendering them.
@@ -109,10 +128,9 @@ impl SpecReport {
     pub fn check(path: &Path) -> Result<SpecReport, SpecError> {
         let bytes = read(path)?;
         let source = String::from_utf8_lossy(&bytes).into_owned();
-        let parsed = parse::decode(&bytes, Some(path)).and_then(|text| parse::parse(text, Some(path)));
-        let (diagnostics, spec) = match parsed {
-            Ok(spec) => (spec.validate(), Some(spec)),
+        let (diagnostics, spec) = match parse::decode(&bytes, Some(path)) {
             Err(e) => (e.diagnostics().to_vec(), None),
+            Ok(text) => check_text(text, Some(path)),
         };
         Ok(SpecReport {
             path: path.to_path_buf(),

@@ -81,16 +81,31 @@ pub(crate) fn decode<'b>(bytes: &'b [u8], path: Option<&Path>) -> Result<&'b str
     }
 }
 
-/// Parse TOML text into a spec, recording where each setting was written.
+/// Parse TOML text into a spec, recording where each setting was written. Any structural problem is an error.
 pub(crate) fn parse(text: &str, path: Option<&Path>) -> Result<ImageSpec, SpecError> {
+    match parse_lenient(text, path) {
+        Ok((spec, diags)) if diags.is_empty() => Ok(spec),
+        Ok((_, diagnostics)) | Err(diagnostics) => Err(SpecError::Parse {
+            path: path.map(Path::to_path_buf),
+            diagnostics,
+        }),
+    }
+}
+
+/// Parse as much as possible: the spec with unusable settings left out, plus a diagnostic for each of them.
+/// `Err` only when the text is not TOML at all (one diagnostic).
+pub(crate) fn parse_lenient(text: &str, path: Option<&Path>) -> Result<(ImageSpec, Vec<Diagnostic>), Vec<Diagnostic>> {
     let path_buf = path.map(Path::to_path_buf);
     if text.len() > MAX_SPEC_BYTES {
-        return decode(text.as_bytes(), path).map(|_| ImageSpec::new(""));
+        return match decode(text.as_bytes(), path) {
+            Err(e) => Err(e.diagnostics().to_vec()),
+            Ok(_) => Err(Vec::new()),
+        };
     }
     let mut p = Parser {
         idx: LineIndex::new(text),
         map: SourceMap {
-            path: path_buf.clone(),
+            path: path_buf,
             ..SourceMap::default()
         },
         diags: Vec::new(),
@@ -101,21 +116,11 @@ pub(crate) fn parse(text: &str, path: Option<&Path>) -> Result<ImageSpec, SpecEr
             let span = e.span().unwrap_or(0..0);
             let message = toml_message(e.message());
             p.error("", span, message);
-            return Err(SpecError::Parse {
-                path: path_buf,
-                diagnostics: p.diags,
-            });
+            return Err(p.diags);
         }
     };
     let spec = p.spec(root.get_ref());
-    if p.diags.is_empty() {
-        Ok(spec)
-    } else {
-        Err(SpecError::Parse {
-            path: path_buf,
-            diagnostics: p.diags,
-        })
-    }
+    Ok((spec, p.diags))
 }
 
 /// Turn the toml crate's message into one that says what to do.
@@ -154,12 +159,15 @@ fn type_name(v: &DeValue<'_>) -> &'static str {
 
 /// The closest of `known` to `word`, if it is close enough to be a typo.
 pub(crate) fn suggest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
+    if word.is_empty() || word.len() > 64 {
+        return None;
+    }
     known
         .iter()
-        .map(|k| (strsim::jaro_winkler(word, k), *k))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| k)
+        .map(|k| (strsim::osa_distance(word, k), strsim::jaro_winkler(word, k), *k))
+        .filter(|(dist, score, k)| *score >= 0.85 || (*dist <= 1 + k.len() / 5 && *dist < k.len()))
+        .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
+        .map(|(_, _, k)| k)
 }
 
 fn did_you_mean(word: &str, known: &[&str]) -> String {
@@ -175,6 +183,7 @@ impl Parser<'_> {
     }
 
     fn error(&mut self, key: &str, span: Range<usize>, message: impl Into<String>) {
+        self.map.failed.push(key.to_owned());
         let (line, column) = self.pos(span);
         let mut d = Diagnostic::error(key, message);
         d.line = Some(line);

@@ -66,6 +66,15 @@ pub(crate) fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
     check_package_configs(&mut c);
     check_image(&mut c);
     let mut out = c.out;
+    // Settings that failed to parse were left out; rules about them would only repeat the parse error.
+    let failed = &spec.source.0.failed;
+    if !failed.is_empty() {
+        out.retain(|d| {
+            !failed
+                .iter()
+                .any(|f| !f.is_empty() && (d.key == *f || d.key.starts_with(&format!("{f}.")) || d.key.starts_with(&format!("{f}["))))
+        });
+    }
     out.sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(usize::MAX)));
     out
 }
@@ -448,7 +457,7 @@ fn check_package_configs(c: &mut Checker<'_>) {
         let base = key_segment(atom_text);
         match Atom::parse(atom_text) {
             Ok(atom) => {
-                if !installed.contains(&atom.cp()) {
+                if !installed.contains(&atom.cp()) && !spec.source.0.failed.iter().any(|f| f.starts_with("packages")) {
                     c.warning_at_key(
                         base.clone(),
                         format!(
