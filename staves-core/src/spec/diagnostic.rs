@@ -201,6 +201,8 @@ pub(crate) struct SourceMap {
     pub(crate) values: HashMap<String, (usize, usize)>,
     /// Positions of keys (table headers, `key =`).
     pub(crate) keys: HashMap<String, (usize, usize)>,
+    /// True when the spec was parsed from text: diagnostics then always get a position (1:1 for missing keys).
+    pub(crate) from_text: bool,
     /// Key paths that could not be parsed (and were left out of the spec).
     pub(crate) failed: Vec<String>,
 }
@@ -224,7 +226,7 @@ impl SourceMap {
                 _ => break None,
             }
         };
-        if let Some(&(line, column)) = pos {
+        if let Some(&(line, column)) = pos.or(self.from_text.then_some(&(1, 1))) {
             d.line = Some(line);
             d.column = Some(column);
         }

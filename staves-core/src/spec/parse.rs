@@ -106,10 +106,22 @@ pub(crate) fn parse_lenient(text: &str, path: Option<&Path>) -> Result<(ImageSpe
         idx: LineIndex::new(text),
         map: SourceMap {
             path: path_buf,
+            from_text: true,
             ..SourceMap::default()
         },
         diags: Vec::new(),
     };
+    if let Some(offset) = too_deep(text, MAX_NESTING) {
+        p.error(
+            "",
+            offset..offset,
+            format!(
+                "arrays and tables are nested more than {MAX_NESTING} levels deep here: \
+                 a staves.toml needs at most two levels; remove the extra brackets"
+            ),
+        );
+        return Err(p.diags);
+    }
     let root = match DeTable::parse(text) {
         Ok(root) => root,
         Err(e) => {
@@ -123,13 +135,75 @@ pub(crate) fn parse_lenient(text: &str, path: Option<&Path>) -> Result<(ImageSpe
     Ok((spec, p.diags))
 }
 
+/// Deepest nesting of arrays and inline tables accepted (the toml parser recurses once per level).
+const MAX_NESTING: usize = 32;
+
+/// Byte offset of the first `[`/`{` that opens level `max + 1`, skipping strings and comments.
+fn too_deep(text: &str, max: usize) -> Option<usize> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Normal,
+        Comment,
+        Basic,
+        Literal,
+        MultiBasic,
+        MultiLiteral,
+    }
+    let b = text.as_bytes();
+    let mut state = State::Normal;
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match state {
+            State::Normal => match c {
+                b'#' => state = State::Comment,
+                b'"' if b[i..].starts_with(b"\"\"\"") => {
+                    state = State::MultiBasic;
+                    i += 2;
+                }
+                b'"' => state = State::Basic,
+                b'\'' if b[i..].starts_with(b"'''") => {
+                    state = State::MultiLiteral;
+                    i += 2;
+                }
+                b'\'' => state = State::Literal,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > max {
+                        return Some(i);
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+            State::Comment if c == b'\n' => state = State::Normal,
+            State::Basic | State::Literal if c == b'\n' => state = State::Normal,
+            State::Basic | State::MultiBasic if c == b'\\' => i += 1,
+            State::Basic if c == b'"' => state = State::Normal,
+            State::Literal if c == b'\'' => state = State::Normal,
+            State::MultiBasic if b[i..].starts_with(b"\"\"\"") => {
+                state = State::Normal;
+                i += 2;
+            }
+            State::MultiLiteral if b[i..].starts_with(b"'''") => {
+                state = State::Normal;
+                i += 2;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Turn the toml crate's message into one that says what to do.
 fn toml_message(raw: &str) -> String {
     let raw = raw.trim();
     let first = raw.lines().next().unwrap_or(raw).trim();
     let hint = if first.contains("duplicate key") {
         "each key may appear only once per table: remove or rename one of them"
-    } else if first.contains("recursion limit") {
+    } else if first.contains("recurs") {
         "arrays and tables are nested too deeply: a staves.toml needs at most two levels"
     } else if first.contains("invalid table header") && first.contains("duplicate") {
         "each table may be defined only once: merge the two tables"
@@ -521,5 +595,19 @@ impl Parser<'_> {
             }
         }
         Some(image)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_scan_skips_strings_and_comments() {
+        let deep = format!("a = {}1{}", "[".repeat(40), "]".repeat(40));
+        assert_eq!(too_deep(&deep, 32), Some(4 + 32));
+        let fine = format!("a = '{}'\n# {}\nb = \"\\\"{{{{\"\nc = \"\"\"\n[[[[\"\"\"\n[[x]]\n[y]", "[".repeat(40), "{".repeat(40));
+        assert_eq!(too_deep(&fine, 2), None);
+        assert_eq!(too_deep("a = [[[]]]", 2), Some(6));
     }
 }

@@ -210,13 +210,18 @@ fn check_packages(c: &mut Checker<'_>) {
     }
 }
 
-fn atom_message(e: &super::atom::AtomError, raw: &str) -> String {
-    let msg = e.to_string();
-    if raw.chars().any(char::is_control) {
-        msg.replace(raw, &printable(raw))
-    } else {
-        msg
+fn atom_message(e: &super::atom::AtomError, _raw: &str) -> String {
+    escape_controls(&e.to_string())
+}
+
+/// Replace control characters (newlines included) by their escapes, so a message stays on one line.
+fn escape_controls(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
     }
+    s.chars()
+        .map(|c| if c.is_control() { c.escape_debug().collect() } else { c.to_string() })
+        .collect()
 }
 
 /// No whitespace, control characters or `/`.
@@ -388,7 +393,7 @@ fn check_repositories(c: &mut Checker<'_>) {
         if r.uri.is_empty() {
             c.error(
                 format!("{base}.uri"),
-                "the repository has an empty `uri`: add e.g. `uri = 'https://example.com/overlay.git'`",
+                "the repository has no `uri` or an empty one: add e.g. `uri = 'https://example.com/overlay.git'`",
             );
         } else if let Some(ch) = r
             .uri
