@@ -13,6 +13,9 @@ pub enum Error {
     /// A build failed or was interrupted.
     #[error(transparent)]
     Build(#[from] crate::builder::BuildError),
+    /// A `staves.toml` could not be read, parsed or validated.
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
     /// An I/O error outside any more specific area.
     #[error("{context}: {source}")]
     Io {
@@ -28,6 +31,7 @@ impl Error {
     /// The process exit code the `staves` CLI uses for this error (see its docs).
     pub fn exit_code(&self) -> u8 {
         match self {
+            Error::Spec(_) => 1,
             Error::Engine(_) => 3,
             Error::Plan(_) => 1,
             Error::Build(_) => 4,

@@ -21,5 +21,7 @@ pub use portage::{
     BuildEnv, CONTAINER_FEATURES, EmergeEvent, InstalledPackage, PlanOptions, PortageFile,
     WriteMode, parse_emerge_line, parse_package_list, repository_location, shell_quote,
 };
-pub use spec::{Diagnostic, Severity};
-pub use spec::{ImageConfig, ImageSpec, Locale, PackageConfig, Repository};
+pub use spec::{
+    Atom, AtomError, Diagnostic, ImageConfig, ImageSpec, ImageSpecBuilder, Locale, Operator,
+    PackageConfig, Repository, Severity, SpecError, SpecReport, render_diagnostics,
+};

@@ -270,25 +270,36 @@ fn install_step_replaces_its_make_conf_block_and_keeps_builder_files() {
 }
 
 fn value_strategy() -> impl Strategy<Value = String> {
-    // Everything validation lets through: no newline, no `"`, no backtick, no `$(`, no trailing backslash.
-    "[ -~\u{e9}\u{4e2d}]{0,24}".prop_filter("rejected by validation", |v| {
-        !v.contains('"') && !v.contains('`') && !v.contains("$(") && !v.ends_with('\\')
-    })
+    prop_oneof![
+        // Mostly values validation accepts (printable ASCII and some Unicode) ...
+        4 => "[ -~\u{e9}\u{4e2d}]{0,24}",
+        // ... and some hostile ones: newlines, quotes, backticks, command substitution, trailing backslash.
+        1 => "[ -~\n\r\t]{0,12}(\n|\"|`|\\$\\(|\\\\)[ -~\n]{0,12}",
+    ]
+}
+
+fn uri_strategy() -> impl Strategy<Value = String> {
+    prop_oneof![3 => "[A-Za-z0-9:/._~%@+=-]{1,30}", 1 => "[ -~\n]{1,30}"]
 }
 
 proptest! {
-    /// Every rendered file holds only the lines the spec asked for: no value can start an assignment or a section.
+    /// A spec that validates renders only the lines it asked for: no value can start an assignment or a section.
+    /// A spec that does not validate gives no plan at all.
     #[test]
     fn rendered_files_hold_only_requested_lines(
         vars in proptest::collection::vec(("[A-Z_][A-Z0-9_]{0,8}", value_strategy()), 0..6),
         named in proptest::collection::vec(("[a-z][a-z0-9_-]{0,6}", "[A-Z]{1,6}", value_strategy()), 0..3),
-        uri in "[!-~]{1,30}",
+        uri in uri_strategy(),
     ) {
         let mut spec = ImageSpec::new("x");
         spec.packages = vec!["app-misc/hello".into()];
         for (k, v) in &vars { spec.env.insert(k.clone(), v.clone()); }
         for (n, k, v) in &named { spec.named_envs.entry(n.clone()).or_default().insert(k.clone(), v.clone()); }
         spec.repositories.push(Repository { name: "r".into(), sync_type: "git".into(), uri: uri.clone() });
+        let valid = !spec.validate().iter().any(|d| d.severity == staves_core::Severity::Error);
+        let plan = BuildPlan::new(&spec, &opts());
+        prop_assert_eq!(valid, plan.is_ok());
+        let Ok(plan) = plan else { return Ok(()) };
         let env = BuildEnv::render(&spec, &opts());
         let make_conf = &env.file("etc/portage/make.conf").unwrap().content;
         let lines: Vec<&str> = make_conf.lines().collect();
@@ -304,7 +315,6 @@ proptest! {
         let repo = &env.file("etc/portage/repos.conf/r.conf").unwrap().content;
         prop_assert_eq!(repo.lines().count(), 4);
         prop_assert!(repo.lines().skip(1).all(|l| !l.starts_with('[')));
-        let plan = BuildPlan::new(&spec, &opts()).unwrap();
         let script = plan.render_script();
         prop_assert!(script.lines().filter(|l| l.starts_with("STAVES_EOF")).count() == plan.files.len());
     }

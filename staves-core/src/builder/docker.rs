@@ -478,11 +478,15 @@ impl Session {
             header.set_mtime(0);
             let path = format!("{staging}/{}", file.path);
             tar.append_data(&mut header, &path, file.content.as_bytes())
-                .map_err(|source| BuildError::Io { context: format!("packing {path}"), source })?;
+                .map_err(|source| BuildError::Io {
+                    context: format!("packing {path}"),
+                    source,
+                })?;
         }
-        let body = tar
-            .into_inner()
-            .map_err(|source| BuildError::Io { context: "packing the Portage files".into(), source })?;
+        let body = tar.into_inner().map_err(|source| BuildError::Io {
+            context: "packing the Portage files".into(),
+            source,
+        })?;
         let options = UploadToContainerOptionsBuilder::default().path("/").build();
         self.docker
             .upload_to_container(id, Some(options), bollard::body_full(Bytes::from(body)))

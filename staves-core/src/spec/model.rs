@@ -1,8 +1,10 @@
 //! The data model of `staves.toml`.
 
+use super::diagnostic::SourceMap;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A parsed `staves.toml`: everything Staves needs to know to build one image.
 ///
@@ -34,7 +36,22 @@ pub struct ImageSpec {
     pub package_configs: IndexMap<String, PackageConfig>,
     /// Runtime settings of the image (`[image]`).
     pub image: ImageConfig,
+    /// Where each setting was written (empty for programmatic specs); never affects equality.
+    #[serde(skip)]
+    pub(crate) source: SourceHandle,
 }
+
+/// A shared [`SourceMap`] that compares equal to every other, so `==` on specs means "same content".
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SourceHandle(pub(crate) Arc<SourceMap>);
+
+impl PartialEq for SourceHandle {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for SourceHandle {}
 
 impl ImageSpec {
     /// A spec for image `name` with every other setting at its default (`version = "latest"`, no packages).
@@ -54,6 +71,7 @@ impl ImageSpec {
             repositories: Vec::new(),
             package_configs: IndexMap::new(),
             image: ImageConfig::default(),
+            source: SourceHandle::default(),
         }
     }
 }

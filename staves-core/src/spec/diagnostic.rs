@@ -1,0 +1,292 @@
+//! Diagnostics with positions, and their rustc-style rendering.
+
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// How serious a [`Diagnostic`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The spec cannot be built as written.
+    Error,
+    /// The spec builds, but probably not as meant.
+    Warning,
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// One finding about a spec: what is wrong, where, and what to do.
+///
+/// `line` and `column` are 1-based (the column counts characters) and present when the spec came from text.
+/// `key` is the logical key path, e.g. `packages[2]` or `'app-shells/bash'.use[0]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// What was wrong and what to do about it.
+    pub message: String,
+    /// The file the spec came from, if any.
+    #[serde(serialize_with = "serialize_path")]
+    pub path: Option<PathBuf>,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column in characters, when known.
+    pub column: Option<usize>,
+    /// Logical key path of the offending setting (empty for file-level problems).
+    pub key: String,
+}
+
+fn serialize_path<S: serde::Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(p) => s.serialize_str(&p.to_string_lossy()),
+        None => s.serialize_none(),
+    }
+}
+
+impl Diagnostic {
+    /// An error at `key` with no position.
+    pub fn error(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(Severity::Error, key, message)
+    }
+
+    /// A warning at `key` with no position.
+    pub fn warning(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(Severity::Warning, key, message)
+    }
+
+    fn new(severity: Severity, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            severity,
+            message: message.into(),
+            path: None,
+            line: None,
+            column: None,
+            key: key.into(),
+        }
+    }
+
+    /// True for [`Severity::Error`].
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// Render rustc-style: `error: msg`, ` --> path:line:col`, the source line and a caret under the column.
+    ///
+    /// `source` is the text the spec was parsed from; without it (or without a line) only the first two lines
+    /// are printed.
+    pub fn render(&self, source: Option<&str>) -> String {
+        use std::fmt::Write as _;
+        let mut out = format!("{}: {}\n", self.severity, self.message);
+        let path = self
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<input>".to_owned());
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => {
+                let _ = writeln!(out, " --> {path}:{line}:{column}");
+                let text = source.and_then(|s| s.split('\n').nth(line - 1));
+                if let Some(text) = text {
+                    let text = text.strip_suffix('\r').unwrap_or(text);
+                    // Keep very long lines readable: show at most 120 characters around the column.
+                    let (shown, caret_at) = window(text, column);
+                    let width = line.to_string().len();
+                    let pad = " ".repeat(width);
+                    let _ = writeln!(out, "{pad} |");
+                    let _ = writeln!(out, "{line} | {shown}");
+                    let _ = writeln!(out, "{pad} | {}^", " ".repeat(caret_at.saturating_sub(1)));
+                }
+            }
+            _ => {
+                if self.key.is_empty() {
+                    let _ = writeln!(out, " --> {path}");
+                } else {
+                    let _ = writeln!(out, " --> {path} (at `{}`)", self.key);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Cut `text` to at most 120 characters around `column`; return the cut text (control characters replaced)
+/// and the caret's 1-based column within it.
+fn window(text: &str, column: usize) -> (String, usize) {
+    const MAX: usize = 120;
+    let chars: Vec<char> = text.chars().collect();
+    let (start, prefix) = if column > MAX / 2 && chars.len() > MAX {
+        (column - MAX / 2, "…")
+    } else {
+        (0, "")
+    };
+    let end = (start + MAX).min(chars.len());
+    let mut shown: String = prefix.to_owned();
+    shown.extend(
+        chars[start.min(end)..end]
+            .iter()
+            .map(|&c| if c.is_control() { ' ' } else { c }),
+    );
+    if end < chars.len() {
+        shown.push('…');
+    }
+    (shown, column - start + prefix.chars().count())
+}
+
+/// Render every diagnostic, separated by blank lines, followed by a summary line.
+pub fn render_diagnostics(diagnostics: &[Diagnostic], source: Option<&str>) -> String {
+    let mut out = String::new();
+    for d in diagnostics {
+        out.push_str(&d.render(source));
+        out.push('\n');
+    }
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = diagnostics.len() - errors;
+    out.push_str(&format!(
+        "{} error{}, {} warning{}\n",
+        errors,
+        if errors == 1 { "" } else { "s" },
+        warnings,
+        if warnings == 1 { "" } else { "s" }
+    ));
+    out
+}
+
+/// Byte offset → (line, column) conversion, 1-based, column in characters.
+pub(crate) struct LineIndex<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+    /// (line index, byte offset, characters from line start) of the last lookup, to keep lookups on very long
+    /// lines linear overall.
+    cursor: (usize, usize, usize),
+}
+
+impl<'a> LineIndex<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        Self {
+            text,
+            starts,
+            cursor: (0, 0, 0),
+        }
+    }
+
+    pub(crate) fn position(&mut self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self
+            .starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
+        let start = self.starts[line];
+        let (cl, co, cc) = self.cursor;
+        let chars = if cl == line && co <= offset {
+            cc + self.text[co..offset].chars().count()
+        } else {
+            self.text[start..offset].chars().count()
+        };
+        self.cursor = (line, offset, chars);
+        (line + 1, chars + 1)
+    }
+}
+
+/// Where each setting of a parsed spec was written: logical key path → (line, column).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SourceMap {
+    pub(crate) path: Option<PathBuf>,
+    /// Positions of values.
+    pub(crate) values: HashMap<String, (usize, usize)>,
+    /// Positions of keys (table headers, `key =`).
+    pub(crate) keys: HashMap<String, (usize, usize)>,
+    /// True when the spec was parsed from text: diagnostics then always get a position (1:1 for missing keys).
+    pub(crate) from_text: bool,
+    /// Key paths that could not be parsed (and were left out of the spec).
+    pub(crate) failed: Vec<String>,
+}
+
+impl SourceMap {
+    /// Attach the best known position of `key` (its value, else its key) and the path to `d`.
+    pub(crate) fn locate(&self, mut d: Diagnostic, at_key: bool) -> Diagnostic {
+        let mut key = d.key.as_str();
+        let pos = loop {
+            let found = if at_key {
+                self.keys.get(key).or_else(|| self.values.get(key))
+            } else {
+                self.values.get(key).or_else(|| self.keys.get(key))
+            };
+            if found.is_some() {
+                break found;
+            }
+            // Fall back to the enclosing setting (`repositories[0].uri` → `repositories[0]` → `repositories`).
+            match key.rfind(['.', '[']) {
+                Some(i) if i > 0 => key = &key[..i],
+                _ => break None,
+            }
+        };
+        if let Some(&(line, column)) = pos.or(self.from_text.then_some(&(1, 1))) {
+            d.line = Some(line);
+            d.column = Some(column);
+        }
+        if d.path.is_none() {
+            d.path.clone_from(&self.path);
+        }
+        d
+    }
+}
+
+/// Quote a key segment as TOML would need it (bare when possible, else single-quoted).
+pub(crate) fn key_segment(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        s.to_owned()
+    } else {
+        crate::spec::write::quote(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based_and_count_characters() {
+        let text = "a = 1\nbé = 'x'\n";
+        let mut idx = LineIndex::new(text);
+        assert_eq!(idx.position(0), (1, 1));
+        assert_eq!(idx.position(6), (2, 1));
+        let x = text.find("'x'").unwrap();
+        assert_eq!(idx.position(x), (2, 6));
+        // Going backwards still works.
+        assert_eq!(idx.position(2), (1, 3));
+    }
+
+    #[test]
+    fn render_points_a_caret_at_the_column() {
+        let mut d = Diagnostic::error("name", "bad name");
+        d.line = Some(2);
+        d.column = Some(8);
+        d.path = Some(PathBuf::from("staves.toml"));
+        let out = d.render(Some("# c\nname = 'X'\n"));
+        assert_eq!(
+            out,
+            "error: bad name\n --> staves.toml:2:8\n  |\n2 | name = 'X'\n  |        ^\n"
+        );
+    }
+}
