@@ -1,12 +1,45 @@
-//! `staves plan`.
+//! `staves plan`: the Portage files and the steps a build would run, without running anything.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// How `staves plan` prints the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    /// Every file's path and content, then every step's command line.
+    Text,
+    /// The same as JSON.
+    Json,
+    /// One standalone POSIX sh script that runs the plan in a Gentoo container.
+    Script,
+}
 
 /// Flags of `staves plan`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The spec to plan.
+    #[arg(long, short = 'c', value_name = "PATH", default_value = "staves.toml")]
+    config: PathBuf,
+    /// How to print the plan.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    format: PlanFormat,
+    /// Parallel jobs for emerge and make (default: number of CPUs).
+    #[arg(long, short = 'j')]
+    jobs: Option<usize>,
+}
 
 /// Run `staves plan`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("staves plan is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let spec = crate::load_spec(&args.config)?;
+    let options = args
+        .jobs
+        .map(staves_core::PlanOptions::with_jobs)
+        .unwrap_or_default();
+    let plan = staves_core::BuildPlan::new(&spec, &options).map_err(staves_core::Error::from)?;
+    match args.format {
+        PlanFormat::Text => print!("{}", plan.render_text()),
+        PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+        PlanFormat::Script => print!("{}", plan.render_script()),
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,7 @@ mod cmd_assemble;
 mod cmd_build;
 mod cmd_plan;
 mod cmd_validate;
+mod progress;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -61,4 +62,18 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
         Some(core) => core.exit_code(),
         None => 5,
     }
+}
+
+/// Output format of the commands that print a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    Text,
+    /// JSON, for tools.
+    Json,
+}
+
+/// Read, parse and validate a spec; errors carry every diagnostic with its position.
+fn load_spec(path: &std::path::Path) -> anyhow::Result<staves_core::ImageSpec> {
+    Ok(staves_core::ImageSpec::load(path).map_err(staves_core::Error::from)?)
 }

@@ -25,7 +25,12 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        Self { quiet, verbose, bar, step: Mutex::new(String::new()) }
+        Self {
+            quiet,
+            verbose,
+            bar,
+            step: Mutex::new(String::new()),
+        }
     }
 
     /// Show one event.
@@ -35,14 +40,24 @@ impl Progress {
         }
         match event {
             BuildEvent::Preparing { message } => self.status(message),
-            BuildEvent::StepStarted { index, total, label } => {
+            BuildEvent::StepStarted {
+                index,
+                total,
+                label,
+            } => {
                 let step = format!("[{index}/{total}] {label}");
                 if let Ok(mut current) = self.step.lock() {
                     current.clone_from(&step);
                 }
                 self.status(&step);
             }
-            BuildEvent::Package { index, total, cpv, binary, .. } => {
+            BuildEvent::Package {
+                index,
+                total,
+                cpv,
+                binary,
+                ..
+            } => {
                 let step = self.step.lock().map(|s| s.clone()).unwrap_or_default();
                 let how = if *binary { " (binary)" } else { "" };
                 self.status(&format!("{step}: package {index} of {total}: {cpv}{how}"));
