@@ -15,4 +15,8 @@ KEYWORDS="amd64"
 src_install() {
 	insinto /usr/share/libfoo
 	newins - libfoo.txt <<<"libfoo 1"
+	# Owned by the portage group (gid 250): images must keep numeric ownership (the original lost it).
+	newins - group-owned.txt <<<"owned by gid 250"
+	fowners root:portage /usr/share/libfoo/group-owned.txt
+	fperms 0640 /usr/share/libfoo/group-owned.txt
 }
