@@ -1,7 +1,7 @@
 //! The semantic rules of a spec. Every rule yields diagnostics; none stops at the first.
 
 use super::atom::{Atom, is_repo_name, is_use_flag_name};
-use super::diagnostic::{Diagnostic, key_segment};
+use super::diagnostic::{Diagnostic, LineIndex, key_segment};
 use super::model::ImageSpec;
 use std::collections::HashMap;
 
@@ -21,32 +21,40 @@ pub(crate) const SYNC_TYPES: &[&str] = &[
 struct Checker<'s> {
     spec: &'s ImageSpec,
     out: Vec<Diagnostic>,
+    index: Option<LineIndex<'s>>,
 }
 
 impl Checker<'_> {
     fn error(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        let d = self.spec.source.0.locate(Diagnostic::error(key, message), false);
+        let d = self.spec.source.0.locate(&mut self.index, Diagnostic::error(key, message), false);
         self.out.push(d);
     }
 
     fn error_at_key(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        let d = self.spec.source.0.locate(Diagnostic::error(key, message), true);
+        let d = self.spec.source.0.locate(&mut self.index, Diagnostic::error(key, message), true);
         self.out.push(d);
     }
 
     fn warning(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        let d = self.spec.source.0.locate(Diagnostic::warning(key, message), false);
+        let d = self.spec.source.0.locate(&mut self.index, Diagnostic::warning(key, message), false);
         self.out.push(d);
     }
 
     fn warning_at_key(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        let d = self.spec.source.0.locate(Diagnostic::warning(key, message), true);
+        let d = self.spec.source.0.locate(&mut self.index, Diagnostic::warning(key, message), true);
         self.out.push(d);
     }
 
-    fn position_text(&self, key: &str) -> String {
-        match self.spec.source.0.values.get(key) {
-            Some((l, c)) => format!(" (first at {l}:{c})"),
+    fn position_text(&mut self, key: &str) -> String {
+        let source = &self.spec.source.0;
+        match source.offset(key, false) {
+            Some(o) => {
+                let (l, c) = self
+                    .index
+                    .get_or_insert_with(|| LineIndex::new(&source.text))
+                    .position(o as usize);
+                format!(" (first at {l}:{c})")
+            }
             None => String::new(),
         }
     }
@@ -57,6 +65,7 @@ pub(crate) fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
     let mut c = Checker {
         spec,
         out: Vec::new(),
+        index: None,
     };
     check_name(&mut c);
     check_packages(&mut c);
