@@ -72,7 +72,10 @@ fn warnings_alone_exit_0() {
     let out = staves(dir.path(), &[]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let text = stdout(&out);
-    assert!(text.starts_with("warning: package table `sys-libs/ncurses`"), "{text}");
+    assert!(
+        text.starts_with("warning: package table `sys-libs/ncurses`"),
+        "{text}"
+    );
     assert!(text.contains(" --> staves.toml:3:2\n"), "{text}");
     assert!(text.ends_with("0 errors, 1 warning\n"), "{text}");
 }
@@ -89,7 +92,10 @@ fn missing_file_exits_1_and_says_which() {
 #[test]
 fn usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(staves(dir.path(), &["--format", "xml"]).status.code(), Some(2));
+    assert_eq!(
+        staves(dir.path(), &["--format", "xml"]).status.code(),
+        Some(2)
+    );
     assert_eq!(staves(dir.path(), &["--bogus"]).status.code(), Some(2));
     assert_eq!(staves(dir.path(), &["--config"]).status.code(), Some(2));
 }

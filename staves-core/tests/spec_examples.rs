@@ -2,11 +2,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
-use staves_core::{Atom, ImageConfig, ImageSpec, Locale, PackageConfig, Repository, Severity, SpecError};
+use staves_core::{
+    Atom, ImageConfig, ImageSpec, Locale, PackageConfig, Repository, Severity, SpecError,
+};
 use std::path::{Path, PathBuf};
 
 fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name).join("staves.toml")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+        .join("staves.toml")
 }
 
 #[test]
@@ -27,7 +32,13 @@ fn full_example_uses_every_key_without_diagnostics() {
     let spec = ImageSpec::load(&example("full")).unwrap();
     assert!(spec.validate().is_empty(), "{:#?}", spec.validate());
     assert_eq!(spec.version, "1.0");
-    assert_eq!(spec.locale, Locale { name: "en_US".into(), charset: "UTF-8".into() });
+    assert_eq!(
+        spec.locale,
+        Locale {
+            name: "en_US".into(),
+            charset: "UTF-8".into()
+        }
+    );
     assert!(spec.stdlib);
     assert_eq!(spec.annotations.len(), 2);
     assert_eq!(spec.env["MAKEOPTS"], "-j2");
@@ -47,7 +58,23 @@ fn full_example_uses_every_key_without_diagnostics() {
     assert_eq!(img.env["LANG"], "en_US.UTF-8");
     // Every top-level key of the design notes appears in the file.
     let text = std::fs::read_to_string(example("full")).unwrap();
-    for key in ["name", "version", "packages", "command", "locale", "stdlib", "[annotations]", "[env]", "[env.", "[[repositories]]", "[image]", "use", "keywords", "license", "env = ["] {
+    for key in [
+        "name",
+        "version",
+        "packages",
+        "command",
+        "locale",
+        "stdlib",
+        "[annotations]",
+        "[env]",
+        "[env.",
+        "[[repositories]]",
+        "[image]",
+        "use",
+        "keywords",
+        "license",
+        "env = [",
+    ] {
         assert!(text.contains(key), "{key}");
     }
 }
@@ -81,10 +108,20 @@ fn original_staves_file_means_the_same() {
         .annotation("org.opencontainers.image.title", "bash")
         .env("CFLAGS", "${CFLAGS} -O3")
         .named_env("nocache", "FEATURES", "-buildpkg")
-        .package_config("app-shells/bash", PackageConfig { use_flags: vec!["-nls".into()], ..Default::default() })
+        .package_config(
+            "app-shells/bash",
+            PackageConfig {
+                use_flags: vec!["-nls".into()],
+                ..Default::default()
+            },
+        )
         .package_config(
             "=dev-utils/mylibrary-9999",
-            PackageConfig { env: vec!["nocache".into()], keywords: vec!["**".into()], ..Default::default() },
+            PackageConfig {
+                env: vec!["nocache".into()],
+                keywords: vec!["**".into()],
+                ..Default::default()
+            },
         )
         .repository(Repository {
             name: "my-repo".into(),
@@ -105,7 +142,10 @@ fn original_staves_file_means_the_same() {
 
 #[test]
 fn written_toml_round_trips_and_keeps_the_original_style() {
-    for text in [ORIGINAL.to_owned(), std::fs::read_to_string(example("full")).unwrap()] {
+    for text in [
+        ORIGINAL.to_owned(),
+        std::fs::read_to_string(example("full")).unwrap(),
+    ] {
         let spec = ImageSpec::from_toml_str(&text).unwrap();
         let written = spec.to_toml_string();
         let again = ImageSpec::from_toml_str(&written).unwrap();
@@ -120,13 +160,34 @@ fn written_toml_round_trips_and_keeps_the_original_style() {
 fn programmatic_specs_get_key_paths_but_no_positions() {
     let spec = ImageSpec::builder("Bad Name")
         .package("bash")
-        .package_config("app-shells/bash", PackageConfig { env: vec!["missing".into()], ..Default::default() })
+        .package_config(
+            "app-shells/bash",
+            PackageConfig {
+                env: vec!["missing".into()],
+                ..Default::default()
+            },
+        )
         .build();
     let diags = spec.validate();
     let keys: Vec<&str> = diags.iter().map(|d| d.key.as_str()).collect();
-    assert_eq!(keys, ["name", "packages[0]", "'app-shells/bash'", "'app-shells/bash'.env[0]"]);
-    assert!(diags.iter().all(|d| d.line.is_none() && d.column.is_none() && d.path.is_none()));
-    assert!(matches!(ImageSpec::load_str(&spec.to_toml_string(), None), Err(SpecError::Invalid { .. })));
+    assert_eq!(
+        keys,
+        [
+            "name",
+            "packages[0]",
+            "'app-shells/bash'",
+            "'app-shells/bash'.env[0]"
+        ]
+    );
+    assert!(
+        diags
+            .iter()
+            .all(|d| d.line.is_none() && d.column.is_none() && d.path.is_none())
+    );
+    assert!(matches!(
+        ImageSpec::load_str(&spec.to_toml_string(), None),
+        Err(SpecError::Invalid { .. })
+    ));
 }
 
 #[test]
@@ -135,8 +196,15 @@ fn load_reports_every_error_and_from_str_only_parses() {
     // Parsing alone succeeds: the rules are not run.
     ImageSpec::from_toml_str(text).unwrap();
     let err = ImageSpec::load_str(text, Some(Path::new("x/staves.toml"))).unwrap_err();
-    let lines: Vec<_> = err.diagnostics().iter().map(|d| (d.line, d.column)).collect();
-    assert_eq!(lines, [(Some(1), Some(8)), (Some(2), Some(13)), (Some(2), Some(21))]);
+    let lines: Vec<_> = err
+        .diagnostics()
+        .iter()
+        .map(|d| (d.line, d.column))
+        .collect();
+    assert_eq!(
+        lines,
+        [(Some(1), Some(8)), (Some(2), Some(13)), (Some(2), Some(21))]
+    );
     assert_eq!(err.path(), Some(Path::new("x/staves.toml")));
     let core: staves_core::Error = err.into();
     assert_eq!(core.exit_code(), 1);
@@ -144,7 +212,8 @@ fn load_reports_every_error_and_from_str_only_parses() {
 
 #[test]
 fn diagnostics_serialize_to_json_with_the_documented_fields() {
-    let (diags, _) = ImageSpec::check_str("name = 'x'\npackages = ['a']\n", Some(Path::new("s.toml")));
+    let (diags, _) =
+        ImageSpec::check_str("name = 'x'\npackages = ['a']\n", Some(Path::new("s.toml")));
     let json = serde_json::to_value(&diags).unwrap();
     insta::assert_json_snapshot!(json);
 }

@@ -10,70 +10,412 @@ use Severity::{Error as E, Warning as W};
 /// (file stem, severity, line, column, a fragment of the message).
 const CASES: &[(&str, Severity, usize, usize, &str)] = &[
     ("atom-bad-slot", E, 2, 13, "has an invalid slot `:`"),
-    ("atom-bad-use-dep", E, 2, 13, "has an invalid USE dependency"),
-    ("atom-blocker", E, 2, 13, "is a blocker; blockers cannot be installed"),
-    ("atom-hard-blocker", E, 2, 13, "`!!app-shells/bash` is a blocker"),
-    ("atom-newline-in-key", E, 3, 2, "invalid package table key: `app-shells/bash\\n[env]`"),
-    ("atom-no-category", E, 2, 13, "`bash` has no category: write `category/package`"),
-    ("atom-operator-without-version", E, 2, 13, "uses the operator `>=` but has no version"),
-    ("atom-set", E, 2, 13, "`@world` is a package set; sets are not supported"),
-    ("atom-version-without-operator", E, 2, 13, "has a version but no operator: write `=app-shells/bash-5.2`"),
-    ("atom-wildcard-without-equals", E, 2, 13, "a trailing `*` is only allowed with the `=` operator"),
-    ("deep-nesting", E, 2, 44, "nested more than 32 levels deep here"),
+    (
+        "atom-bad-use-dep",
+        E,
+        2,
+        13,
+        "has an invalid USE dependency",
+    ),
+    (
+        "atom-blocker",
+        E,
+        2,
+        13,
+        "is a blocker; blockers cannot be installed",
+    ),
+    (
+        "atom-hard-blocker",
+        E,
+        2,
+        13,
+        "`!!app-shells/bash` is a blocker",
+    ),
+    (
+        "atom-newline-in-key",
+        E,
+        3,
+        2,
+        "invalid package table key: `app-shells/bash\\n[env]`",
+    ),
+    (
+        "atom-no-category",
+        E,
+        2,
+        13,
+        "`bash` has no category: write `category/package`",
+    ),
+    (
+        "atom-operator-without-version",
+        E,
+        2,
+        13,
+        "uses the operator `>=` but has no version",
+    ),
+    (
+        "atom-set",
+        E,
+        2,
+        13,
+        "`@world` is a package set; sets are not supported",
+    ),
+    (
+        "atom-version-without-operator",
+        E,
+        2,
+        13,
+        "has a version but no operator: write `=app-shells/bash-5.2`",
+    ),
+    (
+        "atom-wildcard-without-equals",
+        E,
+        2,
+        13,
+        "a trailing `*` is only allowed with the `=` operator",
+    ),
+    (
+        "deep-nesting",
+        E,
+        2,
+        44,
+        "nested more than 32 levels deep here",
+    ),
     ("duplicate-key", E, 2, 1, "invalid TOML: duplicate key"),
     ("duplicate-table", E, 5, 2, "invalid TOML: duplicate key"),
-    ("env-backtick", E, 4, 10, "contains a backtick; command substitution is not allowed"),
-    ("env-bad-name", E, 4, 1, "`1CFLAGS` is not a valid variable name"),
-    ("env-bad-name-dash", E, 4, 1, "`MY-VAR` is not a valid variable name"),
-    ("env-bad-reference", E, 4, 10, "references `${1}`, which is not a variable name"),
-    ("env-command-substitution", E, 4, 10, "contains `$(`; command substitution is not allowed"),
-    ("env-control-char", E, 4, 10, "contains the control character \\0"),
-    ("env-double-quote", E, 4, 10, "contains `\"`; remove the double quote"),
-    ("env-newline", E, 4, 10, "contains a newline; put the value on one line"),
+    (
+        "env-backtick",
+        E,
+        4,
+        10,
+        "contains a backtick; command substitution is not allowed",
+    ),
+    (
+        "env-bad-name",
+        E,
+        4,
+        1,
+        "`1CFLAGS` is not a valid variable name",
+    ),
+    (
+        "env-bad-name-dash",
+        E,
+        4,
+        1,
+        "`MY-VAR` is not a valid variable name",
+    ),
+    (
+        "env-bad-reference",
+        E,
+        4,
+        10,
+        "references `${1}`, which is not a variable name",
+    ),
+    (
+        "env-command-substitution",
+        E,
+        4,
+        10,
+        "contains `$(`; command substitution is not allowed",
+    ),
+    (
+        "env-control-char",
+        E,
+        4,
+        10,
+        "contains the control character \\0",
+    ),
+    (
+        "env-double-quote",
+        E,
+        4,
+        10,
+        "contains `\"`; remove the double quote",
+    ),
+    (
+        "env-newline",
+        E,
+        4,
+        10,
+        "contains a newline; put the value on one line",
+    ),
     ("env-trailing-backslash", E, 4, 10, "ends with a backslash"),
-    ("env-unclosed-reference", E, 4, 10, "has `${` without a closing `}`"),
+    (
+        "env-unclosed-reference",
+        E,
+        4,
+        10,
+        "has `${` without a closing `}`",
+    ),
     ("image-bad-port", E, 4, 28, "`99999` is not a valid port"),
     ("image-bad-stop-signal", E, 4, 15, "`TERM` is not a signal"),
-    ("image-name-missing", E, 1, 1, "the image has no name: add `name = 'owner/image'`"),
-    ("image-name-space", E, 1, 8, "`staves/my bash` is not a valid image name"),
-    ("image-name-uppercase", E, 1, 8, "`Staves/Bash` is not a valid image name: use lowercase"),
-    ("image-relative-workdir", E, 4, 11, "workdir `data` must be an absolute path"),
-    ("invalid-utf8", E, 2, 26, "the file is not valid UTF-8 (byte 0xFF): save it as UTF-8"),
+    (
+        "image-name-missing",
+        E,
+        1,
+        1,
+        "the image has no name: add `name = 'owner/image'`",
+    ),
+    (
+        "image-name-space",
+        E,
+        1,
+        8,
+        "`staves/my bash` is not a valid image name",
+    ),
+    (
+        "image-name-uppercase",
+        E,
+        1,
+        8,
+        "`Staves/Bash` is not a valid image name: use lowercase",
+    ),
+    (
+        "image-relative-workdir",
+        E,
+        4,
+        11,
+        "workdir `data` must be an absolute path",
+    ),
+    (
+        "invalid-utf8",
+        E,
+        2,
+        26,
+        "the file is not valid UTF-8 (byte 0xFF): save it as UTF-8",
+    ),
     ("keyword-invalid", E, 4, 13, "`~` is not a valid keyword"),
-    ("keyword-whitespace", E, 4, 13, "`~amd64 ~x86` is not a valid keyword"),
-    ("license-invalid", E, 4, 12, "`GPL 3` is not a valid license name"),
-    ("locale-slash", E, 3, 19, "locale name `../en_US` must be non-empty with no whitespace"),
+    (
+        "keyword-whitespace",
+        E,
+        4,
+        13,
+        "`~amd64 ~x86` is not a valid keyword",
+    ),
+    (
+        "license-invalid",
+        E,
+        4,
+        12,
+        "`GPL 3` is not a valid license name",
+    ),
+    (
+        "locale-slash",
+        E,
+        3,
+        19,
+        "locale name `../en_US` must be non-empty with no whitespace",
+    ),
     ("locale-whitespace", E, 5, 11, "locale charset `UTF 8`"),
-    ("named-env-command-substitution", E, 4, 12, "`FEATURES` in `[env.nocache]` contains `$(`"),
-    ("named-env-leading-dot", E, 3, 6, "`.hidden` is not a valid environment name"),
-    ("named-env-missing", E, 6, 8, "environment `nocahce` is not defined: did you mean `nocache`?"),
-    ("named-env-slash", E, 3, 6, "`../escape` is not a valid environment name"),
-    ("path-traversal-key", E, 3, 2, "`../../etc/x` has an invalid category `..`"),
-    ("path-traversal-package", E, 2, 13, "`../../etc/passwd` has an invalid category `..`"),
-    ("repo-bad-name", E, 4, 8, "`-r` is not a valid repository name"),
-    ("repo-bad-type", E, 5, 8, "unknown sync type `gti`: did you mean `git`?"),
-    ("repo-duplicate-name", E, 8, 8, "repository `r` is defined twice (first at 4:8)"),
-    ("repo-unknown-key", E, 6, 1, "unknown key `url` in `[[repositories]]`: did you mean `uri`?"),
-    ("repo-uri-empty", E, 6, 7, "the repository has no `uri` or an empty one"),
-    ("repo-uri-missing", E, 3, 1, "the repository has no `uri` or an empty one"),
-    ("repo-uri-newline", E, 6, 7, "contains a newline: a uri has no whitespace"),
-    ("repo-uri-quote", E, 6, 7, "contains `\"`: a uri has no whitespace"),
-    ("repo-uri-space", E, 6, 7, "contains a space: a uri has no whitespace"),
-    ("syntax-bare-value", E, 1, 8, "invalid TOML: string values must be quoted"),
-    ("syntax-unterminated-string", E, 1, 20, "invalid TOML: invalid literal string"),
-    ("type-array-item", E, 2, 32, "`packages` must be an array of strings, but item 2 is an integer"),
-    ("type-env-number", E, 4, 12, "`env.MAKEOPTS` must be a string (a make.conf variable) or a table"),
-    ("type-packages-string", E, 2, 12, "`packages` must be an array of strings, but it is a string"),
-    ("type-stdlib-string", E, 3, 10, "`stdlib` must be a boolean, but it is a string"),
-    ("type-use-string", E, 4, 7, "`'app-shells/bash'.use` must be an array of strings"),
-    ("unknown-image-key", E, 4, 1, "unknown key `workdirr` in `[image]`: did you mean `workdir`?"),
-    ("unknown-package-key", E, 4, 1, "unknown key `usee` in package table 'app-shells/bash': did you mean `use`?"),
-    ("unknown-top-level-key", E, 1, 1, "unknown key `nmae` at the top level: did you mean `name`?"),
-    ("unknown-top-level-table", E, 3, 2, "unknown key `imgae` at the top level: did you mean `image`?"),
-    ("use-flag-invalid", E, 4, 16, "`+-readline` is not a valid USE flag"),
-    ("version-invalid", E, 3, 11, "`1.0 beta` is not a valid image tag"),
-    ("warn-package-twice", W, 2, 32, "package `app-shells/bash` is listed twice in `packages` (first at 2:13)"),
-    ("warn-table-not-installed", W, 3, 2, "configures `sys-libs/ncurses`, which `packages` does not install"),
+    (
+        "named-env-command-substitution",
+        E,
+        4,
+        12,
+        "`FEATURES` in `[env.nocache]` contains `$(`",
+    ),
+    (
+        "named-env-leading-dot",
+        E,
+        3,
+        6,
+        "`.hidden` is not a valid environment name",
+    ),
+    (
+        "named-env-missing",
+        E,
+        6,
+        8,
+        "environment `nocahce` is not defined: did you mean `nocache`?",
+    ),
+    (
+        "named-env-slash",
+        E,
+        3,
+        6,
+        "`../escape` is not a valid environment name",
+    ),
+    (
+        "path-traversal-key",
+        E,
+        3,
+        2,
+        "`../../etc/x` has an invalid category `..`",
+    ),
+    (
+        "path-traversal-package",
+        E,
+        2,
+        13,
+        "`../../etc/passwd` has an invalid category `..`",
+    ),
+    (
+        "repo-bad-name",
+        E,
+        4,
+        8,
+        "`-r` is not a valid repository name",
+    ),
+    (
+        "repo-bad-type",
+        E,
+        5,
+        8,
+        "unknown sync type `gti`: did you mean `git`?",
+    ),
+    (
+        "repo-duplicate-name",
+        E,
+        8,
+        8,
+        "repository `r` is defined twice (first at 4:8)",
+    ),
+    (
+        "repo-unknown-key",
+        E,
+        6,
+        1,
+        "unknown key `url` in `[[repositories]]`: did you mean `uri`?",
+    ),
+    (
+        "repo-uri-empty",
+        E,
+        6,
+        7,
+        "the repository has no `uri` or an empty one",
+    ),
+    (
+        "repo-uri-missing",
+        E,
+        3,
+        1,
+        "the repository has no `uri` or an empty one",
+    ),
+    (
+        "repo-uri-newline",
+        E,
+        6,
+        7,
+        "contains a newline: a uri has no whitespace",
+    ),
+    (
+        "repo-uri-quote",
+        E,
+        6,
+        7,
+        "contains `\"`: a uri has no whitespace",
+    ),
+    (
+        "repo-uri-space",
+        E,
+        6,
+        7,
+        "contains a space: a uri has no whitespace",
+    ),
+    (
+        "syntax-bare-value",
+        E,
+        1,
+        8,
+        "invalid TOML: string values must be quoted",
+    ),
+    (
+        "syntax-unterminated-string",
+        E,
+        1,
+        20,
+        "invalid TOML: invalid literal string",
+    ),
+    (
+        "type-array-item",
+        E,
+        2,
+        32,
+        "`packages` must be an array of strings, but item 2 is an integer",
+    ),
+    (
+        "type-env-number",
+        E,
+        4,
+        12,
+        "`env.MAKEOPTS` must be a string (a make.conf variable) or a table",
+    ),
+    (
+        "type-packages-string",
+        E,
+        2,
+        12,
+        "`packages` must be an array of strings, but it is a string",
+    ),
+    (
+        "type-stdlib-string",
+        E,
+        3,
+        10,
+        "`stdlib` must be a boolean, but it is a string",
+    ),
+    (
+        "type-use-string",
+        E,
+        4,
+        7,
+        "`'app-shells/bash'.use` must be an array of strings",
+    ),
+    (
+        "unknown-image-key",
+        E,
+        4,
+        1,
+        "unknown key `workdirr` in `[image]`: did you mean `workdir`?",
+    ),
+    (
+        "unknown-package-key",
+        E,
+        4,
+        1,
+        "unknown key `usee` in package table 'app-shells/bash': did you mean `use`?",
+    ),
+    (
+        "unknown-top-level-key",
+        E,
+        1,
+        1,
+        "unknown key `nmae` at the top level: did you mean `name`?",
+    ),
+    (
+        "unknown-top-level-table",
+        E,
+        3,
+        2,
+        "unknown key `imgae` at the top level: did you mean `image`?",
+    ),
+    (
+        "use-flag-invalid",
+        E,
+        4,
+        16,
+        "`+-readline` is not a valid USE flag",
+    ),
+    (
+        "version-invalid",
+        E,
+        3,
+        11,
+        "`1.0 beta` is not a valid image tag",
+    ),
+    (
+        "warn-package-twice",
+        W,
+        2,
+        32,
+        "package `app-shells/bash` is listed twice in `packages` (first at 2:13)",
+    ),
+    (
+        "warn-table-not-installed",
+        W,
+        3,
+        2,
+        "configures `sys-libs/ncurses`, which `packages` does not install",
+    ),
 ];
 
 fn corpus_dir() -> PathBuf {
@@ -109,7 +451,10 @@ fn each_case_gives_its_diagnostic_at_its_position() {
                 && d.path.as_deref() == Some(path.as_path())
         });
         if !hit {
-            failures.push(format!("{stem}: expected {severity} at {line}:{column} containing {fragment:?}, got {:#?}", report.diagnostics));
+            failures.push(format!(
+                "{stem}: expected {severity} at {line}:{column} containing {fragment:?}, got {:#?}",
+                report.diagnostics
+            ));
         }
         // Every diagnostic has a position and a single-line message.
         for d in &report.diagnostics {
@@ -168,7 +513,10 @@ fn valid_spec_of_size(packages: usize) -> String {
     }
     s.push_str("]\n");
     for i in 0..packages {
-        s.push_str(&format!("['cat-{}/pkg{i}']\nuse = ['-nls', 'foo']\n", i % 50));
+        s.push_str(&format!(
+            "['cat-{}/pkg{i}']\nuse = ['-nls', 'foo']\n",
+            i % 50
+        ));
     }
     s
 }
@@ -201,11 +549,18 @@ fn input_over_the_size_limit_is_one_diagnostic() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("staves.toml");
     let mut text = String::from("name = 'staves/x'\n");
-    text.push_str(&"# padding padding padding padding padding padding padding padding\n".repeat(600_000));
+    text.push_str(
+        &"# padding padding padding padding padding padding padding padding\n".repeat(600_000),
+    );
     std::fs::write(&path, &text).unwrap();
     let err = ImageSpec::from_path(&path).unwrap_err();
     assert_eq!(err.diagnostics().len(), 1);
-    assert!(err.diagnostics()[0].message.contains("MiB a staves.toml may have"), "{err}");
+    assert!(
+        err.diagnostics()[0]
+            .message
+            .contains("MiB a staves.toml may have"),
+        "{err}"
+    );
 }
 
 /// Run `f` on a thread with a small stack, so unbounded recursion would crash the test.
@@ -223,7 +578,11 @@ fn very_deep_nesting_does_not_overflow_the_stack() {
     on_small_stack(|| {
         let depth = 100_000;
         for (open, close) in [("[", "]"), ("{a=", "}")] {
-            let text = format!("name = 'x/y'\npackages = {}{}\n", open.repeat(depth), close.repeat(depth));
+            let text = format!(
+                "name = 'x/y'\npackages = {}{}\n",
+                open.repeat(depth),
+                close.repeat(depth)
+            );
             let err = ImageSpec::from_toml_str(&text).unwrap_err();
             assert_eq!(err.diagnostics().len(), 1, "{err}");
             assert_eq!(err.diagnostics()[0].line, Some(2));

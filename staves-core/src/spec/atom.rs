@@ -10,7 +10,9 @@ pub enum AtomError {
     #[error("the package atom is empty: write `category/package`, e.g. `app-shells/bash`")]
     Empty,
     /// A blocker (`!`/`!!`) was given.
-    #[error("`{0}` is a blocker; blockers cannot be installed: list the package itself, without `!`")]
+    #[error(
+        "`{0}` is a blocker; blockers cannot be installed: list the package itself, without `!`"
+    )]
     Blocker(String),
     /// A set (`@world`) was given.
     #[error("`{0}` is a package set; sets are not supported: list its packages one by one")]
@@ -41,13 +43,17 @@ pub enum AtomError {
         package: String,
     },
     /// A version without an operator.
-    #[error("`{atom}` has a version but no operator: write `={atom}` (or `>=`, `<=`, `>`, `<`, `~`)")]
+    #[error(
+        "`{atom}` has a version but no operator: write `={atom}` (or `>=`, `<=`, `>`, `<`, `~`)"
+    )]
     VersionWithoutOperator {
         /// The whole atom.
         atom: String,
     },
     /// An operator without a version.
-    #[error("`{atom}` uses the operator `{op}` but has no version: write e.g. `{op}{cp}-1.0`, or drop `{op}`")]
+    #[error(
+        "`{atom}` uses the operator `{op}` but has no version: write e.g. `{op}{cp}-1.0`, or drop `{op}`"
+    )]
     OperatorWithoutVersion {
         /// The whole atom.
         atom: String,
@@ -107,7 +113,9 @@ pub enum AtomError {
         dep: String,
     },
     /// Something follows the atom that is not part of the syntax.
-    #[error("`{atom}` has unexpected text `{rest}` after the package: check for stray characters or spaces")]
+    #[error(
+        "`{atom}` has unexpected text `{rest}` after the package: check for stray characters or spaces"
+    )]
     Trailing {
         /// The whole atom.
         atom: String,
@@ -221,7 +229,9 @@ impl Atom {
             None => {
                 if wildcard || !is_package(pv) {
                     if split_version(pv).is_some() {
-                        return Err(AtomError::VersionWithoutOperator { atom: atom.to_owned() });
+                        return Err(AtomError::VersionWithoutOperator {
+                            atom: atom.to_owned(),
+                        });
                     }
                     return Err(AtomError::InvalidPackage {
                         atom: atom.to_owned(),
@@ -248,7 +258,9 @@ impl Atom {
                         });
                     }
                     return match pv.rsplit_once('-') {
-                        Some((p, v)) if is_package(p) && v.starts_with(|c: char| c.is_ascii_digit()) => {
+                        Some((p, v))
+                            if is_package(p) && v.starts_with(|c: char| c.is_ascii_digit()) =>
+                        {
                             Err(AtomError::InvalidVersion {
                                 atom: atom.to_owned(),
                                 version: v.to_owned(),
@@ -400,24 +412,32 @@ impl std::str::FromStr for Atom {
 }
 
 fn name_chars(s: &str, extra: &[u8]) -> bool {
-    s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || extra.contains(&b))
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || extra.contains(&b))
 }
 
 /// PMS 3.1.1: `[A-Za-z0-9_][A-Za-z0-9+_.-]*`.
 pub(crate) fn is_category(s: &str) -> bool {
-    s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_') && name_chars(s, b"+_.-")
+    s.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && name_chars(s, b"+_.-")
 }
 
 /// PMS 3.1.2: `[A-Za-z0-9_][A-Za-z0-9+_-]*`, not ending in `-` + a valid version.
 pub(crate) fn is_package(s: &str) -> bool {
-    s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+    s.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
         && name_chars(s, b"+_-")
         && split_version(s).is_none()
 }
 
 /// PMS 3.1.5 repository names: `[A-Za-z0-9_][A-Za-z0-9_-]*`, not ending in `-` + a valid version.
 pub(crate) fn is_repo_name(s: &str) -> bool {
-    s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+    s.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
         && name_chars(s, b"_-")
         && split_version(s).is_none()
 }
@@ -558,24 +578,40 @@ mod tests {
         assert_eq!(a.repository(), Some("gentoo"));
         assert_eq!(a.use_deps(), ["sqlite"]);
         assert_eq!(a.operator(), Some(Operator::GreaterOrEqual));
-        assert_eq!(a.to_string(), ">=dev-lang/python-3.11-r2:3.11/x::gentoo[sqlite]");
+        assert_eq!(
+            a.to_string(),
+            ">=dev-lang/python-3.11-r2:3.11/x::gentoo[sqlite]"
+        );
     }
 
     #[test]
     fn rejects_bad_atoms() {
-        let cases: &[(&str, fn(&AtomError) -> bool)] = &[
+        type Check = fn(&AtomError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("", |e| matches!(e, AtomError::Empty)),
             ("!a/b", |e| matches!(e, AtomError::Blocker(_))),
             ("!!a/b", |e| matches!(e, AtomError::Blocker(_))),
             ("@world", |e| matches!(e, AtomError::Set(_))),
             ("bash", |e| matches!(e, AtomError::MissingCategory(_))),
-            ("../../etc/x", |e| matches!(e, AtomError::InvalidCategory { .. })),
-            (">=a/b", |e| matches!(e, AtomError::OperatorWithoutVersion { .. })),
-            ("a/b-1.0", |e| matches!(e, AtomError::VersionWithoutOperator { .. })),
-            (">=a/b-1.0*", |e| matches!(e, AtomError::WildcardWithoutEquals { .. })),
-            ("=a/b-1.x", |e| matches!(e, AtomError::InvalidVersion { .. })),
+            ("../../etc/x", |e| {
+                matches!(e, AtomError::InvalidCategory { .. })
+            }),
+            (">=a/b", |e| {
+                matches!(e, AtomError::OperatorWithoutVersion { .. })
+            }),
+            ("a/b-1.0", |e| {
+                matches!(e, AtomError::VersionWithoutOperator { .. })
+            }),
+            (">=a/b-1.0*", |e| {
+                matches!(e, AtomError::WildcardWithoutEquals { .. })
+            }),
+            ("=a/b-1.x", |e| {
+                matches!(e, AtomError::InvalidVersion { .. })
+            }),
             ("a/b:", |e| matches!(e, AtomError::InvalidSlot { .. })),
-            ("a/b::-x", |e| matches!(e, AtomError::InvalidRepository { .. })),
+            ("a/b::-x", |e| {
+                matches!(e, AtomError::InvalidRepository { .. })
+            }),
             ("a/b[]", |e| matches!(e, AtomError::InvalidUseDep { .. })),
             ("a/b[x]y", |e| matches!(e, AtomError::Trailing { .. })),
             ("a/b c", |e| matches!(e, AtomError::InvalidPackage { .. })),
@@ -589,7 +625,9 @@ mod tests {
 
     #[test]
     fn versions() {
-        for ok in ["1", "1.2.3", "1.2b", "1_alpha", "1_rc2_p3", "2.0-r1", "9999"] {
+        for ok in [
+            "1", "1.2.3", "1.2b", "1_alpha", "1_rc2_p3", "2.0-r1", "9999",
+        ] {
             assert!(is_version(ok), "{ok}");
         }
         for bad in ["", "a", "1.", "1..2", "1_x", "1-r", "1-rx", "1AB"] {

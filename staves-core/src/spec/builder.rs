@@ -83,7 +83,12 @@ impl ImageSpecBuilder {
     }
 
     /// Set a variable of the named environment `name` (`[env.NAME]`), creating it if needed.
-    pub fn named_env(mut self, name: impl Into<String>, key: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn named_env(
+        mut self,
+        name: impl Into<String>,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
         self.spec
             .named_envs
             .entry(name.into())

@@ -130,7 +130,11 @@ fn window(text: &str, column: usize) -> (String, usize) {
     };
     let end = (start + MAX).min(chars.len());
     let mut shown: String = prefix.to_owned();
-    shown.extend(chars[start.min(end)..end].iter().map(|&c| if c.is_control() { ' ' } else { c }));
+    shown.extend(
+        chars[start.min(end)..end]
+            .iter()
+            .map(|&c| if c.is_control() { ' ' } else { c }),
+    );
     if end < chars.len() {
         shown.push('…');
     }
@@ -168,7 +172,12 @@ pub(crate) struct LineIndex<'a> {
 impl<'a> LineIndex<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
         let mut starts = vec![0];
-        starts.extend(text.bytes().enumerate().filter(|&(_, b)| b == b'\n').map(|(i, _)| i + 1));
+        starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
         Self {
             text,
             starts,
@@ -181,7 +190,10 @@ impl<'a> LineIndex<'a> {
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let line = self.starts.partition_point(|&s| s <= offset).saturating_sub(1);
+        let line = self
+            .starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
         let start = self.starts[line];
         let (cl, co, cc) = self.cursor;
         let chars = if cl == line && co <= offset {
@@ -223,7 +235,11 @@ pub(crate) struct SourceMap {
 impl SourceMap {
     fn offset_of(&self, key: &str, at_key: bool) -> Option<u32> {
         if let Some(e) = self.entries.get(key) {
-            let found = if at_key { e.key.or(e.value) } else { e.value.or(e.key) };
+            let found = if at_key {
+                e.key.or(e.value)
+            } else {
+                e.value.or(e.key)
+            };
             if found.is_some() {
                 return found;
             }
@@ -257,7 +273,11 @@ impl SourceMap {
         at_key: bool,
     ) -> Diagnostic {
         let pos = match self.offset(&d.key, at_key) {
-            Some(o) => Some(index.get_or_insert_with(|| LineIndex::new(&self.text)).position(o as usize)),
+            Some(o) => Some(
+                index
+                    .get_or_insert_with(|| LineIndex::new(&self.text))
+                    .position(o as usize),
+            ),
             None => self.from_text.then_some((1, 1)),
         };
         if let Some((line, column)) = pos {
@@ -273,7 +293,10 @@ impl SourceMap {
 
 /// Quote a key segment as TOML would need it (bare when possible, else single-quoted).
 pub(crate) fn key_segment(s: &str) -> String {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         s.to_owned()
     } else {
         crate::spec::write::quote(s)

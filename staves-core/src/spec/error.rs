@@ -44,7 +44,9 @@ fn summary(what: &str, path: Option<&PathBuf>, diagnostics: &[Diagnostic]) -> St
     for d in errors {
         match (d.line, d.column) {
             (Some(l), Some(c)) => out.push_str(&format!("\n  {file}:{l}:{c}: {}", d.message)),
-            _ if !d.key.is_empty() => out.push_str(&format!("\n  {file} (at `{}`): {}", d.key, d.message)),
+            _ if !d.key.is_empty() => {
+                out.push_str(&format!("\n  {file} (at `{}`): {}", d.key, d.message))
+            }
             _ => out.push_str(&format!("\n  {file}: {}", d.message)),
         }
     }

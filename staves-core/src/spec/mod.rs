@@ -103,7 +103,8 @@ fn check_text(text: &str, path: Option<&Path>) -> (Vec<Diagnostic>, Option<Image
         Err(diagnostics) => (diagnostics, None),
         Ok((spec, mut diagnostics)) => {
             diagnostics.extend(spec.validate());
-            diagnostics.sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(usize::MAX)));
+            diagnostics
+                .sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(usize::MAX)));
             (diagnostics, Some(spec))
         }
     }

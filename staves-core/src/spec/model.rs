@@ -1,8 +1,8 @@
 //! The data model of `staves.toml`.
 
+use super::diagnostic::SourceMap;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
-use super::diagnostic::SourceMap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

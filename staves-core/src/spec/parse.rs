@@ -94,7 +94,10 @@ pub(crate) fn parse(text: &str, path: Option<&Path>) -> Result<ImageSpec, SpecEr
 
 /// Parse as much as possible: the spec with unusable settings left out, plus a diagnostic for each of them.
 /// `Err` only when the text is not TOML at all (one diagnostic).
-pub(crate) fn parse_lenient(text: &str, path: Option<&Path>) -> Result<(ImageSpec, Vec<Diagnostic>), Vec<Diagnostic>> {
+pub(crate) fn parse_lenient(
+    text: &str,
+    path: Option<&Path>,
+) -> Result<(ImageSpec, Vec<Diagnostic>), Vec<Diagnostic>> {
     let path_buf = path.map(Path::to_path_buf);
     if text.len() > MAX_SPEC_BYTES {
         return match decode(text.as_bytes(), path) {
@@ -244,7 +247,13 @@ pub(crate) fn suggest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
     }
     known
         .iter()
-        .map(|k| (strsim::osa_distance(word, k), strsim::jaro_winkler(word, k), *k))
+        .map(|k| {
+            (
+                strsim::osa_distance(word, k),
+                strsim::jaro_winkler(word, k),
+                *k,
+            )
+        })
         .filter(|(dist, score, k)| *score >= 0.85 || (*dist <= 1 + k.len() / 5 && *dist < k.len()))
         .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
         .map(|(_, _, k)| k)
@@ -331,7 +340,12 @@ impl Parser<'_> {
         ok.then_some(out)
     }
 
-    fn string_table(&mut self, key: &str, v: &Value<'_>, example: &str) -> Option<IndexMap<String, String>> {
+    fn string_table(
+        &mut self,
+        key: &str,
+        v: &Value<'_>,
+        example: &str,
+    ) -> Option<IndexMap<String, String>> {
         self.record_value(key, v.span());
         let DeValue::Table(t) = v.get_ref() else {
             self.wrong_type(key, v, "a table of strings", example);
@@ -348,7 +362,12 @@ impl Parser<'_> {
         Some(out)
     }
 
-    fn table<'v, 'i>(&mut self, key: &str, v: &'v Value<'i>, example: &str) -> Option<&'v DeTable<'i>> {
+    fn table<'v, 'i>(
+        &mut self,
+        key: &str,
+        v: &'v Value<'i>,
+        example: &str,
+    ) -> Option<&'v DeTable<'i>> {
         self.record_value(key, v.span());
         match v.get_ref() {
             DeValue::Table(t) => Some(t),
@@ -359,7 +378,14 @@ impl Parser<'_> {
         }
     }
 
-    fn unknown(&mut self, key: &str, span: Range<usize>, name: &str, known: &[&str], context: &str) {
+    fn unknown(
+        &mut self,
+        key: &str,
+        span: Range<usize>,
+        name: &str,
+        known: &[&str],
+        context: &str,
+    ) {
         let hint = did_you_mean(name, known);
         self.error(key, span, format!("unknown key `{name}` {context}: {hint}"));
     }
@@ -382,12 +408,16 @@ impl Parser<'_> {
                     }
                 }
                 "packages" => {
-                    if let Some(a) = self.string_array("packages", v, "packages = ['app-shells/bash']") {
+                    if let Some(a) =
+                        self.string_array("packages", v, "packages = ['app-shells/bash']")
+                    {
                         spec.packages = a;
                     }
                 }
                 "command" => {
-                    if let Some(a) = self.string_array("command", v, "command = ['/bin/bash', '-c']") {
+                    if let Some(a) =
+                        self.string_array("command", v, "command = ['/bin/bash', '-c']")
+                    {
                         spec.command = a;
                     }
                 }
@@ -420,14 +450,17 @@ impl Parser<'_> {
                     }
                 }
                 other => {
-                    let looks_like_typo = !other.contains('/') && suggest(other, TOP_LEVEL_KEYS).is_some();
+                    let looks_like_typo =
+                        !other.contains('/') && suggest(other, TOP_LEVEL_KEYS).is_some();
                     match v.get_ref() {
                         DeValue::Table(t) if !looks_like_typo => {
                             if let Some(cfg) = self.package_table(&key, t) {
                                 spec.package_configs.insert(other.to_owned(), cfg);
                             }
                         }
-                        DeValue::Table(_) => self.unknown(&key, k.span(), other, TOP_LEVEL_KEYS, "at the top level"),
+                        DeValue::Table(_) => {
+                            self.unknown(&key, k.span(), other, TOP_LEVEL_KEYS, "at the top level")
+                        }
                         _ => {
                             let hint = did_you_mean(other, TOP_LEVEL_KEYS);
                             self.error(
@@ -448,7 +481,11 @@ impl Parser<'_> {
     }
 
     fn locale(&mut self, v: &Value<'_>) -> Option<Locale> {
-        let t = self.table("locale", v, "locale = { name = 'en_US', charset = 'UTF-8' }")?;
+        let t = self.table(
+            "locale",
+            v,
+            "locale = { name = 'en_US', charset = 'UTF-8' }",
+        )?;
         let mut locale = Locale::default();
         for (k, val) in t.iter() {
             let kp = format!("locale.{}", key_segment(k.get_ref()));
@@ -484,7 +521,9 @@ impl Parser<'_> {
                     spec.env.insert(name, s.to_string());
                 }
                 DeValue::Table(_) => {
-                    if let Some(vars) = self.string_table(&kp, val, "[env.nocache] FEATURES = '-buildpkg'") {
+                    if let Some(vars) =
+                        self.string_table(&kp, val, "[env.nocache] FEATURES = '-buildpkg'")
+                    {
                         spec.named_envs.insert(name, vars);
                     }
                 }
@@ -513,7 +552,12 @@ impl Parser<'_> {
             let base = format!("repositories[{i}]");
             self.record_value(&base, item.span());
             let DeValue::Table(t) = item.get_ref() else {
-                self.wrong_type(&base, item, "a table", "{ name = 'my-repo', type = 'git', uri = 'https://…' }");
+                self.wrong_type(
+                    &base,
+                    item,
+                    "a table",
+                    "{ name = 'my-repo', type = 'git', uri = 'https://…' }",
+                );
                 continue;
             };
             let mut repo = Repository {
@@ -529,7 +573,13 @@ impl Parser<'_> {
                     "type" => &mut repo.sync_type,
                     "uri" => &mut repo.uri,
                     other => {
-                        self.unknown(&kp, k.span(), other, REPOSITORY_KEYS, "in `[[repositories]]`");
+                        self.unknown(
+                            &kp,
+                            k.span(),
+                            other,
+                            REPOSITORY_KEYS,
+                            "in `[[repositories]]`",
+                        );
                         continue;
                     }
                 };
@@ -554,7 +604,13 @@ impl Parser<'_> {
                 "license" => (&mut cfg.license, "license = ['GPL-3']"),
                 other => {
                     ok = false;
-                    self.unknown(&kp, k.span(), other, PACKAGE_KEYS, &format!("in package table {key}"));
+                    self.unknown(
+                        &kp,
+                        k.span(),
+                        other,
+                        PACKAGE_KEYS,
+                        &format!("in package table {key}"),
+                    );
                     continue;
                 }
             };
@@ -595,7 +651,9 @@ impl Parser<'_> {
                         image.volumes = a;
                     }
                 }
-                "stop_signal" => image.stop_signal = self.string(&kp, val, "stop_signal = 'SIGTERM'"),
+                "stop_signal" => {
+                    image.stop_signal = self.string(&kp, val, "stop_signal = 'SIGTERM'")
+                }
                 other => self.unknown(&kp, k.span(), other, IMAGE_KEYS, "in `[image]`"),
             }
         }
@@ -611,7 +669,11 @@ mod tests {
     fn nesting_scan_skips_strings_and_comments() {
         let deep = format!("a = {}1{}", "[".repeat(40), "]".repeat(40));
         assert_eq!(too_deep(&deep, 32), Some(4 + 32));
-        let fine = format!("a = '{}'\n# {}\nb = \"\\\"{{{{\"\nc = \"\"\"\n[[[[\"\"\"\n[[x]]\n[y]", "[".repeat(40), "{".repeat(40));
+        let fine = format!(
+            "a = '{}'\n# {}\nb = \"\\\"{{{{\"\nc = \"\"\"\n[[[[\"\"\"\n[[x]]\n[y]",
+            "[".repeat(40),
+            "{".repeat(40)
+        );
         assert_eq!(too_deep(&fine, 2), None);
         assert_eq!(too_deep("a = [[[]]]", 2), Some(6));
     }

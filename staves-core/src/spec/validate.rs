@@ -3,7 +3,7 @@
 use super::atom::{Atom, is_repo_name, is_use_flag_name};
 use super::diagnostic::{Diagnostic, LineIndex, key_segment};
 use super::model::ImageSpec;
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 /// Sync types Portage ships (`portage/sync/modules/*`).
 pub(crate) const SYNC_TYPES: &[&str] = &[
@@ -26,22 +26,38 @@ struct Checker<'s> {
 
 impl Checker<'_> {
     fn error(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        let d = self.spec.source.0.locate(&mut self.index, Diagnostic::error(key, message), false);
+        let d = self
+            .spec
+            .source
+            .0
+            .locate(&mut self.index, Diagnostic::error(key, message), false);
         self.out.push(d);
     }
 
     fn error_at_key(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        let d = self.spec.source.0.locate(&mut self.index, Diagnostic::error(key, message), true);
+        let d = self
+            .spec
+            .source
+            .0
+            .locate(&mut self.index, Diagnostic::error(key, message), true);
         self.out.push(d);
     }
 
     fn warning(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        let d = self.spec.source.0.locate(&mut self.index, Diagnostic::warning(key, message), false);
+        let d =
+            self.spec
+                .source
+                .0
+                .locate(&mut self.index, Diagnostic::warning(key, message), false);
         self.out.push(d);
     }
 
     fn warning_at_key(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        let d = self.spec.source.0.locate(&mut self.index, Diagnostic::warning(key, message), true);
+        let d = self
+            .spec
+            .source
+            .0
+            .locate(&mut self.index, Diagnostic::warning(key, message), true);
         self.out.push(d);
     }
 
@@ -79,9 +95,12 @@ pub(crate) fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
     let failed = &spec.source.0.failed;
     if !failed.is_empty() {
         out.retain(|d| {
-            !failed
-                .iter()
-                .any(|f| !f.is_empty() && (d.key == *f || d.key.starts_with(&format!("{f}.")) || d.key.starts_with(&format!("{f}["))))
+            !failed.iter().any(|f| {
+                !f.is_empty()
+                    && (d.key == *f
+                        || d.key.starts_with(&format!("{f}."))
+                        || d.key.starts_with(&format!("{f}[")))
+            })
         });
     }
     out.sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(usize::MAX)));
@@ -107,7 +126,8 @@ pub(crate) fn is_image_name(s: &str) -> bool {
                     && !l.starts_with('-')
                     && !l.ends_with('-')
             });
-        let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+        let port_ok = port
+            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
         if !host_ok || !port_ok {
             return false;
         }
@@ -147,8 +167,11 @@ fn is_lower_alnum(b: u8) -> bool {
 /// An image tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 pub(crate) fn is_tag(s: &str) -> bool {
     s.len() <= 128
-        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
 }
 
 fn check_name(c: &mut Checker<'_>) {
@@ -214,7 +237,10 @@ fn check_packages(c: &mut Checker<'_>) {
                     seen.insert(id, i);
                 }
             }
-            Err(e) => c.error(key, format!("invalid package atom: {}", atom_message(&e, p))),
+            Err(e) => c.error(
+                key,
+                format!("invalid package atom: {}", atom_message(&e, p)),
+            ),
         }
     }
 }
@@ -229,13 +255,22 @@ fn escape_controls(s: &str) -> String {
         return s.to_owned();
     }
     s.chars()
-        .map(|c| if c.is_control() { c.escape_debug().collect() } else { c.to_string() })
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().collect()
+            } else {
+                c.to_string()
+            }
+        })
         .collect()
 }
 
 /// No whitespace, control characters or `/`.
 fn is_locale_part(s: &str) -> bool {
-    !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/')
+    !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
 }
 
 fn check_locale(c: &mut Checker<'_>) {
@@ -262,7 +297,9 @@ fn check_locale(c: &mut Checker<'_>) {
 
 /// `[A-Za-z_][A-Za-z0-9_]*`
 pub(crate) fn is_env_name(s: &str) -> bool {
-    s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+    s.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
@@ -272,13 +309,21 @@ pub(crate) fn env_value_problem(v: &str) -> Option<String> {
         return Some("contains a newline; put the value on one line".to_owned());
     }
     if v.contains('"') {
-        return Some("contains `\"`; remove the double quote (values are written inside double quotes)".to_owned());
+        return Some(
+            "contains `\"`; remove the double quote (values are written inside double quotes)"
+                .to_owned(),
+        );
     }
     if v.contains('`') {
-        return Some("contains a backtick; command substitution is not allowed, write the value itself".to_owned());
+        return Some(
+            "contains a backtick; command substitution is not allowed, write the value itself"
+                .to_owned(),
+        );
     }
     if v.contains("$(") {
-        return Some("contains `$(`; command substitution is not allowed, write the value itself".to_owned());
+        return Some(
+            "contains `$(`; command substitution is not allowed, write the value itself".to_owned(),
+        );
     }
     if v.ends_with('\\') {
         return Some("ends with a backslash, which would join the next line; remove it".to_owned());
@@ -325,7 +370,10 @@ fn check_vars<'a>(
             );
         }
         if let Some(problem) = env_value_problem(value) {
-            c.error(key, format!("the value of `{}` in {what} {problem}", printable(name)));
+            c.error(
+                key,
+                format!("the value of `{}` in {what} {problem}", printable(name)),
+            );
         }
     }
 }
@@ -335,7 +383,11 @@ fn check_env(c: &mut Checker<'_>) {
     check_vars(c, "env", spec.env.iter(), "`[env]`");
     for (name, vars) in &spec.named_envs {
         let key = format!("env.{}", key_segment(name));
-        if name.is_empty() || name.contains('/') || name.starts_with('.') || name.chars().any(char::is_control) {
+        if name.is_empty()
+            || name.contains('/')
+            || name.starts_with('.')
+            || name.chars().any(char::is_control)
+        {
             c.error_at_key(
                 key.clone(),
                 format!(
@@ -345,7 +397,12 @@ fn check_env(c: &mut Checker<'_>) {
                 ),
             );
         }
-        check_vars(c, &key, vars.iter(), &format!("`[env.{}]`", printable(name)));
+        check_vars(
+            c,
+            &key,
+            vars.iter(),
+            &format!("`[env.{}]`", printable(name)),
+        );
     }
 }
 
@@ -383,7 +440,10 @@ fn check_repositories(c: &mut Checker<'_>) {
         if r.sync_type.is_empty() {
             c.error(
                 format!("{base}.type"),
-                format!("the repository has no `type`: add e.g. `type = 'git'` (one of {})", SYNC_TYPES.join(", ")),
+                format!(
+                    "the repository has no `type`: add e.g. `type = 'git'` (one of {})",
+                    SYNC_TYPES.join(", ")
+                ),
             );
         } else if !SYNC_TYPES.contains(&r.sync_type.as_str()) {
             let hint = match super::parse::suggest(&r.sync_type, SYNC_TYPES) {
@@ -444,8 +504,12 @@ pub(crate) fn is_keyword(s: &str) -> bool {
         return true;
     }
     let arch = s.strip_prefix('~').unwrap_or(s);
-    arch.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && arch.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    arch.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && arch
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// A license name (PMS 3.1.6), a `@GROUP`, optionally negated, or `*` / `-*`.
@@ -455,13 +519,16 @@ pub(crate) fn is_license(s: &str) -> bool {
     }
     let s = s.strip_prefix('-').unwrap_or(s);
     let s = s.strip_prefix('@').unwrap_or(s);
-    s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+_.-".contains(&b))
+    s.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+_.-".contains(&b))
 }
 
 fn check_package_configs(c: &mut Checker<'_>) {
     let spec = c.spec;
-    let installed: std::collections::HashSet<String> = spec
+    let installed: HashSet<String> = spec
         .packages
         .iter()
         .filter_map(|p| Atom::parse(p).ok())
@@ -471,7 +538,14 @@ fn check_package_configs(c: &mut Checker<'_>) {
         let base = key_segment(atom_text);
         match Atom::parse(atom_text) {
             Ok(atom) => {
-                if !installed.contains(&atom.cp()) && !spec.source.0.failed.iter().any(|f| f.starts_with("packages")) {
+                if !installed.contains(&atom.cp())
+                    && !spec
+                        .source
+                        .0
+                        .failed
+                        .iter()
+                        .any(|f| f.starts_with("packages"))
+                {
                     c.warning_at_key(
                         base.clone(),
                         format!(
@@ -485,7 +559,8 @@ fn check_package_configs(c: &mut Checker<'_>) {
             Err(e) => {
                 let mut msg = format!("invalid package table key: {}", atom_message(&e, atom_text));
                 if !atom_text.contains('/') {
-                    if let Some(k) = super::parse::suggest(atom_text, super::parse::TOP_LEVEL_KEYS) {
+                    if let Some(k) = super::parse::suggest(atom_text, super::parse::TOP_LEVEL_KEYS)
+                    {
                         msg = format!("unknown key `{atom_text}`: did you mean `{k}`? ({msg})");
                     }
                 }
@@ -583,7 +658,10 @@ fn check_image(c: &mut Checker<'_>) {
         if value.chars().any(|ch| ch.is_control() && ch != '\t') {
             c.error(
                 key,
-                format!("the value of `{}` in `[image.env]` contains a control character; remove it", printable(name)),
+                format!(
+                    "the value of `{}` in `[image.env]` contains a control character; remove it",
+                    printable(name)
+                ),
             );
         }
     }
@@ -615,9 +693,12 @@ fn check_image(c: &mut Checker<'_>) {
     }
     if let Some(sig) = &img.stop_signal {
         let ok = sig.parse::<u8>().is_ok_and(|n| (1..=64).contains(&n))
-            || sig
-                .strip_prefix("SIG")
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'+' || b == b'-'));
+            || sig.strip_prefix("SIG").is_some_and(|n| {
+                !n.is_empty()
+                    && n.bytes().all(|b| {
+                        b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'+' || b == b'-'
+                    })
+            });
         if !ok {
             c.error(
                 "image.stop_signal",
@@ -636,30 +717,56 @@ mod tests {
 
     #[test]
     fn image_names() {
-        for ok in ["staves/bash", "bash", "a.b/c__d-e", "localhost:5000/x", "registry.example.com/a/b"] {
+        for ok in [
+            "staves/bash",
+            "bash",
+            "a.b/c__d-e",
+            "localhost:5000/x",
+            "registry.example.com/a/b",
+        ] {
             assert!(is_image_name(ok), "{ok}");
         }
-        for bad in ["", "Staves/bash", "a b", "a//b", "-a", "a-", "a/", "a___b", "exa mple.com/x"] {
+        for bad in [
+            "",
+            "Staves/bash",
+            "a b",
+            "a//b",
+            "-a",
+            "a-",
+            "a/",
+            "a___b",
+            "exa mple.com/x",
+        ] {
             assert!(!is_image_name(bad), "{bad}");
         }
     }
 
     #[test]
     fn tags_keywords_licenses() {
-        assert!(is_tag("latest") && is_tag("1.0-rc_1") && !is_tag(".x") && !is_tag("a b") && !is_tag(""));
+        assert!(
+            is_tag("latest")
+                && is_tag("1.0-rc_1")
+                && !is_tag(".x")
+                && !is_tag("a b")
+                && !is_tag("")
+        );
         for ok in ["amd64", "~amd64", "**", "*", "-*", "~*", "x86-linux"] {
             assert!(is_keyword(ok), "{ok}");
         }
         for bad in ["~", "amd64 x86", "", "~~amd64", "-amd64"] {
             assert!(!is_keyword(bad), "{bad}");
         }
-        assert!(is_license("GPL-3") && is_license("@FREE") && is_license("-*") && !is_license("GPL 3"));
+        assert!(
+            is_license("GPL-3") && is_license("@FREE") && is_license("-*") && !is_license("GPL 3")
+        );
     }
 
     #[test]
     fn env_values() {
         assert_eq!(env_value_problem("${CFLAGS} -O3"), None);
-        for bad in ["a\nb", "a\"b", "a`id`", "$(id)", "a\\", "${1}", "${A", "a\u{7}"] {
+        for bad in [
+            "a\nb", "a\"b", "a`id`", "$(id)", "a\\", "${1}", "${A", "a\u{7}",
+        ] {
             assert!(env_value_problem(bad).is_some(), "{bad:?}");
         }
     }
