@@ -235,6 +235,13 @@ const CASES: &[(&str, Severity, usize, usize, &str)] = &[
         "`../escape` is not a valid environment name",
     ),
     (
+        "package-table-without-category",
+        E,
+        3,
+        2,
+        "unknown key `bash`: known keys are name, version",
+    ),
+    (
         "path-traversal-key",
         E,
         3,

@@ -557,13 +557,22 @@ fn check_package_configs(c: &mut Checker<'_>) {
                 }
             }
             Err(e) => {
-                let mut msg = format!("invalid package table key: {}", atom_message(&e, atom_text));
-                if !atom_text.contains('/') {
-                    if let Some(k) = super::parse::suggest(atom_text, super::parse::TOP_LEVEL_KEYS)
+                let msg = if atom_text.contains('/') {
+                    format!("invalid package table key: {}", atom_message(&e, atom_text))
+                } else {
+                    let hint = match super::parse::suggest(atom_text, super::parse::TOP_LEVEL_KEYS)
                     {
-                        msg = format!("unknown key `{atom_text}`: did you mean `{k}`? ({msg})");
-                    }
-                }
+                        Some(k) => format!("did you mean `{k}`?"),
+                        None => {
+                            format!("known keys are {}", super::parse::TOP_LEVEL_KEYS.join(", "))
+                        }
+                    };
+                    format!(
+                        "unknown key `{}`: {hint} A package table is keyed by a `category/package` atom, \
+                         e.g. `['app-shells/bash']`",
+                        printable(atom_text)
+                    )
+                };
                 c.error_at_key(base.clone(), msg);
             }
         }
