@@ -564,7 +564,10 @@ fn check_package_configs(c: &mut Checker<'_>) {
                     {
                         Some(k) => format!("did you mean `{k}`?"),
                         None => {
-                            format!("known keys are {}.", super::parse::TOP_LEVEL_KEYS.join(", "))
+                            format!(
+                                "known keys are {}.",
+                                super::parse::TOP_LEVEL_KEYS.join(", ")
+                            )
                         }
                     };
                     format!(
