@@ -94,7 +94,7 @@ impl Diagnostic {
         match (self.line, self.column) {
             (Some(line), Some(column)) => {
                 let _ = writeln!(out, " --> {path}:{line}:{column}");
-                let text = source.and_then(|s| s.split('\n').nth(line - 1));
+                let text = source.and_then(|s| s.split('\n').nth(line.checked_sub(1)?));
                 if let Some(text) = text {
                     let text = text.strip_suffix('\r').unwrap_or(text);
                     // Keep very long lines readable: show at most 120 characters around the column.
