@@ -1,4 +1,23 @@
 //! Staves builds minimal container images from a declarative `staves.toml` with Gentoo's Portage.
+//!
+//! ```
+//! use staves_core::{BuildEnv, ImageSpec, PlanOptions, Severity};
+//!
+//! let text = "name = 'staves/bash'\npackages = ['app-shells/bash']\n['app-shells/bash']\nuse = ['-nls']\n";
+//! let spec = ImageSpec::load_str(text, None)?;
+//! assert_eq!(spec.package_configs["app-shells/bash"].use_flags, ["-nls"]);
+//!
+//! // The Portage configuration a build writes into the builder, rendered without Docker.
+//! let env = BuildEnv::render(&spec, &PlanOptions::with_jobs(2));
+//! let package_use = env.file("etc/portage/package.use/staves").map(|f| f.content.as_str());
+//! assert_eq!(package_use, Some("app-shells/bash -nls\n"));
+//!
+//! // Every diagnostic carries a position and says what to do.
+//! let (diagnostics, _) = ImageSpec::check_str("name = 'x'\npackages = ['bash']\n", None);
+//! assert_eq!(diagnostics[0].severity, Severity::Error);
+//! assert_eq!((diagnostics[0].line, diagnostics[0].column), (Some(2), Some(13)));
+//! # Ok::<(), staves_core::SpecError>(())
+//! ```
 
 mod builder;
 mod engine;

@@ -9,6 +9,34 @@ use Severity::{Error as E, Warning as W};
 
 /// (file stem, severity, line, column, a fragment of the message).
 const CASES: &[(&str, Severity, usize, usize, &str)] = &[
+    (
+        "image-bad-user",
+        E,
+        4,
+        8,
+        "user `my user` must be non-empty with no whitespace",
+    ),
+    (
+        "image-relative-volume",
+        E,
+        4,
+        21,
+        "volume `cache` must be an absolute path",
+    ),
+    (
+        "image-env-bad-name",
+        E,
+        4,
+        1,
+        "`MY VAR` is not a valid variable name in `[image.env]`",
+    ),
+    (
+        "atom-bad-repository",
+        E,
+        2,
+        13,
+        "has an invalid repository `::-gentoo`",
+    ),
     ("atom-bad-slot", E, 2, 13, "has an invalid slot `:`"),
     (
         "atom-bad-use-dep",
@@ -233,6 +261,13 @@ const CASES: &[(&str, Severity, usize, usize, &str)] = &[
         3,
         6,
         "`../escape` is not a valid environment name",
+    ),
+    (
+        "package-table-without-category",
+        E,
+        3,
+        2,
+        "unknown key `bash`: known keys are name, version",
     ),
     (
         "path-traversal-key",

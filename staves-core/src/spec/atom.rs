@@ -586,7 +586,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_atoms() {
-        let cases: &[(&str, fn(&AtomError) -> bool)] = &[
+        type Check = fn(&AtomError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("", |e| matches!(e, AtomError::Empty)),
             ("!a/b", |e| matches!(e, AtomError::Blocker(_))),
             ("!!a/b", |e| matches!(e, AtomError::Blocker(_))),

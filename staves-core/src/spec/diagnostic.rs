@@ -3,6 +3,7 @@
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// How serious a [`Diagnostic`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -93,7 +94,7 @@ impl Diagnostic {
         match (self.line, self.column) {
             (Some(line), Some(column)) => {
                 let _ = writeln!(out, " --> {path}:{line}:{column}");
-                let text = source.and_then(|s| s.split('\n').nth(line - 1));
+                let text = source.and_then(|s| s.split('\n').nth(line.checked_sub(1)?));
                 if let Some(text) = text {
                     let text = text.strip_suffix('\r').unwrap_or(text);
                     // Keep very long lines readable: show at most 120 characters around the column.
@@ -205,14 +206,26 @@ impl<'a> LineIndex<'a> {
     }
 }
 
-/// Where each setting of a parsed spec was written: logical key path → (line, column).
+/// Where one setting was written, as byte offsets into the source text.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Entry {
+    /// Offset of the key (`key =`, or the key in a table header).
+    pub(crate) key: Option<u32>,
+    /// Offset of the value.
+    pub(crate) value: Option<u32>,
+    /// Offsets of the items, when the value is an array.
+    pub(crate) items: Vec<u32>,
+}
+
+/// Where each setting of a parsed spec was written: logical key path → offsets. Line and column are computed
+/// only for settings that get a diagnostic.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SourceMap {
     pub(crate) path: Option<PathBuf>,
-    /// Positions of values.
-    pub(crate) values: HashMap<String, (usize, usize)>,
-    /// Positions of keys (table headers, `key =`).
-    pub(crate) keys: HashMap<String, (usize, usize)>,
+    /// The text the spec was parsed from.
+    pub(crate) text: Arc<str>,
+    /// Key path → offsets. `base[i]` paths are looked up in `base`'s items.
+    pub(crate) entries: HashMap<String, Entry, foldhash::fast::RandomState>,
     /// True when the spec was parsed from text: diagnostics then always get a position (1:1 for missing keys).
     pub(crate) from_text: bool,
     /// Key paths that could not be parsed (and were left out of the spec).
@@ -220,25 +233,54 @@ pub(crate) struct SourceMap {
 }
 
 impl SourceMap {
-    /// Attach the best known position of `key` (its value, else its key) and the path to `d`.
-    pub(crate) fn locate(&self, mut d: Diagnostic, at_key: bool) -> Diagnostic {
-        let mut key = d.key.as_str();
-        let pos = loop {
+    fn offset_of(&self, key: &str, at_key: bool) -> Option<u32> {
+        if let Some(e) = self.entries.get(key) {
             let found = if at_key {
-                self.keys.get(key).or_else(|| self.values.get(key))
+                e.key.or(e.value)
             } else {
-                self.values.get(key).or_else(|| self.keys.get(key))
+                e.value.or(e.key)
             };
             if found.is_some() {
-                break found;
+                return found;
             }
-            // Fall back to the enclosing setting (`repositories[0].uri` → `repositories[0]` → `repositories`).
+        }
+        let base = key.strip_suffix(']')?;
+        let open = base.rfind('[')?;
+        let i: usize = base[open + 1..].parse().ok()?;
+        self.entries.get(&base[..open])?.items.get(i).copied()
+    }
+
+    /// The offset of `key`, or of the closest enclosing setting that has one
+    /// (`repositories[0].uri` → `repositories[0]` → `repositories`).
+    pub(crate) fn offset(&self, key: &str, at_key: bool) -> Option<u32> {
+        let mut key = key;
+        loop {
+            if let Some(o) = self.offset_of(key, at_key) {
+                return Some(o);
+            }
             match key.rfind(['.', '[']) {
                 Some(i) if i > 0 => key = &key[..i],
-                _ => break None,
+                _ => return None,
             }
+        }
+    }
+
+    /// Attach the best known position of the diagnostic's key and the path to `d`. `index` is built on first use.
+    pub(crate) fn locate<'s>(
+        &'s self,
+        index: &mut Option<LineIndex<'s>>,
+        mut d: Diagnostic,
+        at_key: bool,
+    ) -> Diagnostic {
+        let pos = match self.offset(&d.key, at_key) {
+            Some(o) => Some(
+                index
+                    .get_or_insert_with(|| LineIndex::new(&self.text))
+                    .position(o as usize),
+            ),
+            None => self.from_text.then_some((1, 1)),
         };
-        if let Some(&(line, column)) = pos.or(self.from_text.then_some(&(1, 1))) {
+        if let Some((line, column)) = pos {
             d.line = Some(line);
             d.column = Some(column);
         }

@@ -109,6 +109,7 @@ pub(crate) fn parse_lenient(
         idx: LineIndex::new(text),
         map: SourceMap {
             path: path_buf,
+            text: Arc::from(text),
             from_text: true,
             ..SourceMap::default()
         },
@@ -216,6 +217,11 @@ fn toml_message(raw: &str) -> String {
     format!("invalid TOML: {first}; {hint}")
 }
 
+/// A span's start as a compact offset (specs are at most 32 MiB).
+fn offset(span: &Range<usize>) -> u32 {
+    u32::try_from(span.start).unwrap_or(u32::MAX)
+}
+
 struct Parser<'t> {
     idx: LineIndex<'t>,
     map: SourceMap,
@@ -276,13 +282,11 @@ impl Parser<'_> {
     }
 
     fn record_value(&mut self, key: &str, span: Range<usize>) {
-        let pos = self.pos(span);
-        self.map.values.insert(key.to_owned(), pos);
+        self.map.entries.entry(key.to_owned()).or_default().value = Some(offset(&span));
     }
 
     fn record_key(&mut self, key: &str, span: Range<usize>) {
-        let pos = self.pos(span);
-        self.map.keys.insert(key.to_owned(), pos);
+        self.map.entries.entry(key.to_owned()).or_default().key = Some(offset(&span));
     }
 
     fn wrong_type(&mut self, key: &str, v: &Value<'_>, expected: &str, example: &str) {
@@ -313,13 +317,14 @@ impl Parser<'_> {
         };
         let mut out = Vec::with_capacity(items.len());
         let mut ok = true;
+        let offsets = items.iter().map(|item| offset(&item.span())).collect();
+        self.map.entries.entry(key.to_owned()).or_default().items = offsets;
         for (i, item) in items.iter().enumerate() {
-            let k = format!("{key}[{i}]");
-            self.record_value(&k, item.span());
             match item.get_ref() {
                 DeValue::String(s) => out.push(s.to_string()),
                 other => {
                     ok = false;
+                    let k = format!("{key}[{i}]");
                     let found = type_name(other);
                     self.error(
                         &k,

@@ -1,9 +1,9 @@
 //! The semantic rules of a spec. Every rule yields diagnostics; none stops at the first.
 
 use super::atom::{Atom, is_repo_name, is_use_flag_name};
-use super::diagnostic::{Diagnostic, key_segment};
+use super::diagnostic::{Diagnostic, LineIndex, key_segment};
 use super::model::ImageSpec;
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 /// Sync types Portage ships (`portage/sync/modules/*`).
 pub(crate) const SYNC_TYPES: &[&str] = &[
@@ -21,6 +21,7 @@ pub(crate) const SYNC_TYPES: &[&str] = &[
 struct Checker<'s> {
     spec: &'s ImageSpec,
     out: Vec<Diagnostic>,
+    index: Option<LineIndex<'s>>,
 }
 
 impl Checker<'_> {
@@ -29,7 +30,7 @@ impl Checker<'_> {
             .spec
             .source
             .0
-            .locate(Diagnostic::error(key, message), false);
+            .locate(&mut self.index, Diagnostic::error(key, message), false);
         self.out.push(d);
     }
 
@@ -38,16 +39,16 @@ impl Checker<'_> {
             .spec
             .source
             .0
-            .locate(Diagnostic::error(key, message), true);
+            .locate(&mut self.index, Diagnostic::error(key, message), true);
         self.out.push(d);
     }
 
     fn warning(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        let d = self
-            .spec
-            .source
-            .0
-            .locate(Diagnostic::warning(key, message), false);
+        let d =
+            self.spec
+                .source
+                .0
+                .locate(&mut self.index, Diagnostic::warning(key, message), false);
         self.out.push(d);
     }
 
@@ -56,13 +57,20 @@ impl Checker<'_> {
             .spec
             .source
             .0
-            .locate(Diagnostic::warning(key, message), true);
+            .locate(&mut self.index, Diagnostic::warning(key, message), true);
         self.out.push(d);
     }
 
-    fn position_text(&self, key: &str) -> String {
-        match self.spec.source.0.values.get(key) {
-            Some((l, c)) => format!(" (first at {l}:{c})"),
+    fn position_text(&mut self, key: &str) -> String {
+        let source = &self.spec.source.0;
+        match source.offset(key, false) {
+            Some(o) => {
+                let (l, c) = self
+                    .index
+                    .get_or_insert_with(|| LineIndex::new(&source.text))
+                    .position(o as usize);
+                format!(" (first at {l}:{c})")
+            }
             None => String::new(),
         }
     }
@@ -73,6 +81,7 @@ pub(crate) fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
     let mut c = Checker {
         spec,
         out: Vec::new(),
+        index: None,
     };
     check_name(&mut c);
     check_packages(&mut c);
@@ -519,7 +528,7 @@ pub(crate) fn is_license(s: &str) -> bool {
 
 fn check_package_configs(c: &mut Checker<'_>) {
     let spec = c.spec;
-    let installed: std::collections::HashSet<String> = spec
+    let installed: HashSet<String> = spec
         .packages
         .iter()
         .filter_map(|p| Atom::parse(p).ok())
@@ -548,13 +557,25 @@ fn check_package_configs(c: &mut Checker<'_>) {
                 }
             }
             Err(e) => {
-                let mut msg = format!("invalid package table key: {}", atom_message(&e, atom_text));
-                if !atom_text.contains('/') {
-                    if let Some(k) = super::parse::suggest(atom_text, super::parse::TOP_LEVEL_KEYS)
+                let msg = if atom_text.contains('/') {
+                    format!("invalid package table key: {}", atom_message(&e, atom_text))
+                } else {
+                    let hint = match super::parse::suggest(atom_text, super::parse::TOP_LEVEL_KEYS)
                     {
-                        msg = format!("unknown key `{atom_text}`: did you mean `{k}`? ({msg})");
-                    }
-                }
+                        Some(k) => format!("did you mean `{k}`?"),
+                        None => {
+                            format!(
+                                "known keys are {}.",
+                                super::parse::TOP_LEVEL_KEYS.join(", ")
+                            )
+                        }
+                    };
+                    format!(
+                        "unknown key `{}`: {hint} A package table is keyed by a `category/package` atom, \
+                         e.g. `['app-shells/bash']`",
+                        printable(atom_text)
+                    )
+                };
                 c.error_at_key(base.clone(), msg);
             }
         }

@@ -1,0 +1,37 @@
+//! Regression tests named after the bugs they pin.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use staves_core::ImageSpec;
+
+/// The original Staves treated every top-level table as a package table and crashed on `[annotations]`,
+/// `[locale]`, `[env]` (and now `[image]`).
+#[test]
+fn annotations_locale_env_image_tables_are_not_package_tables() {
+    let text = "name = 'staves/x'\npackages = ['app-shells/bash']\n\
+                [annotations]\na = 'b'\n[locale]\nname = 'en_US'\n[env]\nA = 'b'\n[env.n]\nB = 'c'\n\
+                [image]\nuser = 'nobody'\n['app-shells/bash']\nuse = ['-nls']\n";
+    let spec = ImageSpec::load_str(text, None).unwrap();
+    assert_eq!(
+        spec.package_configs.keys().collect::<Vec<_>>(),
+        ["app-shells/bash"]
+    );
+    assert_eq!(spec.locale.name, "en_US");
+    assert_eq!(spec.locale.charset, "UTF-8");
+    assert_eq!(spec.image.user.as_deref(), Some("nobody"));
+    assert!(spec.validate().is_empty());
+}
+
+/// The original parsed named envs but never checked them: a reference to a missing one is an error here.
+#[test]
+fn reference_to_a_missing_named_env_is_an_error() {
+    let text =
+        "name = 'staves/x'\npackages = ['app-shells/bash']\n['app-shells/bash']\nenv = ['nope']\n";
+    let err = ImageSpec::load_str(text, None).unwrap_err();
+    let d = &err.diagnostics()[0];
+    assert_eq!((d.line, d.column), (Some(4), Some(8)));
+    assert!(
+        d.message.contains("environment `nope` is not defined"),
+        "{}",
+        d.message
+    );
+}
