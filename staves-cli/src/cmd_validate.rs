@@ -8,15 +8,6 @@ use staves_core::SpecReport;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Output format of `staves validate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// rustc-style diagnostics for people.
-    Text,
-    /// A JSON array for tools.
-    Json,
-}
-
 /// Flags of `staves validate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,16 +15,16 @@ pub struct Args {
     #[arg(long, value_name = "PATH", default_value = "staves.toml")]
     config: PathBuf,
     /// How to print diagnostics.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    #[arg(long, value_enum, default_value_t = crate::Format::Text)]
+    format: crate::Format,
 }
 
 /// Run `staves validate`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let report = SpecReport::check(&args.config).map_err(staves_core::Error::from)?;
     match args.format {
-        Format::Text => print!("{}", report.render_text()),
-        Format::Json => println!("{}", report.to_json()),
+        crate::Format::Text => print!("{}", report.render_text()),
+        crate::Format::Json => println!("{}", report.to_json()),
     }
     Ok(if report.has_errors() {
         ExitCode::from(1)
