@@ -1,5 +1,4 @@
 //! Connecting to the Docker engine, shared by the image writer (`docker` output) and the Docker builder.
-#![allow(dead_code)] // used by the image writer and the Docker builder; remove once they land
 
 use bollard::Docker;
 

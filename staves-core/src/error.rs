@@ -7,6 +7,9 @@ pub enum Error {
     /// The Docker engine failed or could not be reached.
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
+    /// Writing an image failed.
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
     /// An I/O error outside any more specific area.
     #[error("{context}: {source}")]
     Io {
@@ -23,7 +26,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Engine(_) => 3,
-            Error::Io { .. } => 5,
+            Error::Image(_) | Error::Io { .. } => 5,
         }
     }
 }

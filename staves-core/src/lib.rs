@@ -2,8 +2,12 @@
 
 mod engine;
 mod error;
+mod image;
 mod spec;
 
 pub use engine::{DEFAULT_DOCKER_HOST, EngineError};
 pub use error::{Error, Result};
+pub use image::{
+    Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, WrittenOutput,
+};
 pub use spec::{ImageConfig, ImageSpec, Locale, PackageConfig, Repository};
