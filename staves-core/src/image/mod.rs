@@ -475,11 +475,25 @@ impl ImageWriter {
             _ => None,
         });
         let rootfs_temp = rootfs_dest.as_deref().map(oci::temp_file_next_to).transpose()?;
-        let tee = rootfs_temp
-            .as_ref()
-            .map(|t| t.reopen())
-            .transpose()
-            .map_err(write_err("opening the rootfs output".to_owned()))?;
+        // The engine here (Docker 20.10) cannot decompress zstd layers; it is given the uncompressed layer instead
+        // (the image ID is the same: the config only names the diff_id).
+        let docker_uncompressed = self.compression == Compression::Zstd && outputs.contains(&Output::Docker);
+        let uncompressed_path = match &rootfs_temp {
+            Some(t) => Some(t.path().to_path_buf()),
+            None if docker_uncompressed => Some(staging.path().join("layer.tar")),
+            None => None,
+        };
+        let tee = match &uncompressed_path {
+            Some(p) => Some(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(p)
+                    .map_err(write_err("opening the uncompressed layer file".to_owned()))?,
+            ),
+            None => None,
+        };
 
         let sink = LayerSink::new(layer_file, tee, self.compression, self.block_size);
         let mut builder = LayerBuilder::new(sink, self.mtime_clamp, source_name);
@@ -503,7 +517,8 @@ impl ImageWriter {
                     (Prepared::File(t, p.clone()), size)
                 }
                 Output::DockerArchive(p) => {
-                    let (t, size) = oci::archive_to_temp(p, &oci::docker_members(&docs, &layer, &layer_path))?;
+                    let members = oci::docker_members(&docs, &layer, &layer_path, layer.size);
+                    let (t, size) = oci::archive_to_temp(p, &members)?;
                     (Prepared::File(t, p.clone()), size)
                 }
                 Output::OciDir(p) => {
@@ -511,7 +526,10 @@ impl ImageWriter {
                     (Prepared::Dir(t, p.clone()), size)
                 }
                 Output::Rootfs(p) => match rootfs_temp.take() {
-                    Some(t) => (Prepared::File(t, p.clone()), layer.uncompressed_size),
+                    Some(t) => {
+                        oci::set_mode(t.path(), 0o644).map_err(write_err(format!("writing {}", p.display())))?;
+                        (Prepared::File(t, p.clone()), layer.uncompressed_size)
+                    }
                     None => {
                         // A second rootfs output: copy the first one.
                         let first = rootfs_dest.clone().unwrap_or_default();
@@ -523,6 +541,7 @@ impl ImageWriter {
                         if let Some(src) = first_temp {
                             std::fs::copy(&src, t.path()).map_err(write_err(format!("writing {}", p.display())))?;
                         }
+                        oci::set_mode(t.path(), 0o644).map_err(write_err(format!("writing {}", p.display())))?;
                         (Prepared::File(t, p.clone()), layer.uncompressed_size)
                     }
                 },
@@ -530,7 +549,11 @@ impl ImageWriter {
                     let path = staging.path().join("docker-archive.tar");
                     let mut file = File::create(&path).map_err(write_err("writing the archive to load".to_owned()))?;
                     let mut out = std::io::BufWriter::with_capacity(1 << 16, &mut file);
-                    oci::write_archive(&mut out, &oci::docker_members(&docs, &layer, &layer_path))
+                    let members = match (&uncompressed_path, docker_uncompressed) {
+                        (Some(raw), true) => oci::docker_members(&docs, &layer, raw, layer.uncompressed_size),
+                        _ => oci::docker_members(&docs, &layer, &layer_path, layer.size),
+                    };
+                    oci::write_archive(&mut out, &members)
                         .and_then(|_| std::io::Write::flush(&mut out))
                         .map_err(write_err("writing the archive to load".to_owned()))?;
                     drop(out);

@@ -217,7 +217,7 @@ pub(crate) fn documents(w: &ImageWriter, layer: &LayerInfo) -> Result<Documents,
         &serde_json::json!([{
             "Config": format!("{}.json", config.hex()),
             "RepoTags": [tag],
-            "Layers": [format!("{}/layer.tar", hex_of(&layer.digest))],
+            "Layers": [format!("{}/layer.tar", hex_of(&layer.diff_id))],
         }]),
         "manifest.json",
     )?;
@@ -285,15 +285,19 @@ pub(crate) fn oci_members<'a>(docs: &'a Documents, layer: &LayerInfo, layer_path
 }
 
 /// The members of the docker archive (`docker save` layout), in canonical order.
+///
+/// The layer file is `<diff_id>/layer.tar`; it holds `layer_path`, which is either the compressed blob or (for
+/// engines that cannot decompress zstd) the uncompressed layer of `layer_size` bytes.
 pub(crate) fn docker_members<'a>(
     docs: &'a Documents,
     layer: &LayerInfo,
     layer_path: &'a Path,
+    layer_size: u64,
 ) -> Vec<(String, Member<'a>)> {
     let mut members = vec![
         (format!("{}.json", docs.config.hex()), Member::Bytes(&docs.config.bytes)),
-        (hex_of(&layer.digest).to_owned(), Member::Dir),
-        (format!("{}/layer.tar", hex_of(&layer.digest)), Member::File(layer_path, layer.size)),
+        (hex_of(&layer.diff_id).to_owned(), Member::Dir),
+        (format!("{}/layer.tar", hex_of(&layer.diff_id)), Member::File(layer_path, layer_size)),
     ];
     members.sort_by(|a, b| entry::cmp_paths(a.0.as_bytes(), b.0.as_bytes()));
     members.push(("manifest.json".to_owned(), Member::Bytes(&docs.docker_manifest_classic)));
@@ -316,7 +320,14 @@ pub(crate) fn archive_to_temp(
         out.flush().map_err(ctx)?;
     }
     let size = temp.as_file().metadata().map_err(ctx)?.len();
+    set_mode(temp.path(), 0o644).map_err(ctx)?;
     Ok((temp, size))
+}
+
+/// Give an output the usual permissions (temporary files start as 0600).
+pub(crate) fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 /// A temporary file in `dest`'s directory, so that persisting it is an atomic rename.
@@ -354,12 +365,14 @@ pub(crate) fn layout_to_temp(
         .prefix(".staves-")
         .tempdir_in(parent_dir(dest))
         .map_err(ctx)?;
+    set_mode(dir.path(), 0o755).map_err(ctx)?;
     let blobs = dir.path().join("blobs").join("sha256");
     std::fs::create_dir_all(&blobs).map_err(ctx)?;
     let layer_dest = blobs.join(hex_of(&layer.digest));
     if std::fs::hard_link(layer_path, &layer_dest).is_err() {
         std::fs::copy(layer_path, &layer_dest).map_err(ctx)?;
     }
+    set_mode(&layer_dest, 0o644).map_err(ctx)?;
     std::fs::write(blobs.join(docs.config.hex()), &docs.config.bytes).map_err(ctx)?;
     std::fs::write(blobs.join(docs.manifest.hex()), &docs.manifest.bytes).map_err(ctx)?;
     std::fs::write(dir.path().join("index.json"), &docs.index.bytes).map_err(ctx)?;
