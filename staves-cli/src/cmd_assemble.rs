@@ -73,8 +73,10 @@ fn load_spec(path: &Path) -> anyhow::Result<ImageSpec> {
         #[serde(default)]
         image: staves_core::ImageConfig,
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading the spec {}", path.display()))?;
-    let mirror: Mirror = toml::from_str(&text).with_context(|| format!("parsing the spec {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the spec {}", path.display()))?;
+    let mirror: Mirror =
+        toml::from_str(&text).with_context(|| format!("parsing the spec {}", path.display()))?;
     let mut spec = ImageSpec::new(mirror.name);
     if let Some(version) = mirror.version {
         spec.version = version;

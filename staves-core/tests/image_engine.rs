@@ -22,7 +22,9 @@ fn engine_available(test: &str) -> bool {
         if std::env::var("STAVES_REQUIRE_DOCKER").as_deref() == Ok("1") {
             panic!("{test}: the Docker engine is unreachable and STAVES_REQUIRE_DOCKER=1");
         }
-        eprintln!("note: {test} skipped: no Docker engine (set STAVES_REQUIRE_DOCKER=1 to make this a failure)");
+        eprintln!(
+            "note: {test} skipped: no Docker engine (set STAVES_REQUIRE_DOCKER=1 to make this a failure)"
+        );
     }
     ok
 }
@@ -57,8 +59,13 @@ fn spec(tag: &str) -> ImageSpec {
     spec.command = vec!["/bin/sh".to_owned(), "-c".to_owned()];
     spec.image.cmd = vec!["cat /etc/motd; echo cwd=$PWD".to_owned()];
     spec.image.workdir = Some("/tmp".to_owned());
-    spec.image.env.insert("GREETING".to_owned(), "hi".to_owned());
-    spec.annotations.insert("org.opencontainers.image.title".to_owned(), "engine test".to_owned());
+    spec.image
+        .env
+        .insert("GREETING".to_owned(), "hi".to_owned());
+    spec.annotations.insert(
+        "org.opencontainers.image.title".to_owned(),
+        "engine test".to_owned(),
+    );
     spec
 }
 
@@ -77,8 +84,14 @@ fn docker(args: &[&str]) -> String {
 }
 
 fn run_and_check(tag: &str) {
-    assert_eq!(docker(&["run", "--rm", tag]), "hello from staves\ncwd=/tmp\n");
-    assert_eq!(docker(&["run", "--rm", tag, "echo $GREETING; ls /bin"]), "hi\nbusybox\ncat\nsh\n");
+    assert_eq!(
+        docker(&["run", "--rm", tag]),
+        "hello from staves\ncwd=/tmp\n"
+    );
+    assert_eq!(
+        docker(&["run", "--rm", tag, "echo $GREETING; ls /bin"]),
+        "hi\nbusybox\ncat\nsh\n"
+    );
 }
 
 #[test]
@@ -95,14 +108,20 @@ fn docker_archive_and_oci_archive_load_with_docker_load_and_run() {
     let report = ImageWriter::new(&spec(&tag.0))
         .write_dir(
             &root,
-            &[Output::DockerArchive(docker_archive.clone()), Output::OciArchive(oci_archive.clone())],
+            &[
+                Output::DockerArchive(docker_archive.clone()),
+                Output::OciArchive(oci_archive.clone()),
+            ],
         )
         .unwrap();
     for archive in [&docker_archive, &oci_archive] {
         let _ = Command::new("docker").args(["rmi", "-f", &tag.0]).output();
         let loaded = docker(&["load", "-i", archive.to_str().unwrap()]);
         assert!(loaded.contains(&tag.0), "{loaded}");
-        assert_eq!(docker(&["image", "inspect", "--format", "{{.Id}}", &tag.0]).trim(), report.config_digest);
+        assert_eq!(
+            docker(&["image", "inspect", "--format", "{{.Id}}", &tag.0]).trim(),
+            report.config_digest
+        );
         run_and_check(&tag.0);
     }
 }
@@ -121,8 +140,17 @@ fn docker_output_loads_through_the_api_gzip_and_zstd() {
             .compression(compression)
             .write_dir(&root, &[Output::Docker])
             .unwrap();
-        assert_eq!(docker(&["image", "inspect", "--format", "{{.Id}}", &tag.0]).trim(), report.config_digest);
-        let labels = docker(&["image", "inspect", "--format", "{{json .Config.Labels}}", &tag.0]);
+        assert_eq!(
+            docker(&["image", "inspect", "--format", "{{.Id}}", &tag.0]).trim(),
+            report.config_digest
+        );
+        let labels = docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Labels}}",
+            &tag.0,
+        ]);
         assert!(labels.contains("engine test"), "{labels}");
         run_and_check(&tag.0);
     }
@@ -138,14 +166,21 @@ fn docker_output_works_from_spawn_blocking() {
     busybox_rootfs(&root);
     let tag = Tag(unique_tag("blocking"));
     let writer = ImageWriter::new(&spec(&tag.0));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let report = rt
         .block_on(async move {
             tokio::task::spawn_blocking(move || writer.write_dir(&root, &[Output::Docker])).await
         })
         .unwrap()
         .unwrap();
-    assert_eq!(docker(&["image", "inspect", "--format", "{{.Id}}", &tag.0]).trim(), report.config_digest);
+    assert_eq!(
+        docker(&["image", "inspect", "--format", "{{.Id}}", &tag.0]).trim(),
+        report.config_digest
+    );
     run_and_check(&tag.0);
 }
 
@@ -168,13 +203,24 @@ fn skopeo_inspect(reference: &str) -> serde_json::Value {
         .args(["inspect", reference])
         .output()
         .expect("skopeo must be installed to read images back (apt-get install skopeo)");
-    assert!(out.status.success(), "skopeo inspect {reference}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "skopeo inspect {reference}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn skopeo_config(reference: &str) -> serde_json::Value {
-    let out = Command::new("skopeo").args(["inspect", "--config", reference]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("skopeo")
+        .args(["inspect", "--config", reference])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -189,7 +235,13 @@ fn skopeo_reads_the_oci_archive_and_layout() {
         let report = ImageWriter::new(&spec("staves-test/skopeo:v1"))
             .compression(compression)
             .platform("linux", "arm64")
-            .write_dir(&root, &[Output::OciArchive(archive.clone()), Output::OciDir(layout.clone())])
+            .write_dir(
+                &root,
+                &[
+                    Output::OciArchive(archive.clone()),
+                    Output::OciDir(layout.clone()),
+                ],
+            )
             .unwrap();
         for reference in [
             format!("oci-archive:{}", archive.display()),
@@ -200,10 +252,16 @@ fn skopeo_reads_the_oci_archive_and_layout() {
             assert_eq!(info["Architecture"], "arm64");
             assert_eq!(info["Os"], "linux");
             assert_eq!(info["Layers"][0], report.layer_digest.as_str());
-            assert_eq!(info["Labels"]["org.opencontainers.image.title"], "engine test");
+            assert_eq!(
+                info["Labels"]["org.opencontainers.image.title"],
+                "engine test"
+            );
             let config = skopeo_config(&reference);
             assert_eq!(config["rootfs"]["diff_ids"][0], report.diff_id.as_str());
-            assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+            assert_eq!(
+                config["config"]["Entrypoint"],
+                serde_json::json!(["/bin/sh", "-c"])
+            );
         }
     }
 }
@@ -220,9 +278,17 @@ fn skopeo_copies_the_oci_layout_verifying_every_blob() {
         .unwrap();
     let dest = tmp.path().join("copied");
     let out = Command::new("skopeo")
-        .args(["copy", &format!("oci:{}:v2", layout.display()), &format!("dir:{}", dest.display())])
+        .args([
+            "copy",
+            &format!("oci:{}:v2", layout.display()),
+            &format!("dir:{}", dest.display()),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dest.join("manifest.json").exists());
 }

@@ -8,7 +8,9 @@ use staves_core::{Error, ImageError, ImageSpec, ImageWriter, Output};
 use std::path::Path;
 
 fn writer() -> ImageWriter {
-    ImageWriter::new(&ImageSpec::new("staves-test/hostile")).created(0).mtime_clamp(0)
+    ImageWriter::new(&ImageSpec::new("staves-test/hostile"))
+        .created(0)
+        .mtime_clamp(0)
 }
 
 /// Run `bytes` through both the stream and the seekable-file paths into a fresh `out/` directory of a sandbox,
@@ -21,7 +23,10 @@ fn both(bytes: &[u8]) -> (Result<Vec<String>, Error>, Result<Vec<String>, Error>
         let out = sandbox.path().join(name);
         std::fs::create_dir(&out).unwrap();
         let rootfs = out.join("rootfs.tar");
-        let outputs = [Output::OciArchive(out.join("img.tar")), Output::Rootfs(rootfs.clone())];
+        let outputs = [
+            Output::OciArchive(out.join("img.tar")),
+            Output::Rootfs(rootfs.clone()),
+        ];
         let result = f(&outputs).map(|_| {
             list_tar(&std::fs::read(&rootfs).unwrap())
                 .into_iter()
@@ -29,7 +34,11 @@ fn both(bytes: &[u8]) -> (Result<Vec<String>, Error>, Result<Vec<String>, Error>
                 .collect()
         });
         if result.is_err() {
-            assert!(dir_names(&out).is_empty(), "a failed write left {:?}", dir_names(&out));
+            assert!(
+                dir_names(&out).is_empty(),
+                "a failed write left {:?}",
+                dir_names(&out)
+            );
         } else {
             assert_eq!(dir_names(&out), vec!["img.tar", "rootfs.tar"]);
         }
@@ -39,7 +48,11 @@ fn both(bytes: &[u8]) -> (Result<Vec<String>, Error>, Result<Vec<String>, Error>
     let file = run("file", &|o| writer().write_tar_file(&input, o));
     let mut names = dir_names(sandbox.path());
     names.retain(|n| n != "input.tar");
-    assert_eq!(names, vec!["file", "stream"], "something was written outside the destinations");
+    assert_eq!(
+        names,
+        vec!["file", "stream"],
+        "something was written outside the destinations"
+    );
     assert_no_escape(sandbox.path());
     (stream, file)
 }
@@ -54,7 +67,10 @@ fn assert_no_escape(sandbox: &Path) {
 fn expect_err(result: Result<Vec<String>, Error>, want: &str) -> ImageError {
     match result {
         Err(Error::Image(e)) => {
-            assert!(e.to_string().contains(want), "message `{e}` does not contain `{want}`");
+            assert!(
+                e.to_string().contains(want),
+                "message `{e}` does not contain `{want}`"
+            );
             e
         }
         other => panic!("expected an image error containing `{want}`, got {other:?}"),
@@ -215,7 +231,9 @@ fn duplicate_entries_are_an_error() {
 #[test]
 fn whiteouts_are_ordinary_entries() {
     let mut t = RawTar::new();
-    t.dir("etc/", 0o755).file("etc/.wh..wh..opq", 0o644, b"").file("etc/.wh.passwd", 0o644, b"");
+    t.dir("etc/", 0o755)
+        .file("etc/.wh..wh..opq", 0o644, b"")
+        .file("etc/.wh.passwd", 0o644, b"");
     let (stream, file) = both(&t.finish());
     let want = vec!["etc/ 5", "etc/.wh..wh..opq 0", "etc/.wh.passwd 0"];
     assert_eq!(stream.unwrap(), want);
@@ -225,7 +243,9 @@ fn whiteouts_are_ordinary_entries() {
 #[test]
 fn root_entry_is_dropped_and_dot_slash_stripped() {
     let mut t = RawTar::new();
-    t.dir("./", 0o700).dir("./etc/", 0o755).file("./etc/hosts", 0o644, b"h");
+    t.dir("./", 0o700)
+        .dir("./etc/", 0o755)
+        .file("./etc/hosts", 0o644, b"h");
     let (stream, file) = both(&t.finish());
     assert_eq!(stream.unwrap(), vec!["etc/ 5", "etc/hosts 0"]);
     assert_eq!(file.unwrap(), vec!["etc/ 5", "etc/hosts 0"]);
@@ -235,7 +255,10 @@ fn root_entry_is_dropped_and_dot_slash_stripped() {
 fn a_missing_rootfs_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let err = writer()
-        .write_dir(&tmp.path().join("nope"), &[Output::Rootfs(tmp.path().join("r.tar"))])
+        .write_dir(
+            &tmp.path().join("nope"),
+            &[Output::Rootfs(tmp.path().join("r.tar"))],
+        )
         .unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
     assert_eq!(err.exit_code(), 5);

@@ -25,20 +25,33 @@ pub(crate) fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output, Imag
 }
 
 /// Load the docker archive at `archive` into the engine and check that `tag` now names `config_digest`.
-pub(crate) async fn load(host: Option<&str>, archive: &Path, tag: &str, config_digest: &str) -> Result<(), Error> {
+pub(crate) async fn load(
+    host: Option<&str>,
+    archive: &Path,
+    tag: &str,
+    config_digest: &str,
+) -> Result<(), Error> {
     let docker = engine::connect(host).await?;
-    let file = tokio::fs::File::open(archive).await.map_err(|e| ImageError::Write {
-        context: format!("opening {} to load it", archive.display()),
-        source: e,
-    })?;
+    let file = tokio::fs::File::open(archive)
+        .await
+        .map_err(|e| ImageError::Write {
+            context: format!("opening {} to load it", archive.display()),
+            source: e,
+        })?;
     let body = tokio_util::io::ReaderStream::with_capacity(file, 1 << 16);
-    let options = bollard::query_parameters::ImportImageOptionsBuilder::new().quiet(true).build();
+    let options = bollard::query_parameters::ImportImageOptionsBuilder::new()
+        .quiet(true)
+        .build();
     let mut stream = docker.import_image_stream(options, body, None);
     while let Some(item) = stream.next().await {
         match item {
             Ok(info) => {
                 if let Some(message) = info.error_detail.and_then(|d| d.message) {
-                    return Err(ImageError::DockerLoad { tag: tag.to_owned(), message }.into());
+                    return Err(ImageError::DockerLoad {
+                        tag: tag.to_owned(),
+                        message,
+                    }
+                    .into());
                 }
             }
             Err(bollard::errors::Error::DockerStreamError { error }) => {

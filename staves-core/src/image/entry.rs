@@ -76,7 +76,8 @@ pub(crate) fn normalize_path(raw: &[u8]) -> Result<Option<Vec<u8>>, ImageError> 
             b".." => {
                 return Err(ImageError::UnsafePath {
                     entry: show(raw),
-                    reason: "it has a `..` component, which could point outside the rootfs".to_owned(),
+                    reason: "it has a `..` component, which could point outside the rootfs"
+                        .to_owned(),
                 });
             }
             c => {
@@ -183,7 +184,11 @@ pub(crate) fn write_header(out: &mut dyn Write, entry: &Entry) -> io::Result<()>
     header.set_uid(entry.uid);
     header.set_gid(entry.gid);
     header.set_mtime(u64::try_from(entry.mtime).unwrap_or(0));
-    header.set_size(if entry.kind == Kind::File { entry.size } else { 0 });
+    header.set_size(if entry.kind == Kind::File {
+        entry.size
+    } else {
+        0
+    });
     if matches!(entry.kind, Kind::Char | Kind::Block) {
         header.set_device_major(entry.dev_major)?;
         header.set_device_minor(entry.dev_minor)?;
@@ -219,7 +224,10 @@ mod tests {
     #[test]
     fn normalize_strips_dot_and_slashes() {
         assert_eq!(normalize_path(b"./a/b/").unwrap(), Some(b"a/b".to_vec()));
-        assert_eq!(normalize_path(b"/etc//passwd").unwrap(), Some(b"etc/passwd".to_vec()));
+        assert_eq!(
+            normalize_path(b"/etc//passwd").unwrap(),
+            Some(b"etc/passwd".to_vec())
+        );
         assert_eq!(normalize_path(b"./").unwrap(), None);
         assert_eq!(normalize_path(b".").unwrap(), None);
     }
@@ -280,7 +288,10 @@ mod tests {
         first.read_to_string(&mut data).unwrap();
         assert_eq!(data, "abc");
         let second = entries.next().unwrap().unwrap();
-        assert_eq!(second.link_name_bytes().unwrap().as_ref(), &vec![b't'; 120][..]);
+        assert_eq!(
+            second.link_name_bytes().unwrap().as_ref(),
+            &vec![b't'; 120][..]
+        );
         assert!(entries.next().is_none());
     }
 }

@@ -35,7 +35,10 @@ fn compress_block(data: &[u8], compression: Compression) -> io::Result<Vec<u8>> 
             let mut encoder = flate2::GzBuilder::new()
                 .mtime(0)
                 .operating_system(255)
-                .write(Vec::with_capacity(data.len() / 2), flate2::Compression::new(GZIP_LEVEL));
+                .write(
+                    Vec::with_capacity(data.len() / 2),
+                    flate2::Compression::new(GZIP_LEVEL),
+                );
             encoder.write_all(data)?;
             encoder.finish()
         }
@@ -63,7 +66,12 @@ pub(crate) struct LayerSink {
 }
 
 impl LayerSink {
-    pub(crate) fn new(out: File, tee: Option<File>, compression: Compression, block_size: usize) -> Self {
+    pub(crate) fn new(
+        out: File,
+        tee: Option<File>,
+        compression: Compression,
+        block_size: usize,
+    ) -> Self {
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             compression,
@@ -89,8 +97,9 @@ impl LayerSink {
         }
         let data = std::mem::replace(&mut self.block, Vec::with_capacity(self.block_size));
         let compression = self.compression;
-        self.pending
-            .push_back(std::thread::spawn(move || compress_block(&data, compression)));
+        self.pending.push_back(std::thread::spawn(move || {
+            compress_block(&data, compression)
+        }));
         Ok(())
     }
 
@@ -189,7 +198,11 @@ impl LayerBuilder {
     }
 
     /// Add one entry; `data` must yield exactly `entry.size` bytes for a regular file.
-    pub(crate) fn add(&mut self, mut entry: Entry, data: Option<&mut dyn Read>) -> Result<(), ImageError> {
+    pub(crate) fn add(
+        &mut self,
+        mut entry: Entry,
+        data: Option<&mut dyn Read>,
+    ) -> Result<(), ImageError> {
         if let Some(last) = &self.last {
             match cmp_paths(last, &entry.path) {
                 std::cmp::Ordering::Less => {}
@@ -212,13 +225,18 @@ impl LayerBuilder {
         match entry.kind {
             Kind::Dir => {}
             Kind::Hardlink => {
-                let target = self.links.get(&entry.link).cloned().unwrap_or_else(|| entry.link.clone());
+                let target = self
+                    .links
+                    .get(&entry.link)
+                    .cloned()
+                    .unwrap_or_else(|| entry.link.clone());
                 let Some(meta) = self.targets.get(&target) else {
                     return Err(ImageError::Hardlink {
                         source_name: self.source.clone(),
                         entry: show(&entry.path),
                         target: show(&entry.link),
-                        reason: "the target is not a file that appears earlier in the rootfs".to_owned(),
+                        reason: "the target is not a file that appears earlier in the rootfs"
+                            .to_owned(),
                     });
                 };
                 entry.mode = meta.mode;
@@ -257,7 +275,10 @@ impl LayerBuilder {
                 None => &mut empty,
             };
             entry::write_data(&mut self.sink, data, entry.size).map_err(|e| {
-                if matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData) {
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+                ) {
                     ImageError::Truncated {
                         source_name: self.source.clone(),
                         detail: format!("entry `{}`: {e}", show(&entry.path)),
@@ -304,7 +325,9 @@ mod tests {
     }
 
     fn sample() -> Vec<u8> {
-        (0..3_000_000u32).map(|i| (i % 251) as u8 ^ (i / 7000) as u8).collect()
+        (0..3_000_000u32)
+            .map(|i| (i % 251) as u8 ^ (i / 7000) as u8)
+            .collect()
     }
 
     #[test]
@@ -312,10 +335,18 @@ mod tests {
         let data = sample();
         let (info, compressed) = run(&data, Compression::Gzip, 1 << 18);
         let mut decoded = Vec::new();
-        flate2::read::MultiGzDecoder::new(&compressed[..]).read_to_end(&mut decoded).unwrap();
+        flate2::read::MultiGzDecoder::new(&compressed[..])
+            .read_to_end(&mut decoded)
+            .unwrap();
         assert_eq!(decoded, data);
-        assert_eq!(info.diff_id, format!("sha256:{}", hex::encode(Sha256::digest(&data))));
-        assert_eq!(info.digest, format!("sha256:{}", hex::encode(Sha256::digest(&compressed))));
+        assert_eq!(
+            info.diff_id,
+            format!("sha256:{}", hex::encode(Sha256::digest(&data)))
+        );
+        assert_eq!(
+            info.digest,
+            format!("sha256:{}", hex::encode(Sha256::digest(&compressed)))
+        );
         assert_eq!(info.size, compressed.len() as u64);
         assert_eq!(info.uncompressed_size, data.len() as u64);
     }

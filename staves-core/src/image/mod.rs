@@ -64,7 +64,9 @@ pub enum ImageError {
         value: String,
     },
     /// No output destinations were given.
-    #[error("no output destinations were given\n  help: pass at least one output, e.g. oci-archive:image.tar")]
+    #[error(
+        "no output destinations were given\n  help: pass at least one output, e.g. oci-archive:image.tar"
+    )]
     NoOutputs,
     /// The rootfs path is not usable.
     #[error("cannot use {path} as a rootfs: {reason}")]
@@ -75,7 +77,9 @@ pub enum ImageError {
         reason: String,
     },
     /// An entry path could escape the rootfs.
-    #[error("unsafe entry `{entry}` in the rootfs: {reason}\n  help: the rootfs tar must only name paths inside it")]
+    #[error(
+        "unsafe entry `{entry}` in the rootfs: {reason}\n  help: the rootfs tar must only name paths inside it"
+    )]
     UnsafePath {
         /// The entry path as written in the archive.
         entry: String,
@@ -109,7 +113,9 @@ pub enum ImageError {
         entry: String,
     },
     /// The same path appears twice.
-    #[error("the rootfs {source_name} has the entry `{entry}` twice\n  help: write the rootfs tar without duplicates")]
+    #[error(
+        "the rootfs {source_name} has the entry `{entry}` twice\n  help: write the rootfs tar without duplicates"
+    )]
     Duplicate {
         /// Where the rootfs comes from.
         source_name: String,
@@ -208,7 +214,9 @@ impl FromStr for Output {
             value: s.to_owned(),
             reason: reason.to_owned(),
         };
-        let (kind, path) = s.split_once(':').ok_or_else(|| invalid("it has no `TYPE:` prefix"))?;
+        let (kind, path) = s
+            .split_once(':')
+            .ok_or_else(|| invalid("it has no `TYPE:` prefix"))?;
         if path.is_empty() {
             return Err(invalid("the path after the `:` is empty"));
         }
@@ -260,7 +268,9 @@ impl FromStr for Compression {
         match s {
             "gzip" => Ok(Compression::Gzip),
             "zstd" => Ok(Compression::Zstd),
-            _ => Err(ImageError::InvalidCompression { value: s.to_owned() }),
+            _ => Err(ImageError::InvalidCompression {
+                value: s.to_owned(),
+            }),
         }
     }
 }
@@ -421,7 +431,9 @@ impl ImageWriter {
 
     /// Write the image of the rootfs directory `dir` to every output.
     pub fn write_dir(&self, dir: &Path, outputs: &[Output]) -> Result<ImageReport, Error> {
-        self.write_with(dir.display().to_string(), outputs, |layer| source::feed_dir(dir, layer))
+        self.write_with(dir.display().to_string(), outputs, |layer| {
+            source::feed_dir(dir, layer)
+        })
     }
 
     /// Write the image of a rootfs tar read from a stream (e.g. the engine's archive download of
@@ -440,7 +452,9 @@ impl ImageWriter {
     /// Write the image of a rootfs tar file, whose entries may be in any order: the headers are read first and
     /// sorted, then the data is copied by offset.
     pub fn write_tar_file(&self, path: &Path, outputs: &[Output]) -> Result<ImageReport, Error> {
-        self.write_with(path.display().to_string(), outputs, |layer| source::feed_tar_file(path, layer))
+        self.write_with(path.display().to_string(), outputs, |layer| {
+            source::feed_tar_file(path, layer)
+        })
     }
 
     fn write_with(
@@ -452,32 +466,42 @@ impl ImageWriter {
         if outputs.is_empty() {
             return Err(ImageError::NoOutputs.into());
         }
-        let write_err = |context: String| move |e: std::io::Error| ImageError::Write { context, source: e };
+        let write_err =
+            |context: String| move |e: std::io::Error| ImageError::Write { context, source: e };
         // Stage next to the first file output so hardlinking the layer into an OCI layout works.
         let staging_parent = outputs
             .iter()
             .find_map(|o| match o {
                 Output::Docker => None,
-                Output::OciDir(p) | Output::OciArchive(p) | Output::DockerArchive(p) | Output::Rootfs(p) => {
-                    Some(oci::parent_dir(p).to_path_buf())
-                }
+                Output::OciDir(p)
+                | Output::OciArchive(p)
+                | Output::DockerArchive(p)
+                | Output::Rootfs(p) => Some(oci::parent_dir(p).to_path_buf()),
             })
             .unwrap_or_else(std::env::temp_dir);
         let staging = tempfile::Builder::new()
             .prefix(".staves-")
             .tempdir_in(&staging_parent)
-            .map_err(write_err(format!("creating a staging directory in {}", staging_parent.display())))?;
+            .map_err(write_err(format!(
+                "creating a staging directory in {}",
+                staging_parent.display()
+            )))?;
         let layer_path = staging.path().join("layer");
-        let layer_file = File::create(&layer_path).map_err(write_err("creating the layer file".to_owned()))?;
+        let layer_file =
+            File::create(&layer_path).map_err(write_err("creating the layer file".to_owned()))?;
 
         let rootfs_dest = outputs.iter().find_map(|o| match o {
             Output::Rootfs(p) => Some(p.clone()),
             _ => None,
         });
-        let rootfs_temp = rootfs_dest.as_deref().map(oci::temp_file_next_to).transpose()?;
+        let rootfs_temp = rootfs_dest
+            .as_deref()
+            .map(oci::temp_file_next_to)
+            .transpose()?;
         // The engine here (Docker 20.10) cannot decompress zstd layers; it is given the uncompressed layer instead
         // (the image ID is the same: the config only names the diff_id).
-        let docker_uncompressed = self.compression == Compression::Zstd && outputs.contains(&Output::Docker);
+        let docker_uncompressed =
+            self.compression == Compression::Zstd && outputs.contains(&Output::Docker);
         let uncompressed_path = match &rootfs_temp {
             Some(t) => Some(t.path().to_path_buf()),
             None if docker_uncompressed => Some(staging.path().join("layer.tar")),
@@ -513,7 +537,8 @@ impl ImageWriter {
         for output in outputs {
             let (item, size) = match output {
                 Output::OciArchive(p) => {
-                    let (t, size) = oci::archive_to_temp(p, &oci::oci_members(&docs, &layer, &layer_path))?;
+                    let (t, size) =
+                        oci::archive_to_temp(p, &oci::oci_members(&docs, &layer, &layer_path))?;
                     (Prepared::File(t, p.clone()), size)
                 }
                 Output::DockerArchive(p) => {
@@ -527,30 +552,38 @@ impl ImageWriter {
                 }
                 Output::Rootfs(p) => match rootfs_temp.take() {
                     Some(t) => {
-                        oci::set_mode(t.path(), 0o644).map_err(write_err(format!("writing {}", p.display())))?;
+                        oci::set_mode(t.path(), 0o644)
+                            .map_err(write_err(format!("writing {}", p.display())))?;
                         (Prepared::File(t, p.clone()), layer.uncompressed_size)
                     }
                     None => {
                         // A second rootfs output: copy the first one.
                         let first = rootfs_dest.clone().unwrap_or_default();
                         let first_temp = prepared.iter().find_map(|item: &Prepared| match item {
-                            Prepared::File(t, dest) if *dest == first => Some(t.path().to_path_buf()),
+                            Prepared::File(t, dest) if *dest == first => {
+                                Some(t.path().to_path_buf())
+                            }
                             _ => None,
                         });
                         let t = oci::temp_file_next_to(p)?;
                         if let Some(src) = first_temp {
-                            std::fs::copy(&src, t.path()).map_err(write_err(format!("writing {}", p.display())))?;
+                            std::fs::copy(&src, t.path())
+                                .map_err(write_err(format!("writing {}", p.display())))?;
                         }
-                        oci::set_mode(t.path(), 0o644).map_err(write_err(format!("writing {}", p.display())))?;
+                        oci::set_mode(t.path(), 0o644)
+                            .map_err(write_err(format!("writing {}", p.display())))?;
                         (Prepared::File(t, p.clone()), layer.uncompressed_size)
                     }
                 },
                 Output::Docker => {
                     let path = staging.path().join("docker-archive.tar");
-                    let mut file = File::create(&path).map_err(write_err("writing the archive to load".to_owned()))?;
+                    let mut file = File::create(&path)
+                        .map_err(write_err("writing the archive to load".to_owned()))?;
                     let mut out = std::io::BufWriter::with_capacity(1 << 16, &mut file);
                     let members = match (&uncompressed_path, docker_uncompressed) {
-                        (Some(raw), true) => oci::docker_members(&docs, &layer, raw, layer.uncompressed_size),
+                        (Some(raw), true) => {
+                            oci::docker_members(&docs, &layer, raw, layer.uncompressed_size)
+                        }
                         _ => oci::docker_members(&docs, &layer, &layer_path, layer.size),
                     };
                     oci::write_archive(&mut out, &members)
@@ -569,8 +602,9 @@ impl ImageWriter {
         for item in &mut prepared {
             match std::mem::replace(item, Prepared::Done) {
                 Prepared::File(t, dest) => {
-                    t.persist(&dest)
-                        .map_err(|e| write_err(format!("moving the output into {}", dest.display()))(e.error))?;
+                    t.persist(&dest).map_err(|e| {
+                        write_err(format!("moving the output into {}", dest.display()))(e.error)
+                    })?;
                 }
                 Prepared::Dir(t, dest) => oci::persist_layout(t, &dest)?,
                 other => *item = other,
@@ -611,11 +645,20 @@ mod tests {
 
     #[test]
     fn outputs_parse_and_display_round_trip() {
-        for text in ["docker", "oci:out/dir", "oci-archive:a.tar", "docker-archive:/x/d.tar", "rootfs:r.tar"] {
+        for text in [
+            "docker",
+            "oci:out/dir",
+            "oci-archive:a.tar",
+            "docker-archive:/x/d.tar",
+            "rootfs:r.tar",
+        ] {
             let output: Output = text.parse().unwrap();
             assert_eq!(output.to_string(), text);
         }
-        assert_eq!("oci:x".parse::<Output>().unwrap(), Output::OciDir("x".into()));
+        assert_eq!(
+            "oci:x".parse::<Output>().unwrap(),
+            Output::OciDir("x".into())
+        );
     }
 
     #[test]

@@ -4,8 +4,8 @@ use super::entry::{self, Entry, Kind};
 use super::layer::LayerInfo;
 use super::{Compression, ImageError, ImageWriter};
 use oci_spec::image::{
-    ConfigBuilder, Descriptor, DescriptorBuilder, HistoryBuilder, ImageConfigurationBuilder, ImageIndexBuilder,
-    ImageManifestBuilder, MediaType, RootFsBuilder, Sha256Digest,
+    ConfigBuilder, Descriptor, DescriptorBuilder, HistoryBuilder, ImageConfigurationBuilder,
+    ImageIndexBuilder, ImageManifestBuilder, MediaType, RootFsBuilder, Sha256Digest,
 };
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -53,9 +53,16 @@ fn canonical(value: serde_json::Value) -> serde_json::Value {
         serde_json::Value::Object(map) => {
             let mut entries: Vec<(String, serde_json::Value)> = map.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, canonical(v))).collect())
+            serde_json::Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, canonical(v)))
+                    .collect(),
+            )
         }
-        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(canonical).collect()),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(canonical).collect())
+        }
         other => other,
     }
 }
@@ -106,13 +113,18 @@ fn digest(d: &str, what: &str) -> Result<oci_spec::image::Digest, ImageError> {
         .map_err(doc_err(what))
 }
 
-fn descriptor(media: MediaType, digest_str: &str, size: u64, what: &str) -> Result<Descriptor, ImageError> {
-    Ok(DescriptorBuilder::default()
+fn descriptor(
+    media: MediaType,
+    digest_str: &str,
+    size: u64,
+    what: &str,
+) -> Result<Descriptor, ImageError> {
+    DescriptorBuilder::default()
         .media_type(media)
         .digest(digest(digest_str, what)?)
         .size(size)
         .build()
-        .map_err(doc_err(what))?)
+        .map_err(doc_err(what))
 }
 
 /// Build config, manifest and index for `layer`.
@@ -144,7 +156,12 @@ pub(crate) fn documents(w: &ImageWriter, layer: &LayerInfo) -> Result<Documents,
         config = config.stop_signal(signal.clone());
     }
     if !w.labels.is_empty() {
-        config = config.labels(w.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>());
+        config = config.labels(
+            w.labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<HashMap<_, _>>(),
+        );
     }
     let config = config.build().map_err(doc_err("image config"))?;
     let image_config = ImageConfigurationBuilder::default()
@@ -178,10 +195,25 @@ pub(crate) fn documents(w: &ImageWriter, layer: &LayerInfo) -> Result<Documents,
     let mut manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
-        .config(descriptor(MediaType::ImageConfig, &config.digest, config.bytes.len() as u64, "manifest")?)
-        .layers(vec![descriptor(layer_media, &layer.digest, layer.size, "manifest")?]);
+        .config(descriptor(
+            MediaType::ImageConfig,
+            &config.digest,
+            config.bytes.len() as u64,
+            "manifest",
+        )?)
+        .layers(vec![descriptor(
+            layer_media,
+            &layer.digest,
+            layer.size,
+            "manifest",
+        )?]);
     if !w.labels.is_empty() {
-        manifest = manifest.annotations(w.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>());
+        manifest = manifest.annotations(
+            w.labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<HashMap<_, _>>(),
+        );
     }
     let manifest = manifest.build().map_err(doc_err("manifest"))?;
     let manifest = Blob::new(to_json(&manifest, "manifest")?);
@@ -240,7 +272,10 @@ pub(crate) enum Member<'a> {
 }
 
 /// Write a deterministic tar of `members` (which must be in canonical order) to `out`.
-pub(crate) fn write_archive(out: &mut dyn Write, members: &[(String, Member<'_>)]) -> io::Result<()> {
+pub(crate) fn write_archive(
+    out: &mut dyn Write,
+    members: &[(String, Member<'_>)],
+) -> io::Result<()> {
     for (name, member) in members {
         let mut e = Entry::new(name.as_bytes().to_vec(), Kind::File);
         match member {
@@ -268,18 +303,37 @@ pub(crate) fn write_archive(out: &mut dyn Write, members: &[(String, Member<'_>)
 }
 
 /// The members of the OCI archive (OCI layout plus Docker's `manifest.json`), in canonical order.
-pub(crate) fn oci_members<'a>(docs: &'a Documents, layer: &LayerInfo, layer_path: &'a Path) -> Vec<(String, Member<'a>)> {
+pub(crate) fn oci_members<'a>(
+    docs: &'a Documents,
+    layer: &LayerInfo,
+    layer_path: &'a Path,
+) -> Vec<(String, Member<'a>)> {
     let mut blobs: Vec<(String, Member<'a>)> = vec![
-        (format!("blobs/sha256/{}", docs.config.hex()), Member::Bytes(&docs.config.bytes)),
-        (format!("blobs/sha256/{}", docs.manifest.hex()), Member::Bytes(&docs.manifest.bytes)),
-        (format!("blobs/sha256/{}", hex_of(&layer.digest)), Member::File(layer_path, layer.size)),
+        (
+            format!("blobs/sha256/{}", docs.config.hex()),
+            Member::Bytes(&docs.config.bytes),
+        ),
+        (
+            format!("blobs/sha256/{}", docs.manifest.hex()),
+            Member::Bytes(&docs.manifest.bytes),
+        ),
+        (
+            format!("blobs/sha256/{}", hex_of(&layer.digest)),
+            Member::File(layer_path, layer.size),
+        ),
     ];
     blobs.sort_by(|a, b| a.0.cmp(&b.0));
     blobs.dedup_by(|a, b| a.0 == b.0);
-    let mut members = vec![("blobs".to_owned(), Member::Dir), ("blobs/sha256".to_owned(), Member::Dir)];
+    let mut members = vec![
+        ("blobs".to_owned(), Member::Dir),
+        ("blobs/sha256".to_owned(), Member::Dir),
+    ];
     members.extend(blobs);
     members.push(("index.json".to_owned(), Member::Bytes(&docs.index.bytes)));
-    members.push(("manifest.json".to_owned(), Member::Bytes(&docs.docker_manifest_oci)));
+    members.push((
+        "manifest.json".to_owned(),
+        Member::Bytes(&docs.docker_manifest_oci),
+    ));
     members.push(("oci-layout".to_owned(), Member::Bytes(OCI_LAYOUT)));
     members
 }
@@ -295,12 +349,21 @@ pub(crate) fn docker_members<'a>(
     layer_size: u64,
 ) -> Vec<(String, Member<'a>)> {
     let mut members = vec![
-        (format!("{}.json", docs.config.hex()), Member::Bytes(&docs.config.bytes)),
+        (
+            format!("{}.json", docs.config.hex()),
+            Member::Bytes(&docs.config.bytes),
+        ),
         (hex_of(&layer.diff_id).to_owned(), Member::Dir),
-        (format!("{}/layer.tar", hex_of(&layer.diff_id)), Member::File(layer_path, layer_size)),
+        (
+            format!("{}/layer.tar", hex_of(&layer.diff_id)),
+            Member::File(layer_path, layer_size),
+        ),
     ];
     members.sort_by(|a, b| entry::cmp_paths(a.0.as_bytes(), b.0.as_bytes()));
-    members.push(("manifest.json".to_owned(), Member::Bytes(&docs.docker_manifest_classic)));
+    members.push((
+        "manifest.json".to_owned(),
+        Member::Bytes(&docs.docker_manifest_classic),
+    ));
     members
 }
 
@@ -337,7 +400,11 @@ pub(crate) fn temp_file_next_to(dest: &Path) -> Result<tempfile::NamedTempFile, 
         .prefix(".staves-")
         .tempfile_in(dir)
         .map_err(|e| ImageError::Write {
-            context: format!("creating a temporary file in {} for {}", dir.display(), dest.display()),
+            context: format!(
+                "creating a temporary file in {} for {}",
+                dir.display(),
+                dest.display()
+            ),
             source: e,
         })
 }
@@ -378,7 +445,10 @@ pub(crate) fn layout_to_temp(
     std::fs::write(dir.path().join("index.json"), &docs.index.bytes).map_err(ctx)?;
     std::fs::write(dir.path().join("oci-layout"), OCI_LAYOUT).map_err(ctx)?;
     let size = layer.size
-        + (docs.config.bytes.len() + docs.manifest.bytes.len() + docs.index.bytes.len() + OCI_LAYOUT.len()) as u64;
+        + (docs.config.bytes.len()
+            + docs.manifest.bytes.len()
+            + docs.index.bytes.len()
+            + OCI_LAYOUT.len()) as u64;
     Ok((dir, size))
 }
 

@@ -33,7 +33,10 @@ pub(crate) fn feed_dir(root: &Path, layer: &mut LayerBuilder) -> Result<(), Imag
         .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
     for item in walker {
         let item = item.map_err(|e| {
-            let path = e.path().map(|p| p.display().to_string()).unwrap_or_default();
+            let path = e
+                .path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
             ImageError::Read {
                 source_name: source.clone(),
                 context: format!("walking the rootfs at {path}"),
@@ -47,7 +50,8 @@ pub(crate) fn feed_dir(root: &Path, layer: &mut LayerBuilder) -> Result<(), Imag
             context: format!("{context} `{}`", show(&path)),
             source: e,
         };
-        let md = std::fs::symlink_metadata(item.path()).map_err(|e| read_err("reading the metadata of", e))?;
+        let md = std::fs::symlink_metadata(item.path())
+            .map_err(|e| read_err("reading the metadata of", e))?;
         let ft = md.file_type();
         let kind = if ft.is_dir() {
             Kind::Dir
@@ -83,9 +87,12 @@ pub(crate) fn feed_dir(root: &Path, layer: &mut LayerBuilder) -> Result<(), Imag
                 }
             }
         }
-        let xattr_names = xattr::list(item.path()).map_err(|e| read_err("listing the xattrs of", e))?;
+        let xattr_names =
+            xattr::list(item.path()).map_err(|e| read_err("listing the xattrs of", e))?;
         for name in xattr_names {
-            if let Some(value) = xattr::get(item.path(), &name).map_err(|e| read_err("reading the xattrs of", e))? {
+            if let Some(value) =
+                xattr::get(item.path(), &name).map_err(|e| read_err("reading the xattrs of", e))?
+            {
                 entry.xattrs.push((name.as_bytes().to_vec(), value));
             }
         }
@@ -97,7 +104,8 @@ pub(crate) fn feed_dir(root: &Path, layer: &mut LayerBuilder) -> Result<(), Imag
                 layer.add(entry, Some(&mut file))?;
             }
             Kind::Symlink => {
-                let target = std::fs::read_link(item.path()).map_err(|e| read_err("reading the symlink", e))?;
+                let target = std::fs::read_link(item.path())
+                    .map_err(|e| read_err("reading the symlink", e))?;
                 entry.link = target.as_os_str().as_bytes().to_vec();
                 layer.add(entry, None)?;
             }
@@ -132,12 +140,18 @@ fn padded(size: u64) -> u64 {
 }
 
 /// Turn a tar entry's header into a normalized [`Entry`]; `None` for the root directory itself.
-fn entry_from_tar<R: Read>(e: &mut tar::Entry<'_, R>, source: &str) -> Result<Option<Entry>, ImageError> {
+fn entry_from_tar<R: Read>(
+    e: &mut tar::Entry<'_, R>,
+    source: &str,
+) -> Result<Option<Entry>, ImageError> {
     let raw_path = e.path_bytes().into_owned();
     let header = e.header();
     let bad = |what: &str, err: io::Error| ImageError::Truncated {
         source_name: source.to_owned(),
-        detail: format!("entry `{}` has an invalid {what} field: {err}", show(&raw_path)),
+        detail: format!(
+            "entry `{}` has an invalid {what} field: {err}",
+            show(&raw_path)
+        ),
     };
     let kind = match header.entry_type() {
         tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
@@ -168,15 +182,25 @@ fn entry_from_tar<R: Read>(e: &mut tar::Entry<'_, R>, source: &str) -> Result<Op
     entry.mode = header.mode().map_err(|err| bad("mode", err))? & 0o7777;
     entry.uid = header.uid().map_err(|err| bad("uid", err))?;
     entry.gid = header.gid().map_err(|err| bad("gid", err))?;
-    entry.mtime = i64::try_from(header.mtime().map_err(|err| bad("mtime", err))?).unwrap_or(i64::MAX);
+    entry.mtime =
+        i64::try_from(header.mtime().map_err(|err| bad("mtime", err))?).unwrap_or(i64::MAX);
     if kind == Kind::File {
         entry.size = e.size();
     }
     if matches!(kind, Kind::Char | Kind::Block) {
-        entry.dev_major = header.device_major().map_err(|err| bad("device major", err))?.unwrap_or(0);
-        entry.dev_minor = header.device_minor().map_err(|err| bad("device minor", err))?.unwrap_or(0);
+        entry.dev_major = header
+            .device_major()
+            .map_err(|err| bad("device major", err))?
+            .unwrap_or(0);
+        entry.dev_minor = header
+            .device_minor()
+            .map_err(|err| bad("device minor", err))?
+            .unwrap_or(0);
     }
-    let link = e.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default();
+    let link = e
+        .link_name_bytes()
+        .map(|l| l.into_owned())
+        .unwrap_or_default();
     match kind {
         Kind::Symlink => entry.link = link,
         Kind::Hardlink => match normalize_path(&link) {
@@ -207,7 +231,9 @@ fn entry_from_tar<R: Read>(e: &mut tar::Entry<'_, R>, source: &str) -> Result<Op
                     })
             };
             if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                entry.xattrs.push((name.to_vec(), record.value_bytes().to_vec()));
+                entry
+                    .xattrs
+                    .push((name.to_vec(), record.value_bytes().to_vec()));
             } else if key == b"uid" {
                 entry.uid = parse("uid")?;
             } else if key == b"gid" {
@@ -252,7 +278,10 @@ pub(crate) fn feed_tar_stream(
     source: &str,
     layer: &mut LayerBuilder,
 ) -> Result<(), ImageError> {
-    let mut counting = Counting { inner: reader, count: 0 };
+    let mut counting = Counting {
+        inner: reader,
+        count: 0,
+    };
     let mut archive = tar::Archive::new(&mut counting);
     let mut end = 0u64;
     {
@@ -339,11 +368,12 @@ pub(crate) fn feed_tar_file(path: &Path, layer: &mut LayerBuilder) -> Result<(),
     canonicalize_hardlinks(&mut records, &source)?;
     for record in records {
         if record.entry.kind == Kind::File {
-            file.seek(SeekFrom::Start(record.offset)).map_err(|e| ImageError::Read {
-                source_name: source.clone(),
-                context: format!("seeking to the data of `{}`", show(&record.entry.path)),
-                source: e,
-            })?;
+            file.seek(SeekFrom::Start(record.offset))
+                .map_err(|e| ImageError::Read {
+                    source_name: source.clone(),
+                    context: format!("seeking to the data of `{}`", show(&record.entry.path)),
+                    source: e,
+                })?;
             let mut reader = io::BufReader::with_capacity(1 << 16, &file);
             layer.add(record.entry, Some(&mut reader))?;
         } else {
@@ -398,7 +428,10 @@ fn canonicalize_hardlinks(records: &mut [Record], source: &str) -> Result<(), Im
             let mut moved = records[root].entry.clone();
             moved.path = records[leader].entry.path.clone();
             let offset = records[root].offset;
-            records[leader] = Record { entry: moved, offset };
+            records[leader] = Record {
+                entry: moved,
+                offset,
+            };
             let leader_path = records[leader].entry.path.clone();
             let root_path = records[root].entry.path.clone();
             records[root].entry = Entry {

@@ -54,7 +54,10 @@ pub fn fixture_dir(root: &Path) {
     mkdir(&root.join("var/empty"), 0o755);
     write_file(&root.join(long_name()), b"long\n", 0o644);
     write_file(&root.join("etc/.wh.gone"), b"", 0o644);
-    let status = Command::new("mkfifo").arg(root.join("fifo")).status().unwrap();
+    let status = Command::new("mkfifo")
+        .arg(root.join("fifo"))
+        .status()
+        .unwrap();
     assert!(status.success());
     std::fs::set_permissions(root.join("fifo"), std::fs::Permissions::from_mode(0o644)).unwrap();
 }
@@ -102,12 +105,32 @@ impl RawTar {
     }
 
     pub fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> &mut Self {
-        let h = Self::header(name.as_bytes(), tar::EntryType::Regular, mode, data.len() as u64, b"");
+        let h = Self::header(
+            name.as_bytes(),
+            tar::EntryType::Regular,
+            mode,
+            data.len() as u64,
+            b"",
+        );
         self.push(h, data)
     }
 
-    pub fn file_owned(&mut self, name: &str, mode: u32, uid: u64, gid: u64, mtime: u64, data: &[u8]) -> &mut Self {
-        let mut h = Self::header(name.as_bytes(), tar::EntryType::Regular, mode, data.len() as u64, b"");
+    pub fn file_owned(
+        &mut self,
+        name: &str,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        mtime: u64,
+        data: &[u8],
+    ) -> &mut Self {
+        let mut h = Self::header(
+            name.as_bytes(),
+            tar::EntryType::Regular,
+            mode,
+            data.len() as u64,
+            b"",
+        );
         h.set_uid(uid);
         h.set_gid(gid);
         h.set_mtime(mtime);
@@ -115,12 +138,24 @@ impl RawTar {
     }
 
     pub fn symlink(&mut self, name: &str, target: &str) -> &mut Self {
-        let h = Self::header(name.as_bytes(), tar::EntryType::Symlink, 0o777, 0, target.as_bytes());
+        let h = Self::header(
+            name.as_bytes(),
+            tar::EntryType::Symlink,
+            0o777,
+            0,
+            target.as_bytes(),
+        );
         self.push(h, b"")
     }
 
     pub fn hardlink(&mut self, name: &str, target: &str) -> &mut Self {
-        let h = Self::header(name.as_bytes(), tar::EntryType::Link, 0o644, 0, target.as_bytes());
+        let h = Self::header(
+            name.as_bytes(),
+            tar::EntryType::Link,
+            0o644,
+            0,
+            target.as_bytes(),
+        );
         self.push(h, b"")
     }
 
@@ -131,8 +166,11 @@ impl RawTar {
     }
 }
 
-/// Read a plain tar and list `(path, type, mode, uid, gid, mtime, size, link)` for each entry.
-pub fn list_tar(bytes: &[u8]) -> Vec<(String, char, u32, u64, u64, u64, u64, String)> {
+/// One listed tar entry: `(path, type, mode, uid, gid, mtime, size, link)`.
+pub type Listed = (String, char, u32, u64, u64, u64, u64, String);
+
+/// Read a plain tar and list each entry.
+pub fn list_tar(bytes: &[u8]) -> Vec<Listed> {
     let mut archive = tar::Archive::new(bytes);
     archive
         .entries()
