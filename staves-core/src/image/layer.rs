@@ -6,6 +6,8 @@ use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Size of the independently compressed blocks (gzip members or zstd frames) the layer is cut into.
@@ -29,36 +31,54 @@ pub(crate) struct LayerInfo {
     pub uncompressed_size: u64,
 }
 
-fn compress_block(data: &[u8], compression: Compression) -> io::Result<Vec<u8>> {
-    match compression {
-        Compression::Gzip => {
-            let mut encoder = flate2::GzBuilder::new()
-                .mtime(0)
-                .operating_system(255)
-                .write(
-                    Vec::with_capacity(data.len() / 2),
-                    flate2::Compression::new(GZIP_LEVEL),
-                );
-            encoder.write_all(data)?;
-            encoder.finish()
+/// Compresses one block; each worker keeps one, so the zstd context is reused (the output does not depend on it).
+struct BlockCompressor {
+    compression: Compression,
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+}
+
+impl BlockCompressor {
+    fn compress(&mut self, data: &[u8]) -> io::Result<Vec<u8>> {
+        match self.compression {
+            Compression::Gzip => {
+                let mut encoder = flate2::GzBuilder::new()
+                    .mtime(0)
+                    .operating_system(255)
+                    .write(
+                        Vec::with_capacity(data.len() / 2),
+                        flate2::Compression::new(GZIP_LEVEL),
+                    );
+                encoder.write_all(data)?;
+                encoder.finish()
+            }
+            Compression::Zstd => {
+                let zstd = match &mut self.zstd {
+                    Some(z) => z,
+                    None => self.zstd.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+                };
+                zstd.compress(data)
+            }
         }
-        Compression::Zstd => zstd::bulk::compress(data, ZSTD_LEVEL),
     }
 }
 
+/// A block to compress and where to send the result.
+type Job = (Vec<u8>, SyncSender<io::Result<Vec<u8>>>);
+
 /// A `Write` that hashes the uncompressed stream, optionally tees it to a file, cuts it into blocks, compresses the
-/// blocks on worker threads and writes them in order, hashing the compressed output.
+/// blocks on a pool of worker threads (one per core) and writes them in order, hashing the compressed output.
 ///
 /// At most `max_pending` blocks are in flight, so memory stays bounded by about
 /// `2 × max_pending × COMPRESSION_BLOCK`.
 pub(crate) struct LayerSink {
-    compression: Compression,
     block_size: usize,
     block: Vec<u8>,
     diff: Sha256,
     uncompressed: u64,
     tee: Option<BufWriter<File>>,
-    pending: VecDeque<JoinHandle<io::Result<Vec<u8>>>>,
+    jobs: Option<SyncSender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+    pending: VecDeque<Receiver<io::Result<Vec<u8>>>>,
     max_pending: usize,
     out: File,
     blob: Sha256,
@@ -73,15 +93,39 @@ impl LayerSink {
         block_size: usize,
     ) -> Self {
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
+        let (jobs, queue) = sync_channel::<Job>(workers);
+        let queue = Arc::new(Mutex::new(queue));
+        let workers: Vec<JoinHandle<()>> = (0..workers)
+            .map(|_| {
+                let queue = Arc::clone(&queue);
+                let mut compressor = BlockCompressor {
+                    compression,
+                    zstd: None,
+                };
+                std::thread::spawn(move || {
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(q) => q.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((data, reply)) = job else { return };
+                        // The receiver is gone only when the sink was dropped early; nothing to do then.
+                        let _ = reply.send(compressor.compress(&data));
+                    }
+                })
+            })
+            .collect();
+        let max_pending = workers.len() * 2 + 1;
         Self {
-            compression,
             block_size,
             block: Vec::with_capacity(block_size),
             diff: Sha256::new(),
             uncompressed: 0,
             tee: tee.map(|f| BufWriter::with_capacity(1 << 16, f)),
+            jobs: Some(jobs),
+            workers,
             pending: VecDeque::new(),
-            max_pending: workers + 1,
+            max_pending,
             out,
             blob: Sha256::new(),
             blob_size: 0,
@@ -96,18 +140,22 @@ impl LayerSink {
             self.drain_one()?;
         }
         let data = std::mem::replace(&mut self.block, Vec::with_capacity(self.block_size));
-        let compression = self.compression;
-        self.pending.push_back(std::thread::spawn(move || {
-            compress_block(&data, compression)
-        }));
+        let (reply, result) = sync_channel(1);
+        let jobs = self
+            .jobs
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the layer is already finished"))?;
+        jobs.send((data, reply))
+            .map_err(|_| io::Error::other("the compression workers stopped"))?;
+        self.pending.push_back(result);
         Ok(())
     }
 
     fn drain_one(&mut self) -> io::Result<()> {
-        if let Some(handle) = self.pending.pop_front() {
-            let compressed = handle
-                .join()
-                .map_err(|_| io::Error::other("a compression thread panicked"))??;
+        if let Some(result) = self.pending.pop_front() {
+            let compressed = result
+                .recv()
+                .map_err(|_| io::Error::other("a compression worker stopped"))??;
             self.blob.update(&compressed);
             self.blob_size += compressed.len() as u64;
             self.out.write_all(&compressed)?;
@@ -126,15 +174,23 @@ impl LayerSink {
             Some(t) => Some(t.into_inner().map_err(|e| e.into_error())?),
             None => None,
         };
-        Ok((
-            LayerInfo {
-                diff_id: format!("sha256:{}", hex::encode(self.diff.finalize())),
-                digest: format!("sha256:{}", hex::encode(self.blob.finalize())),
-                size: self.blob_size,
-                uncompressed_size: self.uncompressed,
-            },
-            tee,
-        ))
+        let info = LayerInfo {
+            diff_id: format!("sha256:{}", hex::encode(self.diff.clone().finalize())),
+            digest: format!("sha256:{}", hex::encode(self.blob.clone().finalize())),
+            size: self.blob_size,
+            uncompressed_size: self.uncompressed,
+        };
+        Ok((info, tee))
+    }
+}
+
+impl Drop for LayerSink {
+    fn drop(&mut self) {
+        self.pending.clear();
+        self.jobs = None;
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
     }
 }
 

@@ -579,17 +579,14 @@ impl ImageWriter {
                     let path = staging.path().join("docker-archive.tar");
                     let mut file = File::create(&path)
                         .map_err(write_err("writing the archive to load".to_owned()))?;
-                    let mut out = std::io::BufWriter::with_capacity(1 << 16, &mut file);
                     let members = match (&uncompressed_path, docker_uncompressed) {
                         (Some(raw), true) => {
                             oci::docker_members(&docs, &layer, raw, layer.uncompressed_size)
                         }
                         _ => oci::docker_members(&docs, &layer, &layer_path, layer.size),
                     };
-                    oci::write_archive(&mut out, &members)
-                        .and_then(|_| std::io::Write::flush(&mut out))
+                    oci::write_archive(&mut file, &members)
                         .map_err(write_err("writing the archive to load".to_owned()))?;
-                    drop(out);
                     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
                     (Prepared::Docker(path), size)
                 }

@@ -10,7 +10,7 @@ use oci_spec::image::{
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -272,34 +272,47 @@ pub(crate) enum Member<'a> {
 }
 
 /// Write a deterministic tar of `members` (which must be in canonical order) to `out`.
-pub(crate) fn write_archive(
-    out: &mut dyn Write,
-    members: &[(String, Member<'_>)],
-) -> io::Result<()> {
+///
+/// File members are copied file-to-file (`copy_file_range` where the kernel offers it), everything else is
+/// buffered.
+pub(crate) fn write_archive(out: &mut File, members: &[(String, Member<'_>)]) -> io::Result<()> {
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
     for (name, member) in members {
         let mut e = Entry::new(name.as_bytes().to_vec(), Kind::File);
         match member {
             Member::Dir => {
                 e.kind = Kind::Dir;
                 e.mode = 0o755;
-                entry::write_header(out, &e)?;
+                entry::write_header(&mut buf, &e)?;
             }
             Member::Bytes(bytes) => {
                 e.mode = 0o644;
                 e.size = bytes.len() as u64;
-                entry::write_header(out, &e)?;
-                entry::write_data(out, &mut &bytes[..], e.size)?;
+                entry::write_header(&mut buf, &e)?;
+                entry::write_data(&mut buf, &mut &bytes[..], e.size)?;
             }
             Member::File(path, size) => {
                 e.mode = 0o644;
                 e.size = *size;
-                entry::write_header(out, &e)?;
-                let mut f = File::open(path)?;
-                entry::write_data(out, &mut f, *size)?;
+                entry::write_header(&mut buf, &e)?;
+                out.write_all(&buf)?;
+                buf.clear();
+                let mut src = File::open(path)?.take(*size);
+                let copied = io::copy(&mut src, out)?;
+                if copied != *size {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("{} is shorter than expected", path.display()),
+                    ));
+                }
+                let pad = ((entry::BLOCK - size % entry::BLOCK) % entry::BLOCK) as usize;
+                buf.extend(std::iter::repeat_n(0u8, pad));
             }
         }
     }
-    entry::write_trailer(out)
+    entry::write_trailer(&mut buf)?;
+    out.write_all(&buf)?;
+    out.flush()
 }
 
 /// The members of the OCI archive (OCI layout plus Docker's `manifest.json`), in canonical order.
@@ -377,11 +390,7 @@ pub(crate) fn archive_to_temp(
         source: e,
     };
     let mut temp = temp_file_next_to(dest)?;
-    {
-        let mut out = BufWriter::with_capacity(1 << 16, temp.as_file_mut());
-        write_archive(&mut out, members).map_err(ctx)?;
-        out.flush().map_err(ctx)?;
-    }
+    write_archive(temp.as_file_mut(), members).map_err(ctx)?;
     let size = temp.as_file().metadata().map_err(ctx)?.len();
     set_mode(temp.path(), 0o644).map_err(ctx)?;
     Ok((temp, size))
