@@ -1,12 +1,48 @@
 //! `staves assemble`.
 
+use staves_core::{Compression, ImageWriter, Output};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Flags of `staves assemble`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The rootfs: a directory, a tar file, or `-` for a tar stream on stdin (entries in `tar --sort=name` order).
+    #[arg(long, value_name = "PATH")]
+    rootfs: PathBuf,
+    /// The spec that gives the name, tag, entrypoint, labels and `[image]` settings.
+    #[arg(long, value_name = "PATH", default_value = "staves.toml")]
+    config: PathBuf,
+    /// Where to write the image: docker, oci:DIR, oci-archive:FILE, docker-archive:FILE, rootfs:FILE. Repeatable.
+    #[arg(long = "output", value_name = "DEST", default_value = "docker")]
+    outputs: Vec<Output>,
+    /// Layer compression.
+    #[arg(long, value_name = "gzip|zstd", default_value = "gzip")]
+    compression: Compression,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = crate::Format::Text)]
+    format: crate::Format,
+    /// Docker engine address (default: DOCKER_HOST, else the local socket).
+    #[arg(long, value_name = "URL")]
+    docker_host: Option<String>,
+}
 
 /// Run `staves assemble`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("staves assemble is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let spec = crate::load_spec(&args.config)?;
+    let writer = ImageWriter::new(&spec)
+        .compression(args.compression)
+        .docker_host(args.docker_host);
+    let report = if args.rootfs == Path::new("-") {
+        writer.write_tar(std::io::stdin().lock(), &args.outputs)?
+    } else if args.rootfs.is_dir() {
+        writer.write_dir(&args.rootfs, &args.outputs)?
+    } else {
+        writer.write_tar_file(&args.rootfs, &args.outputs)?
+    };
+    match args.format {
+        crate::Format::Text => println!("{}", report.digest),
+        crate::Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -115,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     report.total_duration.as_secs_f64()
                 );
                 for output in &outcome.image.outputs {
-                    eprintln!("wrote {output}");
+                    eprintln!("wrote {} ({} bytes)", output.output, output.size);
                 }
             }
             println!("{}", outcome.image.digest);

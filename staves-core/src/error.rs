@@ -16,6 +16,9 @@ pub enum Error {
     /// A `staves.toml` could not be read, parsed or validated.
     #[error(transparent)]
     Spec(#[from] crate::spec::SpecError),
+    /// Writing an image failed.
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
     /// An I/O error outside any more specific area.
     #[error("{context}: {source}")]
     Io {
@@ -35,7 +38,7 @@ impl Error {
             Error::Engine(_) => 3,
             Error::Plan(_) => 1,
             Error::Build(_) => 4,
-            Error::Io { .. } => 5,
+            Error::Image(_) | Error::Io { .. } => 5,
         }
     }
 }

@@ -22,6 +22,8 @@
 mod builder;
 mod engine;
 mod error;
+mod image;
+mod pipeline;
 mod plan;
 mod portage;
 mod spec;
@@ -33,6 +35,10 @@ pub use builder::{
 };
 pub use engine::{DEFAULT_DOCKER_HOST, EngineError};
 pub use error::{Error, Result};
+pub use image::{
+    Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, WrittenOutput,
+};
+pub use pipeline::{BuildOutcome, BuildRequest, build_image};
 pub use plan::{
     BuildPlan, LIBC_ATOM, PlanError, ROOTFS_DIR, STAGING_DIR, Step, StepKind, command_line,
 };

@@ -25,7 +25,12 @@ pub struct BuildRequest {
 impl BuildRequest {
     /// A request writing to `outputs`, with gzip layers and one job per CPU.
     pub fn new(outputs: Vec<Output>) -> Self {
-        Self { outputs, jobs: None, compression: Compression::Gzip, docker_host: None }
+        Self {
+            outputs,
+            jobs: None,
+            compression: Compression::Gzip,
+            docker_host: None,
+        }
     }
 
     /// Parallel jobs (`None`: one per CPU).
@@ -72,12 +77,16 @@ pub fn build_image(
     options: &BuildOptions,
 ) -> crate::Result<BuildOutcome> {
     let plan = BuildPlan::new(spec, &request.plan_options())?;
-    let writer = ImageWriter::new(spec).compression(request.compression).docker_host(request.docker_host.clone());
+    let writer = ImageWriter::new(spec)
+        .compression(request.compression)
+        .docker_host(request.docker_host.clone());
     let mut image = None;
     let report = builder.build(&plan, options, &mut |rootfs: &mut dyn Read| {
         image = Some(writer.write_tar(rootfs, &request.outputs)?);
         Ok(())
     })?;
-    let image = image.ok_or_else(|| crate::builder::BuildError::Export("the builder never produced a rootfs".into()))?;
+    let image = image.ok_or_else(|| {
+        crate::builder::BuildError::Export("the builder never produced a rootfs".into())
+    })?;
     Ok(BuildOutcome { image, report })
 }
