@@ -54,6 +54,7 @@ struct Case {
     dir: tempfile::TempDir,
     cache: String,
     tag: String,
+    pids: Mutex<Vec<u32>>,
 }
 
 impl Case {
@@ -68,6 +69,7 @@ impl Case {
             dir,
             cache: format!("staves-e2e-cache-{id}"),
             tag,
+            pids: Mutex::new(Vec::new()),
         }
     }
 
@@ -96,8 +98,25 @@ impl Case {
         cmd
     }
 
+    /// Run `staves build`; the child's pid is kept, to find the containers it named.
     fn build(&self, extra: &[&str]) -> Output {
-        self.command(extra).output().unwrap()
+        let child = self
+            .command(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        self.pids.lock().unwrap().push(child.id());
+        child.wait_with_output().unwrap()
+    }
+
+    /// Containers that this case's `staves build` runs left behind (Staves names them `staves-PID-…`).
+    fn leftover_containers(&self) -> Vec<String> {
+        let pids = self.pids.lock().unwrap().clone();
+        leftover_containers()
+            .into_iter()
+            .filter(|n| pids.iter().any(|p| n.starts_with(&format!("staves-{p}-"))))
+            .collect()
     }
 
     /// Paths in the rootfs tar written by `--image-path`.
@@ -150,7 +169,7 @@ impl Drop for Case {
     }
 }
 
-/// Containers that Staves builds from this test process left behind.
+/// Every container carrying the Staves build label.
 fn leftover_containers() -> Vec<String> {
     let out = docker(&[
         "ps",
@@ -244,9 +263,9 @@ fn hello_image_runs_and_holds_only_runtime_deps() {
         stdout(&labels)
     );
     assert!(
-        leftover_containers().is_empty(),
+        case.leftover_containers().is_empty(),
         "{:?}",
-        leftover_containers()
+        case.leftover_containers()
     );
     assert_eq!(
         anonymous_volume_count(),
@@ -308,7 +327,7 @@ fn unstable_package_fails_without_keywords() {
         stderr(&out)
     );
     assert!(!case.image_exists());
-    assert!(leftover_containers().is_empty());
+    assert!(case.leftover_containers().is_empty());
 }
 
 #[test]
@@ -384,9 +403,9 @@ fn missing_package_fails_cleanly() {
     );
     assert!(!case.image_exists(), "a failed build tagged an image");
     assert!(
-        leftover_containers().is_empty(),
+        case.leftover_containers().is_empty(),
         "{:?}",
-        leftover_containers()
+        case.leftover_containers()
     );
 }
 
@@ -408,9 +427,9 @@ fn broken_package_fails_in_the_rootfs_step_and_tags_nothing() {
     );
     assert!(!rootfs.exists(), "a partial rootfs tar was written");
     assert!(
-        leftover_containers().is_empty(),
+        case.leftover_containers().is_empty(),
         "{:?}",
-        leftover_containers()
+        case.leftover_containers()
     );
 }
 
@@ -444,6 +463,7 @@ fn sigint_during_emerge_leaves_no_container() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    case.pids.lock().unwrap().push(child.id());
     let stderr = child.stderr.take().unwrap();
     let mut seen = Vec::new();
     let mut interrupted = false;
@@ -453,7 +473,7 @@ fn sigint_during_emerge_leaves_no_container() {
         seen.push(line.clone());
         if !interrupted && line.contains(">>> Emerging") {
             assert!(
-                !leftover_containers().is_empty(),
+                !case.leftover_containers().is_empty(),
                 "the builder should be running now"
             );
             let _ = Command::new("kill")
@@ -471,9 +491,9 @@ fn sigint_during_emerge_leaves_no_container() {
     assert_eq!(status.code(), Some(4), "{seen:?}");
     assert!(seen.iter().any(|l| l.contains("interrupted")), "{seen:?}");
     assert!(
-        leftover_containers().is_empty(),
+        case.leftover_containers().is_empty(),
         "{:?}",
-        leftover_containers()
+        case.leftover_containers()
     );
     assert!(!case.image_exists());
 }
@@ -517,5 +537,5 @@ fn credentials_are_mounted_but_never_reach_the_rootfs() {
     let bare = Case::new("nocreds", "packages = ['app-misc/hello']\n");
     let bare_rootfs = bare.path("rootfs.tar");
     assert_ok(&bare.build(&["--output", &format!("rootfs:{}", bare_rootfs.display())]));
-    assert!(leftover_containers().is_empty());
+    assert!(case.leftover_containers().is_empty());
 }
