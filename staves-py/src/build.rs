@@ -110,8 +110,8 @@ impl PyMockBuilder {
 
     /// The directory used as the rootfs.
     #[getter]
-    fn rootfs_dir(&self) -> PathBuf {
-        self.rootfs_dir.clone()
+    fn rootfs_dir(&self) -> String {
+        self.rootfs_dir.to_string_lossy().into_owned()
     }
 
     /// The argv of every step it "ran" so far, in order.

@@ -175,8 +175,10 @@ impl PyImageSpec {
 
     /// The file the spec was read from, if any.
     #[getter]
-    fn path(&self) -> Option<PathBuf> {
-        self.inner.source_path().map(PathBuf::from)
+    fn path(&self) -> Option<String> {
+        self.inner
+            .source_path()
+            .map(|p| p.to_string_lossy().into_owned())
     }
 
     /// The spec as TOML; `ImageSpec.from_toml(spec.to_toml()) == spec`.
@@ -250,8 +252,11 @@ impl PyDiagnostic {
 
     /// The file the spec came from, if any.
     #[getter]
-    fn path(&self) -> Option<PathBuf> {
-        self.inner.path.clone()
+    fn path(&self) -> Option<String> {
+        self.inner
+            .path
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
     }
 
     /// Logical key path of the offending setting, e.g. `packages[2]` (empty for file-level problems).
