@@ -269,3 +269,42 @@ impl Builder for MockBuilder {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn directory_rootfs_is_streamed_depth_first_sorted_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["var/empty", "usr/bin", "etc", "a"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("usr/bin/hello"), b"hi").unwrap();
+        std::fs::write(dir.path().join("usr/zz"), b"z").unwrap();
+        std::os::unix::fs::symlink("usr/bin", dir.path().join("bin")).unwrap();
+        let tar = MockBuilder::from_dir(dir.path()).rootfs_tar().unwrap();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "./",
+                "a",
+                "bin",
+                "etc",
+                "usr",
+                "usr/bin",
+                "usr/bin/hello",
+                "usr/zz",
+                "var",
+                "var/empty"
+            ]
+        );
+    }
+}
