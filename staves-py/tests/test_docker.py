@@ -134,3 +134,25 @@ def test_keyboard_interrupt_cancels_the_build_and_leaves_no_container(tmp_path, 
     assert child.returncode != 0
     assert not out.exists()
     assert containers_from(builder_image, portage_image) == [], "the interrupted build left containers behind"
+
+
+def test_the_example_script_builds_hello(tmp_path, unique_images):
+    builder_image, portage_image = unique_images
+    out = tmp_path / "example.tar"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "examples" / "python" / "build_hello.py"),
+            "--builder", builder_image,
+            "--portage", portage_image,
+            "--output", f"oci-archive:{out}",
+            "--jobs", "2",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "step 3/7: Install runtime dependencies into the rootfs" in proc.stdout
+    assert "app-misc/hello-" in proc.stdout
+    assert out.exists()
+    assert containers_from(builder_image, portage_image) == []
