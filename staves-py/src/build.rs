@@ -34,6 +34,7 @@ impl PyDockerBuilder {
         builder_image, portage_image = staves_core::DEFAULT_PORTAGE_IMAGE.to_owned(), build_cache = None,
         ssh = false, netrc = false, locale = "C.UTF-8".to_owned(), docker_host = None
     ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         builder_image: String,

@@ -105,7 +105,10 @@ impl PyStep {
     }
 
     fn __repr__(&self) -> String {
-        format!("Step(label={:?}, argv={:?})", self.inner.label, self.inner.argv)
+        format!(
+            "Step(label={:?}, argv={:?})",
+            self.inner.label, self.inner.argv
+        )
     }
 }
 
