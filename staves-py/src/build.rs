@@ -31,23 +31,23 @@ impl PyDockerBuilder {
     /// `netrc` mount `~/.ssh` and `~/.netrc` read-only into the builder; `docker_host` defaults to `DOCKER_HOST`.
     #[new]
     #[pyo3(signature = (
-        builder_image, portage_image = staves_core::DEFAULT_PORTAGE_IMAGE.to_owned(), build_cache = None,
-        ssh = false, netrc = false, locale = "C.UTF-8".to_owned(), docker_host = None
+        builder_image, portage_image = "gentoo/portage:latest", build_cache = None, ssh = false,
+        netrc = false, locale = "C.UTF-8", docker_host = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         builder_image: String,
-        portage_image: String,
+        portage_image: &str,
         build_cache: Option<String>,
         ssh: bool,
         netrc: bool,
-        locale: String,
+        locale: &str,
         docker_host: Option<String>,
     ) -> PyResult<Self> {
         let mut inner = DockerBuilder::new(builder_image)
             .map_err(|e| to_py_err(py, e))?
-            .portage_image(portage_image.clone())
+            .portage_image(portage_image)
             .ssh(ssh)
             .netrc(netrc)
             .locale(locale)
@@ -59,7 +59,7 @@ impl PyDockerBuilder {
         }
         Ok(Self {
             inner,
-            portage_image,
+            portage_image: portage_image.to_owned(),
             docker_host,
         })
     }

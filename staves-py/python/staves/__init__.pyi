@@ -4,7 +4,28 @@ Thin bindings of the Rust library ``staves_core``: the ``staves`` CLI makes the 
 """
 
 import os
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union, final
+
+__all__ = [
+    "BUILD_LABEL",
+    "DEFAULT_BUILDER_IMAGE",
+    "DEFAULT_PORTAGE_IMAGE",
+    "BuildError",
+    "BuildPlan",
+    "BuildReport",
+    "Diagnostic",
+    "DockerBuilder",
+    "DockerError",
+    "ImageReport",
+    "ImageSpec",
+    "MockBuilder",
+    "SpecError",
+    "StavesError",
+    "Step",
+    "assemble",
+    "build",
+    "plan",
+]
 
 _Path = Union[str, "os.PathLike[str]"]
 
@@ -39,6 +60,7 @@ class BuildError(StavesError):
 class DockerError(StavesError):
     """The Docker engine could not be reached, or refused a request."""
 
+@final
 class Diagnostic:
     """One finding about a spec: what is wrong, where, and what to do."""
 
@@ -65,13 +87,14 @@ class Diagnostic:
         """True for errors, false for warnings."""
     def to_dict(self) -> Dict[str, Any]:
         """The diagnostic as a dict, with the keys ``staves validate --format json`` prints."""
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
 
+@final
 class ImageSpec:
     """A parsed ``staves.toml``: what to build. Immutable; equal specs compare equal."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         name: str,
         *,
         version: Optional[str] = None,
@@ -85,7 +108,7 @@ class ImageSpec:
         repositories: Optional[Sequence[Mapping[str, str]]] = None,
         package_configs: Optional[Mapping[str, Mapping[str, Sequence[str]]]] = None,
         image: Optional[Mapping[str, Any]] = None,
-    ) -> None:
+    ) -> ImageSpec:
         """Build a spec in code. Keyword arguments take the shapes ``to_dict()`` returns, e.g.
         ``repositories=[{"name": "my-repo", "type": "git", "uri": "https://..."}]`` and
         ``package_configs={"app-shells/bash": {"use": ["-nls"]}}``. Version defaults to ``latest``."""
@@ -140,8 +163,9 @@ class ImageSpec:
         """The spec as plain dicts and lists (the shapes the constructor takes)."""
     def validate(self) -> List[Diagnostic]:
         """Check every rule; returns all errors and warnings (an empty list when the spec is fine)."""
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
 
+@final
 class Step:
     """One command of a plan."""
 
@@ -161,6 +185,7 @@ class Step:
     def to_dict(self) -> Dict[str, Any]:
         """The step as a dict."""
 
+@final
 class BuildPlan:
     """What a build would do: the Portage files it writes and the steps it runs."""
 
@@ -182,11 +207,12 @@ class BuildPlan:
     def to_dict(self) -> Dict[str, Any]:
         """The plan as plain dicts and lists."""
 
+@final
 class DockerBuilder:
     """Builds in a Gentoo builder container on a Docker engine."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         builder_image: str,
         portage_image: str = "gentoo/portage:latest",
         build_cache: Optional[str] = None,
@@ -194,7 +220,7 @@ class DockerBuilder:
         netrc: bool = False,
         locale: str = "C.UTF-8",
         docker_host: Optional[str] = None,
-    ) -> None:
+    ) -> DockerBuilder:
         """A Docker backend. ``build_cache`` names the binary-package volume (``staves-binpkgs`` when None);
         ``ssh``/``netrc`` mount ``~/.ssh``/``~/.netrc`` read-only; ``docker_host`` defaults to ``DOCKER_HOST``."""
     @property
@@ -207,10 +233,11 @@ class DockerBuilder:
     def docker_host(self) -> Optional[str]:
         """The engine address, or None for ``DOCKER_HOST`` / the local socket."""
 
+@final
 class MockBuilder:
     """A backend for tests: runs nothing, emits the events a real build would, yields a directory as the rootfs."""
 
-    def __init__(self, rootfs_dir: _Path) -> None:
+    def __new__(cls, rootfs_dir: _Path) -> MockBuilder:
         """A mock whose rootfs is the content of directory ``rootfs_dir``."""
     @property
     def rootfs_dir(self) -> str:
@@ -219,6 +246,7 @@ class MockBuilder:
     def steps_run(self) -> List[List[str]]:
         """The argv of every step it "ran" so far, in order."""
 
+@final
 class ImageReport:
     """What ``assemble()`` wrote."""
 
@@ -246,6 +274,7 @@ class ImageReport:
     def to_dict(self) -> Dict[str, Any]:
         """The report as a dict (what ``staves assemble --format json`` prints)."""
 
+@final
 class BuildReport:
     """What ``build()`` did."""
 
@@ -287,15 +316,15 @@ def plan(spec: ImageSpec, jobs: Optional[int] = None) -> BuildPlan:
 def build(
     spec: ImageSpec,
     builder: Union[DockerBuilder, MockBuilder],
-    outputs: Sequence[str] = ("docker",),
+    outputs: Sequence[str] = ...,
     on_log: Optional[Callable[[str], object]] = None,
     *,
     on_event: Optional[Callable[[Dict[str, Any]], object]] = None,
     jobs: Optional[int] = None,
     compression: str = "gzip",
 ) -> BuildReport:
-    """Build ``spec`` with ``builder`` and write the image to every output (``docker``, ``oci:DIR``,
-    ``oci-archive:FILE``, ``docker-archive:FILE``, ``rootfs:FILE``).
+    """Build ``spec`` with ``builder`` and write the image to every output: ``docker`` (the default), ``oci:DIR``,
+    ``oci-archive:FILE``, ``docker-archive:FILE`` or ``rootfs:FILE``.
 
     Runs with the GIL released. ``on_log(line)`` gets each output line as it is printed; ``on_event(dict)`` gets
     every progress event. KeyboardInterrupt, or an exception raised by a callback, cancels the build, removes its
