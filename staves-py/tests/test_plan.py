@@ -5,7 +5,7 @@ import shlex
 import pytest
 
 import staves
-from conftest import EXAMPLES
+from conftest import EXAMPLES, cli_json, run_cli
 
 BASH = EXAMPLES / "bash" / "staves.toml"
 
@@ -64,6 +64,15 @@ def test_script_runs_every_step(bash_plan):
     assert positions == sorted(positions)
     emerge = " ".join(shlex.quote(a) for a in bash_plan.steps[2].argv)
     assert f"NOCOLOR=true {emerge}" in script
+
+
+@pytest.mark.parametrize("example", ["bash", "hello"])
+def test_plan_equals_the_cli(example):
+    config = EXAMPLES / example / "staves.toml"
+    plan = staves.plan(staves.ImageSpec.from_file(config), jobs=3)
+    assert plan.to_dict() == cli_json("plan", "--config", config, "--jobs", "3")
+    assert plan.script == run_cli("plan", "--config", config, "--jobs", "3", "--format", "script").stdout
+    assert plan.text == run_cli("plan", "--config", config, "--jobs", "3", "--format", "text").stdout
 
 
 def test_to_dict_matches_the_objects(bash_plan):
