@@ -5,7 +5,8 @@ use super::{
 };
 use crate::plan::{BuildPlan, StepKind};
 use crate::portage::InstalledPackage;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -129,8 +130,22 @@ impl MockBuilder {
         tar.follow_symlinks(false);
         match &self.source {
             Source::Dir(dir) => {
-                tar.append_dir_all(".", dir)
-                    .map_err(io(&format!("reading mock rootfs {}", dir.display())))?;
+                // Depth-first, each directory's children sorted by name: the canonical order a real engine's
+                // archive download has, and the only order the image writer accepts from a stream.
+                let context = format!("reading mock rootfs {}", dir.display());
+                let walker = walkdir::WalkDir::new(dir)
+                    .follow_links(false)
+                    .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
+                for item in walker {
+                    let item = item.map_err(|e| BuildError::Io {
+                        context: context.clone(),
+                        source: e.into(),
+                    })?;
+                    let relative = item.path().strip_prefix(dir).unwrap_or(item.path());
+                    let name = Path::new(".").join(relative);
+                    tar.append_path_with_name(item.path(), &name)
+                        .map_err(io(&context))?;
+                }
             }
             Source::Entries(entries) => {
                 for entry in entries {
@@ -252,5 +267,44 @@ impl Builder for MockBuilder {
         report.export_duration = export_started.elapsed();
         report.total_duration = started.elapsed();
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn directory_rootfs_is_streamed_depth_first_sorted_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["var/empty", "usr/bin", "etc", "a"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("usr/bin/hello"), b"hi").unwrap();
+        std::fs::write(dir.path().join("usr/zz"), b"z").unwrap();
+        std::os::unix::fs::symlink("usr/bin", dir.path().join("bin")).unwrap();
+        let tar = MockBuilder::from_dir(dir.path()).rootfs_tar().unwrap();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "./",
+                "a",
+                "bin",
+                "etc",
+                "usr",
+                "usr/bin",
+                "usr/bin/hello",
+                "usr/zz",
+                "var",
+                "var/empty"
+            ]
+        );
     }
 }

@@ -1,0 +1,129 @@
+//! `staves.plan()`, `staves.BuildPlan` and `staves.Step`.
+
+use crate::spec::{PyImageSpec, to_py};
+use crate::to_py_err;
+use pyo3::prelude::*;
+use staves_core::{BuildPlan, PlanOptions, Step};
+use std::collections::BTreeMap;
+
+/// What a build would do: the Portage files it writes and the steps it runs, in order.
+#[pyclass(name = "BuildPlan", module = "staves", frozen)]
+pub(crate) struct PyBuildPlan {
+    inner: BuildPlan,
+}
+
+#[pymethods]
+impl PyBuildPlan {
+    /// The Portage configuration files: absolute path -> content.
+    #[getter]
+    fn files(&self) -> BTreeMap<String, String> {
+        self.inner.files_by_path()
+    }
+
+    /// The steps, in order.
+    #[getter]
+    fn steps(&self) -> Vec<PyStep> {
+        self.inner
+            .steps
+            .iter()
+            .cloned()
+            .map(|inner| PyStep { inner })
+            .collect()
+    }
+
+    /// One POSIX `sh` script that runs the whole plan by hand in any Gentoo container.
+    #[getter]
+    fn script(&self) -> String {
+        self.inner.render_script()
+    }
+
+    /// The plan for people: the files, then the steps as command lines.
+    #[getter]
+    fn text(&self) -> String {
+        self.inner.render_text()
+    }
+
+    /// The atoms installed into the rootfs (the spec's packages plus `virtual/libc`).
+    #[getter]
+    fn rootfs_atoms(&self) -> Vec<String> {
+        self.inner.rootfs_atoms.clone()
+    }
+
+    /// The plan as plain dicts and lists.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "BuildPlan({} files, {} steps)",
+            self.inner.files.len(),
+            self.inner.steps.len()
+        )
+    }
+}
+
+/// One command of a plan.
+#[pyclass(name = "Step", module = "staves", frozen)]
+pub(crate) struct PyStep {
+    inner: Step,
+}
+
+#[pymethods]
+impl PyStep {
+    /// A short human label, e.g. `Install runtime dependencies into the rootfs`.
+    #[getter]
+    fn label(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// Program and arguments, run without a shell (shell steps are `["/bin/sh", "-c", SCRIPT]`).
+    #[getter]
+    fn argv(&self) -> Vec<String> {
+        self.inner.argv.clone()
+    }
+
+    /// Extra environment variables for the command.
+    #[getter]
+    fn env(&self) -> BTreeMap<String, String> {
+        self.inner.env.clone()
+    }
+
+    /// What the step does: `write-files`, `sync`, `build-deps`, `rootfs`, `locale`, `libraries`, `package-list`
+    /// or `cleanup`.
+    #[getter]
+    fn kind(&self) -> String {
+        serde_json::to_value(&self.inner.kind)
+            .ok()
+            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// The step as a dict (`kind`, `label`, `argv`, `env`, and `repository` for sync steps).
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Step(label={:?}, argv={:?})",
+            self.inner.label, self.inner.argv
+        )
+    }
+}
+
+/// Validate `spec` and lay out its build: Portage files and steps. `jobs` defaults to the number of CPUs.
+///
+/// Raises `SpecError` when the spec has errors or lists no packages.
+#[pyfunction]
+#[pyo3(signature = (spec, jobs = None))]
+pub(crate) fn plan(
+    py: Python<'_>,
+    spec: &Bound<'_, PyImageSpec>,
+    jobs: Option<usize>,
+) -> PyResult<PyBuildPlan> {
+    let options = jobs.map(PlanOptions::with_jobs).unwrap_or_default();
+    BuildPlan::new(&spec.get().inner, &options)
+        .map(|inner| PyBuildPlan { inner })
+        .map_err(|e| to_py_err(py, e.into()))
+}

@@ -1,0 +1,297 @@
+//! `staves.ImageSpec` and `staves.Diagnostic`.
+
+use crate::to_py_err;
+use indexmap::IndexMap;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pythonize::{depythonize, pythonize};
+use staves_core::{
+    Diagnostic, ImageConfig, ImageSpec, Locale, PackageConfig, Repository, Severity,
+};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// A parsed `staves.toml`: what to build. Immutable; equal specs compare equal.
+#[pyclass(name = "ImageSpec", module = "staves", frozen, eq)]
+#[derive(Clone, PartialEq)]
+pub(crate) struct PyImageSpec {
+    pub(crate) inner: ImageSpec,
+}
+
+/// Convert a Python value with pythonize, naming the keyword argument in the error.
+fn from_py<T: serde::de::DeserializeOwned>(name: &str, value: &Bound<'_, PyAny>) -> PyResult<T> {
+    depythonize(value).map_err(|e| PyTypeError::new_err(format!("ImageSpec(): `{name}`: {e}")))
+}
+
+/// A Python object from a serializable value.
+pub(crate) fn to_py<'py, T: serde::Serialize>(
+    py: Python<'py>,
+    value: &T,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(pythonize(py, value)?)
+}
+
+#[pymethods]
+impl PyImageSpec {
+    /// Build a spec in code. Keyword arguments take the shapes `to_dict()` returns.
+    #[new]
+    #[pyo3(signature = (
+        name, *, version = None, packages = None, command = None, annotations = None, locale = None,
+        stdlib = false, env = None, named_envs = None, repositories = None, package_configs = None, image = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        name: String,
+        version: Option<String>,
+        packages: Option<Vec<String>>,
+        command: Option<Vec<String>>,
+        annotations: Option<BTreeMap<String, String>>,
+        locale: Option<&Bound<'_, PyAny>>,
+        stdlib: bool,
+        env: Option<&Bound<'_, PyAny>>,
+        named_envs: Option<&Bound<'_, PyAny>>,
+        repositories: Option<&Bound<'_, PyAny>>,
+        package_configs: Option<&Bound<'_, PyAny>>,
+        image: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let mut spec = ImageSpec::new(name);
+        if let Some(version) = version {
+            spec.version = version;
+        }
+        spec.packages = packages.unwrap_or_default();
+        spec.command = command.unwrap_or_default();
+        spec.annotations = annotations.unwrap_or_default();
+        spec.stdlib = stdlib;
+        if let Some(v) = locale {
+            spec.locale = from_py::<Locale>("locale", v)?;
+        }
+        if let Some(v) = env {
+            spec.env = from_py::<IndexMap<String, String>>("env", v)?;
+        }
+        if let Some(v) = named_envs {
+            spec.named_envs = from_py("named_envs", v)?;
+        }
+        if let Some(v) = repositories {
+            spec.repositories = from_py::<Vec<Repository>>("repositories", v)?;
+        }
+        if let Some(v) = package_configs {
+            spec.package_configs =
+                from_py::<IndexMap<String, PackageConfig>>("package_configs", v)?;
+        }
+        if let Some(v) = image {
+            spec.image = from_py::<ImageConfig>("image", v)?;
+        }
+        Ok(Self { inner: spec })
+    }
+
+    /// Parse TOML text. `path` is only used in diagnostics. Raises `SpecError` with the position on bad input.
+    #[staticmethod]
+    #[pyo3(signature = (text, path = None))]
+    fn from_toml(py: Python<'_>, text: &str, path: Option<PathBuf>) -> PyResult<Self> {
+        ImageSpec::from_toml_str_at(text, path.as_deref())
+            .map(|inner| Self { inner })
+            .map_err(|e| to_py_err(py, e.into()))
+    }
+
+    /// Read and parse a `staves.toml`. Raises `SpecError` with the position on bad input.
+    #[staticmethod]
+    fn from_file(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        ImageSpec::from_path(&path)
+            .map(|inner| Self { inner })
+            .map_err(|e| to_py_err(py, e.into()))
+    }
+
+    /// Image repository name, e.g. `staves/bash`.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Image tag (`latest` unless the spec says otherwise).
+    #[getter]
+    fn version(&self) -> &str {
+        &self.inner.version
+    }
+
+    /// Package atoms to install, as written.
+    #[getter]
+    fn packages(&self) -> Vec<String> {
+        self.inner.packages.clone()
+    }
+
+    /// The image entrypoint.
+    #[getter]
+    fn command(&self) -> Vec<String> {
+        self.inner.command.clone()
+    }
+
+    /// Image labels and manifest annotations.
+    #[getter]
+    fn annotations(&self) -> BTreeMap<String, String> {
+        self.inner.annotations.clone()
+    }
+
+    /// The locale generated into the image: `{"name": ..., "charset": ...}`.
+    #[getter]
+    fn locale<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.locale)
+    }
+
+    /// Whether `libstdc++.so.6` is copied into the image.
+    #[getter]
+    fn stdlib(&self) -> bool {
+        self.inner.stdlib
+    }
+
+    /// `[env]` string values appended to `make.conf`, in the order written.
+    #[getter]
+    fn env<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.env)
+    }
+
+    /// `[env.NAME]` tables: named environments, each a dict of variables.
+    #[getter]
+    fn named_envs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.named_envs)
+    }
+
+    /// Extra ebuild repositories: a list of `{"name", "type", "uri"}` dicts.
+    #[getter]
+    fn repositories<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.repositories)
+    }
+
+    /// Per-package settings: atom -> `{"use", "keywords", "env", "license"}` (empty lists left out).
+    #[getter]
+    fn package_configs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.package_configs)
+    }
+
+    /// Runtime settings of the image (`[image]`): `cmd`, `user`, `workdir`, `env`, ... (unset ones left out).
+    #[getter]
+    fn image<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.image)
+    }
+
+    /// The file the spec was read from, if any.
+    #[getter]
+    fn path(&self) -> Option<String> {
+        self.inner
+            .source_path()
+            .map(|p| p.to_string_lossy().into_owned())
+    }
+
+    /// The spec as TOML; `ImageSpec.from_toml(spec.to_toml()) == spec`.
+    fn to_toml(&self) -> String {
+        self.inner.to_toml_string()
+    }
+
+    /// The spec as plain dicts and lists (the shapes the constructor takes).
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner)
+    }
+
+    /// Check every rule; returns all errors and warnings (an empty list when the spec is fine).
+    fn validate(&self) -> Vec<PyDiagnostic> {
+        self.inner
+            .validate()
+            .into_iter()
+            .map(PyDiagnostic::from)
+            .collect()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "ImageSpec(name={:?}, version={:?}, packages={:?})",
+            self.inner.name, self.inner.version, self.inner.packages
+        )
+    }
+}
+
+/// One finding about a spec: what is wrong, where (1-based `line` and `column`), and what to do.
+#[pyclass(name = "Diagnostic", module = "staves", frozen, eq)]
+#[derive(Clone, PartialEq)]
+pub(crate) struct PyDiagnostic {
+    inner: Diagnostic,
+}
+
+impl From<Diagnostic> for PyDiagnostic {
+    fn from(inner: Diagnostic) -> Self {
+        Self { inner }
+    }
+}
+
+#[pymethods]
+impl PyDiagnostic {
+    /// `"error"` or `"warning"`.
+    #[getter]
+    fn severity(&self) -> &'static str {
+        match self.inner.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+
+    /// What was wrong and what to do about it.
+    #[getter]
+    fn message(&self) -> &str {
+        &self.inner.message
+    }
+
+    /// 1-based line, when the spec came from text.
+    #[getter]
+    fn line(&self) -> Option<usize> {
+        self.inner.line
+    }
+
+    /// 1-based column (in characters), when the spec came from text.
+    #[getter]
+    fn column(&self) -> Option<usize> {
+        self.inner.column
+    }
+
+    /// The file the spec came from, if any.
+    #[getter]
+    fn path(&self) -> Option<String> {
+        self.inner
+            .path
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+    }
+
+    /// Logical key path of the offending setting, e.g. `packages[2]` (empty for file-level problems).
+    #[getter]
+    fn key(&self) -> &str {
+        &self.inner.key
+    }
+
+    /// True for errors, false for warnings.
+    #[getter]
+    fn is_error(&self) -> bool {
+        self.inner.is_error()
+    }
+
+    /// The diagnostic as a dict, with the keys `staves validate --format json` prints.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner)
+    }
+
+    fn __str__(&self) -> String {
+        self.inner.render(None)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Diagnostic(severity={:?}, line={}, column={}, message={:?})",
+            self.severity(),
+            py_optional(self.inner.line),
+            py_optional(self.inner.column),
+            self.inner.message
+        )
+    }
+}
+
+/// `None` or the number, as Python writes them.
+fn py_optional(value: Option<usize>) -> String {
+    value.map_or_else(|| "None".to_owned(), |v| v.to_string())
+}

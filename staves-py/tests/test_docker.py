@@ -1,0 +1,158 @@
+"""Real builds on the Docker engine with the fixture images: streaming logs, reports, failures, Ctrl-C.
+
+These need the engine and the fixture images (tests/fixtures/build-images.sh); with STAVES_REQUIRE_DOCKER=1 they
+fail instead of skipping when either is missing.
+"""
+
+import gzip
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import textwrap
+
+import pytest
+
+import staves
+from conftest import HELLO, REPO, containers_from
+
+
+def layer_names(archive_path):
+    """The paths in the (single) layer of an oci-archive."""
+    with tarfile.open(archive_path) as archive:
+        index = json.load(archive.extractfile("index.json"))
+        manifest_digest = index["manifests"][0]["digest"].split(":", 1)[1]
+        manifest = json.load(archive.extractfile(f"blobs/sha256/{manifest_digest}"))
+        layer_digest = manifest["layers"][0]["digest"].split(":", 1)[1]
+        blob = archive.extractfile(f"blobs/sha256/{layer_digest}").read()
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob))) as layer:
+        return {name.lstrip("./") for name in layer.getnames()}
+
+
+def test_hello_build_streams_log_lines_while_it_runs(tmp_path, unique_images):
+    builder_image, portage_image = unique_images
+    out = tmp_path / "hello.tar"
+    seen = []
+    during_build = []
+
+    def on_log(line):
+        if not seen:
+            # The first line: the build's containers must still exist and the image must not be written yet,
+            # which is only true if lines arrive as they are printed, not after the build.
+            during_build.append((containers_from(builder_image, portage_image), out.exists()))
+        seen.append(line)
+
+    events = []
+    builder = staves.DockerBuilder(builder_image, portage_image=portage_image)
+    report = staves.build(
+        staves.ImageSpec.from_file(HELLO), builder, [f"oci-archive:{out}"], on_log=on_log, on_event=events.append
+    )
+
+    assert during_build, "on_log was never called"
+    running, written = during_build[0]
+    assert running, "no build container existed when the first log line arrived"
+    assert not written
+    assert containers_from(builder_image, portage_image) == [], "the build left containers behind"
+
+    assert report.image_digest.startswith("sha256:")
+    assert report.outputs == [{"output": f"oci-archive:{out}", "size": out.stat().st_size}]
+    cpvs = [p["cpv"] for p in report.packages]
+    assert any(c.startswith("app-misc/hello-") for c in cpvs), cpvs
+    assert seen == report.log
+    assert [e["event"] for e in events].count("step-started") == len(report.steps)
+    assert "usr/bin/hello" in layer_names(out)
+    assert "var/db/pkg" not in layer_names(out)
+
+
+def test_a_missing_package_is_a_build_error(tmp_path, unique_images):
+    builder_image, portage_image = unique_images
+    spec = staves.ImageSpec(name="staves-test/missing", packages=["app-misc/does-not-exist"])
+    out = tmp_path / "never.tar"
+    builder = staves.DockerBuilder(builder_image, portage_image=portage_image)
+    with pytest.raises(staves.BuildError) as info:
+        staves.build(spec, builder, [f"oci-archive:{out}"])
+    assert info.value.exit_code == 4
+    assert "does-not-exist" in str(info.value)
+    assert not out.exists()
+    assert containers_from(builder_image, portage_image) == []
+
+
+def test_an_unreachable_engine_is_a_docker_error(tmp_path):
+    builder = staves.DockerBuilder("staves-test/stage3:latest", docker_host=f"unix://{tmp_path}/no-engine.sock")
+    with pytest.raises(staves.DockerError) as info:
+        staves.build(staves.ImageSpec.from_file(HELLO), builder, [f"oci-archive:{tmp_path / 'x.tar'}"])
+    assert info.value.exit_code == 3
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    import staves
+
+    builder_image, portage_image, spec_path, out = sys.argv[1:]
+    first = []
+
+    def on_log(line):
+        if not first:
+            first.append(line)
+            print("FIRST-LOG-LINE", flush=True)
+
+    builder = staves.DockerBuilder(builder_image, portage_image=portage_image)
+    staves.build(staves.ImageSpec.from_file(spec_path), builder, ["oci-archive:" + out], on_log=on_log)
+    print("BUILD-FINISHED", flush=True)
+    """
+)
+
+
+def test_keyboard_interrupt_cancels_the_build_and_leaves_no_container(tmp_path, unique_images):
+    builder_image, portage_image = unique_images
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    out = tmp_path / "never.tar"
+    child = subprocess.Popen(
+        [sys.executable, str(script), builder_image, portage_image, str(HELLO), str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        line = child.stdout.readline()
+        assert line.strip() == "FIRST-LOG-LINE", f"child said {line!r}, stderr: {child.stderr.read()}"
+        assert containers_from(builder_image, portage_image), "no build container while the build runs"
+        child.send_signal(signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=300)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert "BUILD-FINISHED" not in stdout
+    assert "KeyboardInterrupt" in stderr, stderr
+    assert child.returncode != 0
+    assert not out.exists()
+    assert containers_from(builder_image, portage_image) == [], "the interrupted build left containers behind"
+
+
+def test_the_example_script_builds_hello(tmp_path, unique_images):
+    builder_image, portage_image = unique_images
+    out = tmp_path / "example.tar"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "examples" / "python" / "build_hello.py"),
+            "--builder", builder_image,
+            "--portage", portage_image,
+            "--output", f"oci-archive:{out}",
+            "--jobs", "2",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "step 3/7: Install runtime dependencies into the rootfs" in proc.stdout
+    assert "app-misc/hello-" in proc.stdout
+    assert out.exists()
+    assert containers_from(builder_image, portage_image) == []

@@ -1,0 +1,116 @@
+"""plan(): the Portage files and steps for the seed's bash example, and refusals for bad specs."""
+
+import shlex
+
+import pytest
+
+import staves
+from conftest import EXAMPLES, cli_json, run_cli
+
+BASH = EXAMPLES / "bash" / "staves.toml"
+
+
+@pytest.fixture(scope="module")
+def bash_plan():
+    return staves.plan(staves.ImageSpec.from_file(BASH), jobs=3)
+
+
+def test_files_of_the_bash_example(bash_plan):
+    files = bash_plan.files
+    assert sorted(files) == ["/etc/portage/make.conf", "/etc/portage/package.use/staves"]
+    assert files["/etc/portage/package.use/staves"] == "app-shells/bash -nls\n"
+    make_conf = files["/etc/portage/make.conf"].splitlines()
+    assert make_conf[0].startswith("# BEGIN staves")
+    assert make_conf[-1] == "# END staves"
+    assert 'MAKEOPTS="-j3 -l3"' in make_conf
+    assert any(line.startswith("FEATURES=") and "buildpkg" in line for line in make_conf)
+
+
+def test_steps_of_the_bash_example(bash_plan):
+    steps = bash_plan.steps
+    assert [s.kind for s in steps] == [
+        "write-files",
+        "build-deps",
+        "rootfs",
+        "locale",
+        "libraries",
+        "package-list",
+        "cleanup",
+    ]
+    build_deps, rootfs = steps[1], steps[2]
+    # The two emerge calls of the original Staves, with the jobs asked for.
+    assert build_deps.argv == [
+        "emerge", "--verbose", "--onlydeps", "--usepkg", "--with-bdeps=y", "--emptytree",
+        "--jobs", "3", "--load-average", "3", "app-shells/bash",
+    ]
+    assert rootfs.argv == [
+        "emerge", "--verbose", "--root=/tmp/rootfs", "--root-deps=rdeps", "--oneshot", "--usepkg",
+        "--jobs", "3", "--load-average", "3", "app-shells/bash", "virtual/libc",
+    ]
+    assert rootfs.env == {"NOCOLOR": "true"}
+    assert rootfs.label == "Install runtime dependencies into the rootfs"
+    assert steps[3].label == "Generate locale C UTF-8"
+    assert steps[4].label == "Copy libgcc_s.so.1 into the rootfs"
+    assert steps[0].argv[:2] == ["/bin/sh", "-c"]
+    assert bash_plan.rootfs_atoms == ["app-shells/bash", "virtual/libc"]
+
+
+def test_script_runs_every_step(bash_plan):
+    script = bash_plan.script
+    assert script.startswith("#!/bin/sh")
+    # The files are staged with their exact content, and every step appears, in order.
+    assert "app-shells/bash -nls\n" in script
+    positions = [script.index(f"'>>> staves: {s.label}'") for s in bash_plan.steps]
+    assert positions == sorted(positions)
+    emerge = " ".join(shlex.quote(a) for a in bash_plan.steps[2].argv)
+    assert f"NOCOLOR=true {emerge}" in script
+
+
+@pytest.mark.parametrize("example", ["bash", "hello"])
+def test_plan_equals_the_cli(example):
+    config = EXAMPLES / example / "staves.toml"
+    plan = staves.plan(staves.ImageSpec.from_file(config), jobs=3)
+    assert plan.to_dict() == cli_json("plan", "--config", config, "--jobs", "3")
+    assert plan.script == run_cli("plan", "--config", config, "--jobs", "3", "--format", "script").stdout
+    assert plan.text == run_cli("plan", "--config", config, "--jobs", "3", "--format", "text").stdout
+
+
+def test_to_dict_matches_the_objects(bash_plan):
+    as_dict = bash_plan.to_dict()
+    assert [s["label"] for s in as_dict["steps"]] == [s.label for s in bash_plan.steps]
+    assert {"/" + f["path"]: f["content"] for f in as_dict["files"]} == bash_plan.files
+
+
+def test_jobs_default_to_the_cpus():
+    import os
+
+    plan = staves.plan(staves.ImageSpec.from_file(BASH))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert f'MAKEOPTS="-j{cpus} -l{cpus}"' in plan.files["/etc/portage/make.conf"]
+
+
+def test_repositories_add_sync_steps_and_repos_conf():
+    spec = staves.ImageSpec(
+        name="x/y",
+        packages=["app-misc/hello"],
+        repositories=[{"name": "my-repo", "type": "git", "uri": "https://example.com/overlay.git"}],
+    )
+    plan = staves.plan(spec, jobs=1)
+    sync = [s for s in plan.steps if s.kind == "sync"]
+    assert [s.argv for s in sync] == [["emaint", "sync", "--repo", "my-repo"]]
+    assert any("repos.conf" in path and "my-repo" in content for path, content in plan.files.items())
+
+
+def test_invalid_spec_is_refused_with_a_spec_error():
+    spec = staves.ImageSpec.from_toml("name = 'x/y'\npackages = ['bash']\n", path="bad.toml")
+    with pytest.raises(staves.SpecError) as info:
+        staves.plan(spec)
+    err = info.value
+    assert err.diagnostics and all(d.is_error for d in err.diagnostics)
+    assert (err.line, err.column, err.path) == (2, 13, "bad.toml")
+    assert err.exit_code == 1
+
+
+def test_no_packages_is_refused():
+    with pytest.raises(staves.SpecError, match="no packages"):
+        staves.plan(staves.ImageSpec(name="x/y"))
