@@ -76,6 +76,9 @@ pub fn build_image(
     request: &BuildRequest,
     options: &BuildOptions,
 ) -> crate::Result<BuildOutcome> {
+    if request.outputs.is_empty() {
+        return Err(crate::image::ImageError::NoOutputs.into());
+    }
     let plan = BuildPlan::new(spec, &request.plan_options())?;
     let writer = ImageWriter::new(spec)
         .compression(request.compression)

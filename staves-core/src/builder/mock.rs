@@ -151,6 +151,8 @@ impl MockBuilder {
                 for entry in entries {
                     let mut header = tar::Header::new_gnu();
                     header.set_mtime(0);
+                    header.set_uid(0);
+                    header.set_gid(0);
                     match entry {
                         MockEntry::Dir { path, mode } => {
                             header.set_entry_type(tar::EntryType::Directory);
