@@ -107,3 +107,62 @@ fn a_missing_package_fails_the_rootfs_step_and_leaves_no_container() {
     assert!(tail.join("\n").contains("does-not-exist"), "{err}");
     assert!(staves_containers().is_empty(), "{:?}", staves_containers());
 }
+
+/// The standalone script (`staves plan --format script`) run by hand in the builder image gives the same rootfs.
+#[test]
+fn standalone_script_builds_the_rootfs_by_hand() {
+    if !docker_ready() {
+        return;
+    }
+    let _lock = common::engine_lock();
+    let mut spec = ImageSpec::new("staves-test/script");
+    spec.packages = vec!["app-misc/hello".into()];
+    spec.package_configs.insert(
+        "app-misc/hello".into(),
+        staves_core::PackageConfig {
+            use_flags: vec!["-nls".into()],
+            ..Default::default()
+        },
+    );
+    let script = BuildPlan::new(&spec, &PlanOptions::with_jobs(2))
+        .unwrap()
+        .render_script();
+    let id = std::process::id();
+    let snap = format!("staves-script-snap-{id}");
+    let run = |args: &[&str]| {
+        std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(
+        run(&["create", "--name", &snap, PORTAGE_IMAGE])
+            .status
+            .success()
+    );
+    let mut child = std::process::Command::new("docker")
+        .args(["run", "--rm", "-i", "--volumes-from", &format!("{snap}:ro"), BUILDER_IMAGE, "sh", "-c"])
+        .arg("sh -s && test -x /tmp/rootfs/usr/bin/hello && ! test -e /tmp/rootfs/usr/share/locale \
+              && test -s /tmp/rootfs/usr/lib/locale/locale-archive && ! test -e /tmp/rootfs/var/db/pkg \
+              && echo STAVES-SCRIPT-OK")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let _ = run(&["rm", "-v", "-f", &snap]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("STAVES-SCRIPT-OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
