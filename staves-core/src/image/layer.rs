@@ -359,6 +359,8 @@ impl LayerBuilder {
             }
         }
         entry.mtime = entry.mtime.clamp(0, self.mtime_clamp.max(0));
+        // SELinux labels describe the host that made the rootfs, not the image (and Docker's archive drops them).
+        entry.xattrs.retain(|(name, _)| name != b"security.selinux");
         match entry.kind {
             Kind::Dir => {}
             Kind::Hardlink => {

@@ -12,6 +12,7 @@
 //!   mtime to 1970-01-01; the config's `created` time defaults to the same value;
 //! - uname/gname are dropped; numeric uid/gid, mode (including setuid/setgid/sticky), xattrs (`SCHILY.xattr.*`),
 //!   hardlinks, symlinks (never followed), device nodes, fifos and long names (PAX) are kept;
+//!   `security.selinux` labels are dropped (they describe the host, not the image);
 //! - compression levels and block size are fixed (gzip level 6, zstd level 1, 1 MiB blocks), whatever the number
 //!   of threads;
 //! - JSON documents are written with sorted keys.
