@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use staves_core::{Compression, ImageSpec, ImageWriter, Output};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -51,9 +52,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         writer.write_tar_file(&args.rootfs, &args.outputs)?
     };
+    let mut stdout = std::io::stdout().lock();
     match args.format {
-        Format::Text => println!("{}", report.digest),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => writeln!(stdout, "{}", report.digest)?,
+        Format::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?,
     }
     Ok(ExitCode::SUCCESS)
 }
