@@ -180,7 +180,6 @@ pub(crate) fn documents(w: &ImageWriter, layer: &LayerInfo) -> Result<Documents,
             HistoryBuilder::default()
                 .created(created)
                 .created_by("staves assemble")
-                .comment(format!("{} layer", w.compression))
                 .build()
                 .map_err(doc_err("image config"))?,
         ])
