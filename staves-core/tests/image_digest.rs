@@ -289,7 +289,10 @@ fn gzip_and_zstd_share_the_diff_id() {
         .write_dir(&root, &[Output::OciDir(tmp.path().join("z"))])
         .unwrap();
     assert_eq!(g.diff_id, z.diff_id);
-    assert_eq!(g.config_digest, z.config_digest, "the image ID does not depend on the compression");
+    assert_eq!(
+        g.config_digest, z.config_digest,
+        "the image ID does not depend on the compression"
+    );
     assert_ne!(g.layer_digest, z.layer_digest);
     assert_ne!(g.digest, z.digest);
     let blob = read(
