@@ -40,6 +40,7 @@ tar --sort=name -C "$root" -cf "$work/rootfs.tar" .
 tar --sort=name -C "$root" -cf - . | cat >/dev/null
 
 results=()
+load0=$(cut -d" " -f1-3 /proc/loadavg)
 repeat=${REPEAT:-3}
 # measure NAME OUTPUT COMMAND...: run REPEAT times under /usr/bin/time -v; keep the fastest wall time (the machine
 # is shared, so the minimum is the least disturbed run) and the largest peak RSS.
@@ -84,6 +85,7 @@ gzip_wall=$(echo "${results[3]}" | cut -d';' -f2)
 gzip_size=$(echo "${results[3]}" | cut -d';' -f3)
 staves_gzip_wall=$(echo "${results[0]}" | cut -d';' -f2)
 echo
+echo "load average before the runs: $load0"
 echo "rootfs: $(find "$root/" -type f | wc -l) files, $(du -sbL "$root" | cut -f1) bytes (apparent), tar $(stat -c %s "$work/rootfs.tar") bytes; $(nproc) cores"
 echo
 echo "| tool | wall (s) | × tar\|gzip -6 time | output (bytes) | × tar\|gzip -6 size | peak RSS (MiB) |"

@@ -1,6 +1,7 @@
 //! `staves assemble`.
 
 use staves_core::{Compression, ImageWriter, Output};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -35,14 +36,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .docker_host(args.docker_host);
     let report = if args.rootfs == Path::new("-") {
         writer.write_tar(std::io::stdin().lock(), &args.outputs)?
-    } else if args.rootfs.is_dir() {
-        writer.write_dir(&args.rootfs, &args.outputs)?
     } else {
-        writer.write_tar_file(&args.rootfs, &args.outputs)?
+        writer.write_path(&args.rootfs, &args.outputs)?
     };
+    let mut stdout = std::io::stdout().lock();
     match args.format {
-        crate::Format::Text => println!("{}", report.digest),
-        crate::Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        crate::Format::Text => writeln!(stdout, "{}", report.digest)?,
+        crate::Format::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?,
     }
     Ok(ExitCode::SUCCESS)
 }

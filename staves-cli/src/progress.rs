@@ -62,12 +62,8 @@ impl Progress {
                 let how = if *binary { " (binary)" } else { "" };
                 self.status(&format!("{step}: package {index} of {total}: {cpv}{how}"));
             }
-            BuildEvent::Log { line, .. } => {
-                // On a terminal, log lines show only with -v; off a terminal, they are the progress.
-                if self.verbose || self.bar.is_none() {
-                    self.line(line);
-                }
-            }
+            // On a terminal, log lines show only with -v; off a terminal, they are the progress.
+            BuildEvent::Log { line, .. } if self.verbose || self.bar.is_none() => self.line(line),
             BuildEvent::StepFinished { .. } => {}
             BuildEvent::Exporting => self.status("writing the image"),
             _ => {}

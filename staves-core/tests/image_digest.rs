@@ -289,7 +289,12 @@ fn gzip_and_zstd_share_the_diff_id() {
         .write_dir(&root, &[Output::OciDir(tmp.path().join("z"))])
         .unwrap();
     assert_eq!(g.diff_id, z.diff_id);
+    assert_eq!(
+        g.config_digest, z.config_digest,
+        "the image ID does not depend on the compression"
+    );
     assert_ne!(g.layer_digest, z.layer_digest);
+    assert_ne!(g.digest, z.digest);
     let blob = read(
         &tmp.path()
             .join("z/blobs/sha256")
@@ -432,7 +437,7 @@ fn golden_digest() {
     // The image digest also pins the gzip bytes (zlib-rs level 6, 1 MiB members), fixed by Cargo.lock.
     assert_eq!(
         report.digest,
-        "sha256:4752570b8974c5870b8e5630b4e4fa1a63812083dd029330d777d7ecd7385a34"
+        "sha256:ed7ee629006353af99e93dccefc037835c9c898d8934189546369ba2cfa199d0"
     );
 }
 
@@ -502,5 +507,103 @@ fn an_existing_oci_layout_is_replaced_but_other_directories_are_not() {
         dir_names(tmp.path()),
         vec!["layout", "other"],
         "no temporary files left"
+    );
+}
+
+#[test]
+fn xattrs_from_pax_headers_are_kept_but_selinux_labels_are_not() {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append_pax_extensions([
+            (
+                "SCHILY.xattr.security.capability",
+                &b"\x01\x00\x00\x02\x00\x20\x00\x00"[..],
+            ),
+            (
+                "SCHILY.xattr.security.selinux",
+                &b"system_u:object_r:bin_t:s0"[..],
+            ),
+            ("SCHILY.xattr.user.note", &b"kept"[..]),
+        ])
+        .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o755);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(4);
+    builder
+        .append_data(&mut h, "bin/ping", &b"ping"[..])
+        .unwrap();
+    let bytes = builder.into_inner().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("r.tar");
+    writer()
+        .write_tar(&bytes[..], &[Output::Rootfs(rootfs.clone())])
+        .unwrap();
+    let out = read(&rootfs);
+    let mut archive = tar::Archive::new(&out[..]);
+    let mut entries = archive.entries().unwrap();
+    let mut e = entries.next().unwrap().unwrap();
+    assert_eq!(e.path_bytes().as_ref(), b"bin/ping");
+    let pax: Vec<(String, Vec<u8>)> = e
+        .pax_extensions()
+        .unwrap()
+        .unwrap()
+        .map(|r| {
+            let r = r.unwrap();
+            (r.key().unwrap().to_owned(), r.value_bytes().to_vec())
+        })
+        .collect();
+    assert_eq!(
+        pax,
+        vec![
+            (
+                "SCHILY.xattr.security.capability".to_owned(),
+                b"\x01\x00\x00\x02\x00\x20\x00\x00".to_vec()
+            ),
+            ("SCHILY.xattr.user.note".to_owned(), b"kept".to_vec()),
+        ]
+    );
+}
+
+#[test]
+fn directory_xattrs_match_pax_xattrs_from_a_tar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    write_file(&root.join("tool"), b"tool", 0o755);
+    // Needs a filesystem with user xattrs (ext4, xfs, btrfs, overlayfs, tmpfs ≥ 6.6).
+    xattr::set(root.join("tool"), "user.staves.test", b"value")
+        .expect("set a user xattr in the temp dir");
+    let from_dir = tmp.path().join("dir.tar");
+    writer()
+        .write_dir(&root, &[Output::Rootfs(from_dir.clone())])
+        .unwrap();
+
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append_pax_extensions([("SCHILY.xattr.user.staves.test", &b"value"[..])])
+        .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o755);
+    h.set_uid(u64::from(std::fs::metadata(&root).unwrap().uid()));
+    h.set_gid(u64::from(std::fs::metadata(&root).unwrap().gid()));
+    h.set_mtime(0);
+    h.set_size(4);
+    builder.append_data(&mut h, "tool", &b"tool"[..]).unwrap();
+    let from_tar = tmp.path().join("tar.tar");
+    writer()
+        .write_tar(
+            &builder.into_inner().unwrap()[..],
+            &[Output::Rootfs(from_tar.clone())],
+        )
+        .unwrap();
+    assert_eq!(read(&from_dir), read(&from_tar));
+    assert!(
+        read(&from_dir)
+            .windows(22)
+            .any(|w| w == b"SCHILY.xattr.user.stav")
     );
 }

@@ -292,3 +292,49 @@ fn skopeo_copies_the_oci_layout_verifying_every_blob() {
     );
     assert!(dest.join("manifest.json").exists());
 }
+
+#[test]
+fn the_engines_archive_stream_of_a_container_is_accepted_as_is() {
+    // `docker cp CONTAINER:/. -` is the archive API download the builder uses (`/tmp/rootfs/.`): its entries must
+    // arrive in canonical order, so `write_tar` takes the stream without buffering.
+    if !engine_available("the_engines_archive_stream_of_a_container_is_accepted_as_is") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    busybox_rootfs(&root);
+    let tag = Tag(unique_tag("stream"));
+    ImageWriter::new(&spec(&tag.0))
+        .write_dir(&root, &[Output::Docker])
+        .unwrap();
+    let container = docker(&["create", &tag.0]).trim().to_owned();
+    let mut child = Command::new("docker")
+        .args(["cp", &format!("{container}:/."), "-"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stream = child.stdout.take().unwrap();
+    let rootfs = tmp.path().join("rootfs.tar");
+    let result =
+        ImageWriter::new(&spec(&tag.0)).write_tar(stream, &[Output::Rootfs(rootfs.clone())]);
+    let status = child.wait().unwrap();
+    let _ = Command::new("docker")
+        .args(["rm", "-f", &container])
+        .output();
+    assert!(status.success());
+    result.unwrap();
+    let entries = list_tar(&std::fs::read(&rootfs).unwrap());
+    let find = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e.0 == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .clone()
+    };
+    assert_eq!(find("bin/busybox").1, '0');
+    assert_eq!(
+        (find("bin/sh").1, find("bin/sh").7),
+        ('1', "bin/busybox".to_owned())
+    );
+    assert_eq!(find("etc/motd").6, 18);
+}

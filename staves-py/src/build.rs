@@ -432,13 +432,7 @@ pub(crate) fn assemble(
     let writer = ImageWriter::new(&spec.get().inner)
         .compression(parse_compression(py, compression)?)
         .docker_host(docker_host);
-    let result = py.detach(|| {
-        if rootfs.is_dir() {
-            writer.write_dir(&rootfs, &outputs)
-        } else {
-            writer.write_tar_file(&rootfs, &outputs)
-        }
-    });
+    let result = py.detach(|| writer.write_path(&rootfs, &outputs));
     result
         .map(|inner| PyImageReport { inner })
         .map_err(|e| to_py_err(py, e))

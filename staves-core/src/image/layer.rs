@@ -63,6 +63,9 @@ impl BlockCompressor {
     }
 }
 
+/// The channel to the thread that hashes uncompressed blocks, and that thread.
+type DiffHasher = (SyncSender<Arc<Vec<u8>>>, JoinHandle<Sha256>);
+
 /// A block to compress and where to send the result.
 type Job = (Arc<Vec<u8>>, SyncSender<io::Result<Vec<u8>>>);
 
@@ -75,7 +78,7 @@ pub(crate) struct LayerSink {
     block_size: usize,
     block: Vec<u8>,
     /// Hashes the uncompressed blocks in order on its own thread (the diff_id).
-    diff: Option<(SyncSender<Arc<Vec<u8>>>, JoinHandle<Sha256>)>,
+    diff: Option<DiffHasher>,
     uncompressed: u64,
     tee: Option<BufWriter<File>>,
     jobs: Option<SyncSender<Job>>,
@@ -356,6 +359,8 @@ impl LayerBuilder {
             }
         }
         entry.mtime = entry.mtime.clamp(0, self.mtime_clamp.max(0));
+        // SELinux labels describe the host that made the rootfs, not the image (and Docker's archive drops them).
+        entry.xattrs.retain(|(name, _)| name != b"security.selinux");
         match entry.kind {
             Kind::Dir => {}
             Kind::Hardlink => {

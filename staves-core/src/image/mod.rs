@@ -12,6 +12,7 @@
 //!   mtime to 1970-01-01; the config's `created` time defaults to the same value;
 //! - uname/gname are dropped; numeric uid/gid, mode (including setuid/setgid/sticky), xattrs (`SCHILY.xattr.*`),
 //!   hardlinks, symlinks (never followed), device nodes, fifos and long names (PAX) are kept;
+//!   `security.selinux` labels are dropped (they describe the host, not the image);
 //! - compression levels and block size are fixed (gzip level 6, zstd level 1, 1 MiB blocks), whatever the number
 //!   of threads;
 //! - JSON documents are written with sorted keys.
@@ -436,6 +437,16 @@ impl ImageWriter {
         self.write_with(dir.display().to_string(), outputs, |layer| {
             source::feed_dir(dir, layer)
         })
+    }
+
+    /// Write the image of a rootfs at `path`: a directory ([`ImageWriter::write_dir`]) or a tar file
+    /// ([`ImageWriter::write_tar_file`]).
+    pub fn write_path(&self, path: &Path, outputs: &[Output]) -> Result<ImageReport, Error> {
+        if path.is_dir() {
+            self.write_dir(path, outputs)
+        } else {
+            self.write_tar_file(path, outputs)
+        }
     }
 
     /// Write the image of a rootfs tar read from a stream (e.g. the engine's archive download of

@@ -180,7 +180,6 @@ pub(crate) fn documents(w: &ImageWriter, layer: &LayerInfo) -> Result<Documents,
             HistoryBuilder::default()
                 .created(created)
                 .created_by("staves assemble")
-                .comment(format!("{} layer", w.compression))
                 .build()
                 .map_err(doc_err("image config"))?,
         ])
@@ -484,7 +483,12 @@ pub(crate) fn persist_layout(temp: tempfile::TempDir, dest: &Path) -> Result<(),
                 let old_path = old.path().join("layout");
                 std::fs::rename(dest, &old_path).map_err(ctx)?;
                 let kept = temp.keep();
-                std::fs::rename(&kept, dest).map_err(ctx)?;
+                if let Err(e) = std::fs::rename(&kept, dest) {
+                    // Put the previous layout back; the new one is discarded.
+                    let _ = std::fs::rename(&old_path, dest);
+                    let _ = std::fs::remove_dir_all(&kept);
+                    return Err(ctx(e));
+                }
                 drop(old);
                 return Ok(());
             } else {
@@ -495,7 +499,10 @@ pub(crate) fn persist_layout(temp: tempfile::TempDir, dest: &Path) -> Result<(),
         }
     }
     let kept = temp.keep();
-    std::fs::rename(&kept, dest).map_err(ctx)
+    std::fs::rename(&kept, dest).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&kept);
+        ctx(e)
+    })
 }
 
 #[cfg(test)]

@@ -374,7 +374,8 @@ pub(crate) fn feed_tar_file(path: &Path, layer: &mut LayerBuilder) -> Result<(),
                     context: format!("seeking to the data of `{}`", show(&record.entry.path)),
                     source: e,
                 })?;
-            let mut reader = io::BufReader::with_capacity(1 << 16, &file);
+            // Reads are large (up to 256 KiB, straight into the compression block): no buffering needed.
+            let mut reader = &file;
             layer.add(record.entry, Some(&mut reader))?;
         } else {
             layer.add(record.entry, None)?;
