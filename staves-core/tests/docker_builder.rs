@@ -166,3 +166,35 @@ fn standalone_script_builds_the_rootfs_by_hand() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A background step that fails (an unknown locale) fails the build at the step that waits for it.
+#[test]
+fn a_failing_background_step_fails_the_build() {
+    if !docker_ready() {
+        return;
+    }
+    let _lock = common::engine_lock();
+    let cache = TempVolume::new("builder-locale");
+    let mut spec = ImageSpec::new("staves-test/badlocale");
+    spec.packages = vec!["app-misc/hello".into()];
+    spec.locale = staves_core::Locale {
+        name: "xx_NOWHERE".into(),
+        charset: "UTF-8".into(),
+    };
+    let plan = BuildPlan::new(&spec, &PlanOptions::with_jobs(2)).unwrap();
+    let err = builder(&cache)
+        .build(
+            &plan,
+            &BuildOptions::default(),
+            &mut |_: &mut dyn Read| -> staves_core::Result<()> {
+                panic!("the sink must not be called")
+            },
+        )
+        .unwrap_err();
+    let Error::Build(staves_core::BuildError::StepFailed { label, tail, .. }) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(label.starts_with("Generate locale xx_NOWHERE"), "{label}");
+    assert!(tail.join("\n").contains("locale"), "{err}");
+    assert!(staves_containers().is_empty(), "{:?}", staves_containers());
+}

@@ -115,8 +115,9 @@ fn plan_has_the_steps_in_order() {
                 repository: "my-repo".into()
             },
             &StepKind::BuildDeps,
+            &StepKind::LocaleGenerate,
             &StepKind::Rootfs,
-            &StepKind::Locale,
+            &StepKind::LocaleInstall,
             &StepKind::Libraries,
             &StepKind::PackageList,
             &StepKind::Cleanup,
@@ -140,7 +141,7 @@ fn plan_has_the_steps_in_order() {
             "=dev-utils/mylibrary-9999"
         ]
     );
-    let rootfs = &plan.steps[3].argv;
+    let rootfs = &plan.steps[4].argv;
     assert_eq!(
         &rootfs[..6],
         &[
@@ -154,10 +155,19 @@ fn plan_has_the_steps_in_order() {
     );
     assert_eq!(rootfs.last().unwrap(), "virtual/libc");
     assert_eq!(
-        plan.steps[3].env.get("NOCOLOR").map(String::as_str),
+        plan.steps[4].env.get("NOCOLOR").map(String::as_str),
         Some("true")
     );
-    let libs = plan.steps[5].shell_script().unwrap();
+    let libs = plan.steps[6].shell_script().unwrap();
+    assert!(plan.steps[3].background && !plan.steps[3].wait_background);
+    assert!(plan.steps[5].wait_background && !plan.steps[5].background);
+    assert!(
+        plan.steps
+            .iter()
+            .filter(|s| s.background || s.wait_background)
+            .count()
+            == 2
+    );
     assert!(libs.contains("libgcc_s.so.1") && libs.contains("libstdc++.so.6"));
 }
 

@@ -89,7 +89,7 @@ impl PyStep {
         self.inner.env.clone()
     }
 
-    /// What the step does: `write-files`, `sync`, `build-deps`, `rootfs`, `locale`, `libraries`, `package-list`
+    /// What the step does: `write-files`, `sync`, `build-deps`, `rootfs`, `locale-generate`, `locale-install`, `libraries`, `package-list`
     /// or `cleanup`.
     #[getter]
     fn kind(&self) -> String {

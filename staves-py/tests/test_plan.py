@@ -31,13 +31,14 @@ def test_steps_of_the_bash_example(bash_plan):
     assert [s.kind for s in steps] == [
         "write-files",
         "build-deps",
+        "locale-generate",
         "rootfs",
-        "locale",
+        "locale-install",
         "libraries",
         "package-list",
         "cleanup",
     ]
-    build_deps, rootfs = steps[1], steps[2]
+    build_deps, rootfs = steps[1], steps[3]
     # The two emerge calls of the original Staves, with the jobs asked for.
     assert build_deps.argv == [
         "emerge", "--verbose", "--onlydeps", "--usepkg", "--with-bdeps=y", "--emptytree",
@@ -49,8 +50,9 @@ def test_steps_of_the_bash_example(bash_plan):
     ]
     assert rootfs.env == {"NOCOLOR": "true"}
     assert rootfs.label == "Install runtime dependencies into the rootfs"
-    assert steps[3].label == "Generate locale C UTF-8"
-    assert steps[4].label == "Copy libgcc_s.so.1 into the rootfs"
+    assert steps[2].label == "Generate locale C UTF-8"
+    assert steps[4].label == "Copy locale C UTF-8 into the rootfs"
+    assert steps[5].label == "Copy libgcc_s.so.1 into the rootfs"
     assert steps[0].argv[:2] == ["/bin/sh", "-c"]
     assert bash_plan.rootfs_atoms == ["app-shells/bash", "virtual/libc"]
 

@@ -199,40 +199,42 @@ impl DockerBuilder {
 
         let total = plan.steps.len();
         let mut package_list = String::new();
+        let mut background = Background::default();
         for (i, step) in plan.steps.iter().enumerate() {
-            let index = i + 1;
+            let run = StepRun {
+                index: i + 1,
+                total,
+                step: step.clone(),
+                capture: step.kind == StepKind::PackageList,
+            };
+            if step.wait_background {
+                self.join_background(&mut background, options, report)?;
+            }
             options.emit(BuildEvent::StepStarted {
-                index,
+                index: run.index,
                 total,
                 label: step.label.clone(),
             });
-            let step_started = Instant::now();
             if step.kind == StepKind::WriteFiles {
                 self.run(options, session.upload_files(plan))?;
             }
-            let run = StepRun {
-                index,
-                total,
-                step,
-                capture: step.kind == StepKind::PackageList,
-            };
-            let (exit_code, stdout) =
-                self.run(options, session.exec_step(&run, options, report))?;
-            let duration = step_started.elapsed();
-            report.steps.push(StepReport {
-                kind: step.kind.clone(),
-                label: step.label.clone(),
-                duration,
-                exit_code,
-            });
-            if step.kind == StepKind::PackageList {
-                package_list = stdout;
+            let id = session.builder_id()?.to_owned();
+            if step.background {
+                let (docker, task_run, task_options) =
+                    (session.docker.clone(), run.clone(), options.clone());
+                let handle = self
+                    .runtime
+                    .spawn(async move { exec_step(&docker, &id, &task_run, &task_options).await });
+                background.running.push((run, handle));
+                continue;
             }
-            options.emit(BuildEvent::StepFinished {
-                index,
-                seconds: duration.as_secs_f64(),
-            });
+            let output = self.run(options, exec_step(&session.docker, &id, &run, options))?;
+            let captured = output.finish(&run, options, report)?;
+            if step.kind == StepKind::PackageList {
+                package_list = captured;
+            }
         }
+        self.join_background(&mut background, options, report)?;
         report.packages = parse_package_list(&package_list);
         report.resolve_binary_flags();
 
@@ -240,6 +242,24 @@ impl DockerBuilder {
         let export_started = Instant::now();
         session.export_rootfs(&self.runtime, options, sink)?;
         report.export_duration = export_started.elapsed();
+        Ok(())
+    }
+
+    /// Wait for the running background steps, in the order they started, and fold them into the report.
+    fn join_background(
+        &self,
+        background: &mut Background,
+        options: &BuildOptions,
+        report: &mut BuildReport,
+    ) -> crate::Result<()> {
+        for (run, handle) in std::mem::take(&mut background.running) {
+            let output = self.run(options, async {
+                handle.await.map_err(|e| {
+                    BuildError::Export(format!("background step {} did not finish: {e}", run.index))
+                })?
+            })?;
+            output.finish(&run, options, report)?;
+        }
         Ok(())
     }
 
@@ -340,11 +360,72 @@ async fn ensure_image(docker: &Docker, image: &str, options: &BuildOptions) -> c
 }
 
 /// One step being run, with its position.
-struct StepRun<'a> {
+#[derive(Clone)]
+struct StepRun {
     index: usize,
     total: usize,
-    step: &'a Step,
+    step: Step,
     capture: bool,
+}
+
+/// What a finished step produced; merged into the report by the caller.
+struct StepOutput {
+    exit_code: i64,
+    duration: std::time::Duration,
+    tail: Vec<String>,
+    captured: String,
+    lines: Vec<String>,
+    emerged: Vec<(String, bool)>,
+}
+
+impl StepOutput {
+    /// Fold the step into the report, or fail with the tail of its output when it exited non-zero.
+    fn finish(
+        self,
+        run: &StepRun,
+        options: &BuildOptions,
+        report: &mut BuildReport,
+    ) -> crate::Result<String> {
+        report.log.extend(self.lines);
+        for (cpv, binary) in &self.emerged {
+            report.record_emerge(cpv, *binary);
+        }
+        if self.exit_code != 0 {
+            return Err(BuildError::StepFailed {
+                index: run.index,
+                total: run.total,
+                label: run.step.label.clone(),
+                exit_code: self.exit_code,
+                tail: self.tail,
+            }
+            .into());
+        }
+        report.steps.push(StepReport {
+            kind: run.step.kind.clone(),
+            label: run.step.label.clone(),
+            duration: self.duration,
+            exit_code: self.exit_code,
+        });
+        options.emit(BuildEvent::StepFinished {
+            index: run.index,
+            seconds: self.duration.as_secs_f64(),
+        });
+        Ok(self.captured)
+    }
+}
+
+/// Background steps still running; aborted if the build stops before they are awaited.
+#[derive(Default)]
+struct Background {
+    running: Vec<(StepRun, tokio::task::JoinHandle<crate::Result<StepOutput>>)>,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for (_, handle) in &self.running {
+            handle.abort();
+        }
+    }
 }
 
 /// The containers of one build, removed by [`Session::cleanup`].
@@ -495,80 +576,6 @@ impl Session {
         Ok(())
     }
 
-    async fn exit_code(&self, exec_id: &str) -> crate::Result<i64> {
-        let inspect = self
-            .docker
-            .inspect_exec(exec_id)
-            .await
-            .map_err(|e| EngineError::request("reading a step's exit code", e))?;
-        Ok(inspect.exit_code.unwrap_or(-1))
-    }
-
-    /// Run one plan step, streaming its output as events; fail with the output's tail on a non-zero exit.
-    async fn exec_step(
-        &self,
-        run: &StepRun<'_>,
-        options: &BuildOptions,
-        report: &mut BuildReport,
-    ) -> crate::Result<(i64, String)> {
-        let id = self.builder_id()?;
-        let env: Vec<String> = run
-            .step
-            .env
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let exec = self
-            .docker
-            .create_exec(
-                id,
-                CreateExecOptions {
-                    cmd: Some(run.step.argv.clone()),
-                    env: Some(env),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| {
-                EngineError::request(format!("creating the exec for step {}", run.step.label), e)
-            })?;
-        let mut lines = LineSplitter::new(run, options, report);
-        if let StartExecResults::Attached { mut output, .. } = self
-            .docker
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(|e| EngineError::request(format!("starting step {}", run.step.label), e))?
-        {
-            while let Some(item) = output.next().await {
-                use bollard::container::LogOutput;
-                match item.map_err(|e| {
-                    EngineError::request(format!("reading the output of {}", run.step.label), e)
-                })? {
-                    LogOutput::StdErr { message } => lines.feed(LogStream::Stderr, &message),
-                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                        lines.feed(LogStream::Stdout, &message)
-                    }
-                    LogOutput::StdIn { .. } => {}
-                }
-            }
-        }
-        let (tail, captured) = lines.finish();
-        let exit_code = self.exit_code(&exec.id).await?;
-        if exit_code != 0 {
-            return Err(BuildError::StepFailed {
-                index: run.index,
-                total: run.total,
-                label: run.step.label.clone(),
-                exit_code,
-                tail,
-            }
-            .into());
-        }
-        Ok((exit_code, captured))
-    }
-
     /// Stream `/tmp/rootfs/.` out of the builder into `sink`, with no temporary copy.
     fn export_rootfs(
         &self,
@@ -631,25 +638,82 @@ impl Session {
     }
 }
 
+/// Run one plan step, streaming its output as events as it arrives.
+async fn exec_step(
+    docker: &Docker,
+    id: &str,
+    run: &StepRun,
+    options: &BuildOptions,
+) -> crate::Result<StepOutput> {
+    let started = Instant::now();
+    let env: Vec<String> = run
+        .step
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let label = &run.step.label;
+    let exec = docker
+        .create_exec(
+            id,
+            CreateExecOptions {
+                cmd: Some(run.step.argv.clone()),
+                env: Some(env),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| EngineError::request(format!("creating the exec for step {label}"), e))?;
+    let mut lines = LineSplitter::new(run, options);
+    if let StartExecResults::Attached { mut output, .. } =
+        docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| EngineError::request(format!("starting step {label}"), e))?
+    {
+        while let Some(item) = output.next().await {
+            use bollard::container::LogOutput;
+            match item
+                .map_err(|e| EngineError::request(format!("reading the output of {label}"), e))?
+            {
+                LogOutput::StdErr { message } => lines.feed(LogStream::Stderr, &message),
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    lines.feed(LogStream::Stdout, &message)
+                }
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+    }
+    let inspect = docker
+        .inspect_exec(&exec.id)
+        .await
+        .map_err(|e| EngineError::request(format!("reading the exit code of {label}"), e))?;
+    Ok(lines.finish(inspect.exit_code.unwrap_or(-1), started.elapsed()))
+}
+
 /// Splits a step's output into lines, emitting events and keeping the tail.
 struct LineSplitter<'a> {
-    run: &'a StepRun<'a>,
+    run: &'a StepRun,
     options: &'a BuildOptions,
-    report: &'a mut BuildReport,
     partial: [Vec<u8>; 2],
     tail: VecDeque<String>,
     captured: String,
+    lines: Vec<String>,
+    emerged: Vec<(String, bool)>,
 }
 
 impl<'a> LineSplitter<'a> {
-    fn new(run: &'a StepRun<'a>, options: &'a BuildOptions, report: &'a mut BuildReport) -> Self {
+    fn new(run: &'a StepRun, options: &'a BuildOptions) -> Self {
         Self {
             run,
             options,
-            report,
             partial: [Vec::new(), Vec::new()],
             tail: VecDeque::new(),
             captured: String::new(),
+            lines: Vec::new(),
+            emerged: Vec::new(),
         }
     }
 
@@ -678,7 +742,7 @@ impl<'a> LineSplitter<'a> {
             ..
         }) = parse_emerge_line(&line)
         {
-            self.report.record_emerge(&cpv, binary);
+            self.emerged.push((cpv.clone(), binary));
             self.options.emit(BuildEvent::Package {
                 step: self.run.index,
                 index,
@@ -691,7 +755,7 @@ impl<'a> LineSplitter<'a> {
             self.tail.pop_front();
         }
         self.tail.push_back(line.clone());
-        self.report.log.push(line.clone());
+        self.lines.push(line.clone());
         self.options.emit(BuildEvent::Log {
             step: self.run.index,
             stream,
@@ -699,14 +763,21 @@ impl<'a> LineSplitter<'a> {
         });
     }
 
-    fn finish(mut self) -> (Vec<String>, String) {
+    fn finish(mut self, exit_code: i64, duration: std::time::Duration) -> StepOutput {
         for stream in [LogStream::Stdout, LogStream::Stderr] {
             let rest = std::mem::take(&mut self.partial[stream as usize]);
             if !rest.is_empty() {
                 self.line(stream, &rest);
             }
         }
-        (self.tail.into_iter().collect(), self.captured)
+        StepOutput {
+            exit_code,
+            duration,
+            tail: self.tail.into_iter().collect(),
+            captured: self.captured,
+            lines: self.lines,
+            emerged: self.emerged,
+        }
     }
 }
 

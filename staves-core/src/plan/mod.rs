@@ -38,8 +38,11 @@ pub enum StepKind {
     BuildDeps,
     /// Runtime dependencies into the rootfs.
     Rootfs,
-    /// Detect the libc and, for glibc, generate the locale into the rootfs.
-    Locale,
+    /// Detect the libc and, for glibc, generate the locale in the builder. It only touches the builder's own
+    /// locale files, so it runs in the background while the rootfs step runs.
+    LocaleGenerate,
+    /// Copy the generated locale archive into the rootfs (glibc only).
+    LocaleInstall,
     /// Copy `libgcc_s.so.1` (and `libstdc++.so.6`) into the rootfs.
     Libraries,
     /// Print the rootfs package database (see [`crate::parse_package_list`]).
@@ -60,6 +63,12 @@ pub struct Step {
     pub argv: Vec<String>,
     /// Extra environment variables for the command.
     pub env: BTreeMap<String, String>,
+    /// Start this step and go on with the next ones without waiting for it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub background: bool,
+    /// Wait for every background step started before this one (and fail if one failed) before running it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub wait_background: bool,
 }
 
 impl Step {
@@ -123,21 +132,21 @@ impl BuildPlan {
         let parallel = ["--jobs", jobs.as_str(), "--load-average", jobs.as_str()];
         let emerge_env = BTreeMap::from([("NOCOLOR".to_owned(), "true".to_owned())]);
 
-        let mut steps = vec![Step {
-            kind: StepKind::WriteFiles,
-            label: "Write the Portage configuration".to_owned(),
-            argv: sh(scripts::install_files(env.files())),
-            env: BTreeMap::new(),
-        }];
+        let mut steps = vec![Step::new(
+            StepKind::WriteFiles,
+            "Write the Portage configuration",
+            sh(scripts::install_files(env.files())),
+            BTreeMap::new(),
+        )];
         for repo in &spec.repositories {
-            steps.push(Step {
-                kind: StepKind::Sync {
+            steps.push(Step::new(
+                StepKind::Sync {
                     repository: repo.name.clone(),
                 },
-                label: format!("Sync repository {}", repo.name),
-                argv: strings(&["emaint", "sync", "--repo", &repo.name]),
-                env: emerge_env.clone(),
-            });
+                format!("Sync repository {}", repo.name),
+                strings(&["emaint", "sync", "--repo", &repo.name]),
+                emerge_env.clone(),
+            ));
         }
         let mut build_deps = strings(&[
             "emerge",
@@ -149,12 +158,23 @@ impl BuildPlan {
         ]);
         build_deps.extend(strings(&parallel));
         build_deps.extend(spec.packages.iter().cloned());
-        steps.push(Step {
-            kind: StepKind::BuildDeps,
-            label: "Install build dependencies into the builder".to_owned(),
-            argv: build_deps,
-            env: emerge_env.clone(),
-        });
+        steps.push(Step::new(
+            StepKind::BuildDeps,
+            "Install build dependencies into the builder",
+            build_deps,
+            emerge_env.clone(),
+        ));
+        // locale-gen only writes the builder's own locale files, so it overlaps the rootfs step; the archive is
+        // copied into the rootfs once both are done.
+        let locale = format!("{} {}", spec.locale.name, spec.locale.charset);
+        let mut generate = Step::new(
+            StepKind::LocaleGenerate,
+            format!("Generate locale {locale}"),
+            sh(scripts::locale_generate(&spec.locale)),
+            BTreeMap::new(),
+        );
+        generate.background = true;
+        steps.push(generate);
         let mut rootfs = strings(&[
             "emerge",
             "--verbose",
@@ -165,48 +185,47 @@ impl BuildPlan {
         ]);
         rootfs.extend(strings(&parallel));
         rootfs.extend(rootfs_atoms.iter().cloned());
-        steps.push(Step {
-            kind: StepKind::Rootfs,
-            label: "Install runtime dependencies into the rootfs".to_owned(),
-            argv: rootfs,
-            env: emerge_env,
-        });
-        steps.push(Step {
-            kind: StepKind::Locale,
-            label: format!(
-                "Generate locale {} {}",
-                spec.locale.name, spec.locale.charset
-            ),
-            argv: sh(scripts::locale(&spec.locale)),
-            env: BTreeMap::new(),
-        });
+        steps.push(Step::new(
+            StepKind::Rootfs,
+            "Install runtime dependencies into the rootfs",
+            rootfs,
+            emerge_env,
+        ));
+        let mut install = Step::new(
+            StepKind::LocaleInstall,
+            format!("Copy locale {locale} into the rootfs"),
+            sh(scripts::locale_install()),
+            BTreeMap::new(),
+        );
+        install.wait_background = true;
+        steps.push(install);
         let mut libraries = vec!["libgcc_s.so.1"];
         if spec.stdlib {
             libraries.push("libstdc++.so.6");
         }
-        steps.push(Step {
-            kind: StepKind::Libraries,
-            label: format!("Copy {} into the rootfs", libraries.join(" and ")),
-            argv: sh(scripts::libraries(&libraries)),
-            env: BTreeMap::new(),
-        });
-        steps.push(Step {
-            kind: StepKind::PackageList,
-            label: "List the packages in the rootfs".to_owned(),
-            argv: sh(scripts::package_list()),
-            env: BTreeMap::new(),
-        });
-        steps.push(Step {
-            kind: StepKind::Cleanup,
-            label: "Remove the package database and caches from the rootfs".to_owned(),
-            argv: strings(&[
+        steps.push(Step::new(
+            StepKind::Libraries,
+            format!("Copy {} into the rootfs", libraries.join(" and ")),
+            sh(scripts::libraries(&libraries)),
+            BTreeMap::new(),
+        ));
+        steps.push(Step::new(
+            StepKind::PackageList,
+            "List the packages in the rootfs",
+            sh(scripts::package_list()),
+            BTreeMap::new(),
+        ));
+        steps.push(Step::new(
+            StepKind::Cleanup,
+            "Remove the package database and caches from the rootfs",
+            strings(&[
                 "rm",
                 "-rf",
                 &format!("{ROOTFS_DIR}/var/db/pkg"),
                 &format!("{ROOTFS_DIR}/var/cache"),
             ]),
-            env: BTreeMap::new(),
-        });
+            BTreeMap::new(),
+        ));
         Ok(Self {
             files: env.files().to_vec(),
             steps,
@@ -220,6 +239,25 @@ impl BuildPlan {
             .iter()
             .map(|f| (format!("/{}", f.path), f.content.clone()))
             .collect()
+    }
+}
+
+impl Step {
+    /// A foreground step.
+    fn new(
+        kind: StepKind,
+        label: impl Into<String>,
+        argv: Vec<String>,
+        env: BTreeMap<String, String>,
+    ) -> Self {
+        Self {
+            kind,
+            label: label.into(),
+            argv,
+            env,
+            background: false,
+            wait_background: false,
+        }
     }
 }
 

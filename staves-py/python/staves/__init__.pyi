@@ -180,7 +180,7 @@ class Step:
         """Extra environment variables for the command."""
     @property
     def kind(self) -> str:
-        """``write-files``, ``sync``, ``build-deps``, ``rootfs``, ``locale``, ``libraries``, ``package-list`` or
+        """``write-files``, ``sync``, ``build-deps``, ``rootfs``, ``locale-generate``, ``locale-install``, ``libraries``, ``package-list`` or
         ``cleanup``."""
     def to_dict(self) -> Dict[str, Any]:
         """The step as a dict."""
