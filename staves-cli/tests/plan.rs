@@ -1,0 +1,106 @@
+//! `staves plan`: text, JSON and script output, and errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+}
+
+fn plan(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_staves"))
+        .arg("plan")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn text_plan_of_the_bash_example() {
+    let config = repo("examples/bash/staves.toml");
+    let out = plan(&["--config", config.to_str().unwrap(), "--jobs", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    insta::assert_snapshot!(String::from_utf8(out.stdout).unwrap());
+}
+
+#[test]
+fn json_plan_has_files_and_steps() {
+    let config = repo("examples/full/staves.toml");
+    let out = plan(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--format",
+        "json",
+        "--jobs",
+        "2",
+    ]);
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let files: Vec<&str> = json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(files.contains(&"etc/portage/env/nocache"), "{files:?}");
+    let kinds: Vec<&str> = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"write-files"));
+    assert!(kinds.contains(&"sync"));
+    assert_eq!(kinds.last(), Some(&"cleanup"));
+}
+
+#[test]
+fn script_plan_is_valid_sh() {
+    let config = repo("examples/full/staves.toml");
+    let out = plan(&["--config", config.to_str().unwrap(), "--format", "script"]);
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("plan.sh");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let check = Command::new("sh").arg("-n").arg(&script).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+#[test]
+fn invalid_spec_exits_1_with_the_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("staves.toml");
+    std::fs::write(
+        &config,
+        "name = 'x'\npackages = ['app-misc/hello']\n[env]\nCFLAGS = 'a$(reboot)'\n",
+    )
+    .unwrap();
+    let out = plan(&["--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("staves.toml:4:"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is planned for an invalid spec"
+    );
+}
+
+#[test]
+fn missing_config_and_bad_flags() {
+    let out = plan(&["--config", "/nonexistent/staves.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/staves.toml"));
+    let out = plan(&["--format", "yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+}
