@@ -539,3 +539,37 @@ fn credentials_are_mounted_but_never_reach_the_rootfs() {
     assert_ok(&bare.build(&["--output", &format!("rootfs:{}", bare_rootfs.display())]));
     assert!(case.leftover_containers().is_empty());
 }
+
+#[test]
+fn a_missing_builder_image_that_cannot_be_pulled_names_the_image() {
+    if !engine_ready() {
+        return;
+    }
+    let _lock = lock();
+    let case = Case::new("noimage", "packages = ['app-misc/hello']\n");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_staves"));
+    let out = cmd
+        .arg("build")
+        .arg("--config")
+        .arg(case.path("staves.toml"))
+        .args([
+            "--builder",
+            "staves-test/no-such-builder:latest",
+            "--portage",
+            PORTAGE,
+            "--no-ssh",
+            "--no-netrc",
+        ])
+        .args(["--build-cache", &case.cache])
+        .env_remove("DOCKER_HOST")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("staves-test/no-such-builder:latest"), "{err}");
+    assert!(
+        err.contains("docker load"),
+        "the error should say how to provide the image: {err}"
+    );
+    assert!(!case.image_exists());
+}
