@@ -108,7 +108,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let report = &outcome.report;
             if !args.quiet {
                 eprintln!(
-                    "built {} packages ({} from source, {} from binary packages) in {:.1}s",
+                    "{} packages in the image; emerge built {} from source and installed {} from binary \
+                     packages; {:.1}s in all",
                     report.packages.len(),
                     report.built_from_source.len(),
                     report.installed_from_binary.len(),
