@@ -152,7 +152,7 @@ def test_the_example_script_builds_hello(tmp_path, unique_images):
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "step 3/7: Install runtime dependencies into the rootfs" in proc.stdout
+    assert "step 4/8: Install runtime dependencies into the rootfs" in proc.stdout
     assert "app-misc/hello-" in proc.stdout
     assert out.exists()
     assert containers_from(builder_image, portage_image) == []

@@ -64,7 +64,7 @@ def test_script_runs_every_step(bash_plan):
     assert "app-shells/bash -nls\n" in script
     positions = [script.index(f"'>>> staves: {s.label}'") for s in bash_plan.steps]
     assert positions == sorted(positions)
-    emerge = " ".join(shlex.quote(a) for a in bash_plan.steps[2].argv)
+    emerge = " ".join(shlex.quote(a) for a in bash_plan.steps[3].argv)
     assert f"NOCOLOR=true {emerge}" in script
 
 

@@ -200,12 +200,14 @@ impl DockerBuilder {
         let total = plan.steps.len();
         let mut package_list = String::new();
         let mut background = Background::default();
+        let log = SharedLog::default();
         for (i, step) in plan.steps.iter().enumerate() {
             let run = StepRun {
                 index: i + 1,
                 total,
                 step: step.clone(),
                 capture: step.kind == StepKind::PackageList,
+                log: log.clone(),
             };
             if step.wait_background {
                 self.join_background(&mut background, options, report)?;
@@ -235,6 +237,11 @@ impl DockerBuilder {
             }
         }
         self.join_background(&mut background, options, report)?;
+        report.log = std::mem::take(
+            &mut *log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         report.packages = parse_package_list(&package_list);
         report.resolve_binary_flags();
 
@@ -366,7 +373,12 @@ struct StepRun {
     total: usize,
     step: Step,
     capture: bool,
+    /// Every line of every step, in the order the lines arrived (background steps interleave).
+    log: SharedLog,
 }
+
+/// The build's log, shared with background steps.
+type SharedLog = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 /// What a finished step produced; merged into the report by the caller.
 struct StepOutput {
@@ -374,7 +386,6 @@ struct StepOutput {
     duration: std::time::Duration,
     tail: Vec<String>,
     captured: String,
-    lines: Vec<String>,
     emerged: Vec<(String, bool)>,
 }
 
@@ -386,7 +397,6 @@ impl StepOutput {
         options: &BuildOptions,
         report: &mut BuildReport,
     ) -> crate::Result<String> {
-        report.log.extend(self.lines);
         for (cpv, binary) in &self.emerged {
             report.record_emerge(cpv, *binary);
         }
@@ -700,7 +710,6 @@ struct LineSplitter<'a> {
     partial: [Vec<u8>; 2],
     tail: VecDeque<String>,
     captured: String,
-    lines: Vec<String>,
     emerged: Vec<(String, bool)>,
 }
 
@@ -712,7 +721,6 @@ impl<'a> LineSplitter<'a> {
             partial: [Vec::new(), Vec::new()],
             tail: VecDeque::new(),
             captured: String::new(),
-            lines: Vec::new(),
             emerged: Vec::new(),
         }
     }
@@ -755,7 +763,9 @@ impl<'a> LineSplitter<'a> {
             self.tail.pop_front();
         }
         self.tail.push_back(line.clone());
-        self.lines.push(line.clone());
+        if let Ok(mut log) = self.run.log.lock() {
+            log.push(line.clone());
+        }
         self.options.emit(BuildEvent::Log {
             step: self.run.index,
             stream,
@@ -775,7 +785,6 @@ impl<'a> LineSplitter<'a> {
             duration,
             tail: self.tail.into_iter().collect(),
             captured: self.captured,
-            lines: self.lines,
             emerged: self.emerged,
         }
     }
