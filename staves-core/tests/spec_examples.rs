@@ -79,25 +79,8 @@ fn full_example_uses_every_key_without_diagnostics() {
     }
 }
 
-const ORIGINAL: &str = r#"name = 'staves/bash'
-packages = ['app-shells/bash']
-command = ['/bin/bash', '-c']
-[annotations]
-'org.opencontainers.image.title' = 'bash'
-[env]
-CFLAGS = '${CFLAGS} -O3'
-[env.nocache]
-FEATURES = '-buildpkg'
-['app-shells/bash']
-use = ['-nls']
-['=dev-utils/mylibrary-9999']
-env = ['nocache']
-keywords = ['**']
-[[repositories]]
-name = 'my-repo'
-type = 'git'
-uri = 'ssh://git@example.com/my-overlay.git'
-"#;
+/// A file written for the original Staves (its README examples in one spec).
+const ORIGINAL: &str = include_str!("../../tests/data/spec/original.toml");
 
 #[test]
 fn original_staves_file_means_the_same() {

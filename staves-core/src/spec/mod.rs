@@ -161,25 +161,7 @@ impl SpecReport {
 mod tests {
     use super::*;
 
-    const ORIGINAL: &str = r#"name = 'staves/bash'
-packages = ['app-shells/bash']
-command = ['/bin/bash', '-c']
-[annotations]
-'org.opencontainers.image.title' = 'bash'
-[env]
-CFLAGS = '${CFLAGS} -O3'
-[env.nocache]
-FEATURES = '-buildpkg'
-['app-shells/bash']
-use = ['-nls']
-['=dev-utils/mylibrary-9999']
-env = ['nocache']
-keywords = ['**']
-[[repositories]]
-name = 'my-repo'
-type = 'git'
-uri = 'ssh://git@example.com/my-overlay.git'
-"#;
+    const ORIGINAL: &str = include_str!("../../../tests/data/spec/original.toml");
 
     #[test]
     fn original_example_parses_and_round_trips() {
