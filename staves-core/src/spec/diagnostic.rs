@@ -79,66 +79,58 @@ impl Diagnostic {
         self.severity == Severity::Error
     }
 
-    /// Render rustc-style: `error: msg`, ` --> path:line:col`, the source line and a caret under the column.
+    /// Render rustc-style with `annotate-snippets` (the renderer rustc and cargo use): `error: msg`,
+    /// ` --> path:line:col`, the source line and a caret under the column.
     ///
-    /// `source` is the text the spec was parsed from; without it (or without a line) only the first two lines
-    /// are printed.
+    /// `source` is the text the spec was parsed from; without it (or without a line) only the header and the
+    /// location are printed. Control characters in the source are neutralised and long lines are trimmed around
+    /// the column by the renderer.
     pub fn render(&self, source: Option<&str>) -> String {
-        use std::fmt::Write as _;
-        let mut out = format!("{}: {}\n", self.severity, self.message);
+        use annotate_snippets::{AnnotationKind, Level, Origin, Renderer, Snippet};
+        let level = match self.severity {
+            Severity::Error => Level::ERROR,
+            Severity::Warning => Level::WARNING,
+        };
         let path = self
             .path
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "<input>".to_owned());
-        match (self.line, self.column) {
-            (Some(line), Some(column)) => {
-                let _ = writeln!(out, " --> {path}:{line}:{column}");
-                let text = source.and_then(|s| s.split('\n').nth(line.checked_sub(1)?));
-                if let Some(text) = text {
-                    let text = text.strip_suffix('\r').unwrap_or(text);
-                    // Keep very long lines readable: show at most 120 characters around the column.
-                    let (shown, caret_at) = window(text, column);
-                    let width = line.to_string().len();
-                    let pad = " ".repeat(width);
-                    let _ = writeln!(out, "{pad} |");
-                    let _ = writeln!(out, "{line} | {shown}");
-                    let _ = writeln!(out, "{pad} | {}^", " ".repeat(caret_at.saturating_sub(1)));
-                }
+        let title = level.primary_title(self.message.as_str());
+        let line_text = match (self.line, source) {
+            (Some(line), Some(source)) => source.split('\n').nth(line.saturating_sub(1)),
+            _ => None,
+        };
+        let group = match (self.line, self.column, line_text) {
+            (Some(line), Some(column), Some(text)) => {
+                let text = text.strip_suffix('\r').unwrap_or(text);
+                let start = text
+                    .char_indices()
+                    .nth(column.saturating_sub(1))
+                    .map_or(text.len(), |(i, _)| i);
+                let end = text[start..]
+                    .chars()
+                    .next()
+                    .map_or(start, |c| start + c.len_utf8());
+                title.element(
+                    Snippet::source(text)
+                        .line_start(line)
+                        .path(path)
+                        .annotation(AnnotationKind::Primary.span(start..end)),
+                )
             }
-            _ => {
-                if self.key.is_empty() {
-                    let _ = writeln!(out, " --> {path}");
-                } else {
-                    let _ = writeln!(out, " --> {path} (at `{}`)", self.key);
-                }
+            (Some(line), Some(column), None) => {
+                title.element(Origin::path(path).line(line).char_column(column))
             }
-        }
+            _ if self.key.is_empty() => title.element(Origin::path(path)),
+            _ => title
+                .element(Origin::path(path))
+                .element(Level::NOTE.message(format!("at `{}`", self.key))),
+        };
+        let mut out = Renderer::plain().render(&[group]);
+        out.push('\n');
         out
     }
-}
-
-/// Cut `text` to at most 120 characters around `column`; return the cut text (control characters replaced)
-/// and the caret's 1-based column within it.
-fn window(text: &str, column: usize) -> (String, usize) {
-    const MAX: usize = 120;
-    let chars: Vec<char> = text.chars().collect();
-    let (start, prefix) = if column > MAX / 2 && chars.len() > MAX {
-        (column - MAX / 2, "…")
-    } else {
-        (0, "")
-    };
-    let end = (start + MAX).min(chars.len());
-    let mut shown: String = prefix.to_owned();
-    shown.extend(
-        chars[start.min(end)..end]
-            .iter()
-            .map(|&c| if c.is_control() { ' ' } else { c }),
-    );
-    if end < chars.len() {
-        shown.push('…');
-    }
-    (shown, column - start + prefix.chars().count())
 }
 
 /// Render every diagnostic, separated by blank lines, followed by a summary line.
