@@ -140,24 +140,14 @@ fn standalone_script_builds_the_rootfs_by_hand() {
             .status
             .success()
     );
-    let mut child = std::process::Command::new("docker")
-        .args(["run", "--rm", "-i", "--volumes-from", &format!("{snap}:ro"), BUILDER_IMAGE, "sh", "-c"])
-        .arg("sh -s && test -x /tmp/rootfs/usr/bin/hello && ! test -e /tmp/rootfs/usr/share/locale \
+    let out = common::run_with_stdin(
+        std::process::Command::new("docker")
+            .args(["run", "--rm", "-i", "--volumes-from", &format!("{snap}:ro"), BUILDER_IMAGE, "sh", "-c"])
+            .arg("sh -s && test -x /tmp/rootfs/usr/bin/hello && ! test -e /tmp/rootfs/usr/share/locale \
               && test -s /tmp/rootfs/usr/lib/locale/locale-archive && ! test -e /tmp/rootfs/var/db/pkg \
-              && echo STAVES-SCRIPT-OK")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+              && echo STAVES-SCRIPT-OK"),
+        script.as_bytes(),
+    );
     let _ = run(&["rm", "-v", "-f", &snap]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -1,12 +1,13 @@
 //! BuildEnv and BuildPlan: rendered files, steps, generated scripts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use proptest::prelude::*;
 use staves_core::{
     BuildEnv, BuildPlan, ImageSpec, PackageConfig, PlanOptions, Repository, StepKind,
 };
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn opts() -> PlanOptions {
     PlanOptions::with_jobs(3)
@@ -196,19 +197,7 @@ fn a_spec_without_packages_gives_no_plan() {
 
 /// `sh -n` accepts the script and every shell step.
 fn assert_sh_parses(script: &str) {
-    let mut child = Command::new("sh")
-        .arg("-n")
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::run_with_stdin(Command::new("sh").arg("-n"), script.as_bytes());
     assert!(
         out.status.success(),
         "sh -n failed: {}\n{script}",

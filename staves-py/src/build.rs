@@ -21,8 +21,6 @@ const SIGNAL_POLL: Duration = Duration::from_millis(100);
 #[pyclass(name = "DockerBuilder", module = "staves", frozen)]
 pub(crate) struct PyDockerBuilder {
     inner: DockerBuilder,
-    portage_image: String,
-    docker_host: Option<String>,
 }
 
 #[pymethods]
@@ -51,17 +49,13 @@ impl PyDockerBuilder {
             .ssh(ssh)
             .netrc(netrc)
             .locale(locale)
-            .docker_host(docker_host.clone())
+            .docker_host(docker_host)
             // Python handles SIGINT itself; `build()` turns KeyboardInterrupt into a cancel.
             .cancel_on_ctrl_c(false);
         if let Some(volume) = build_cache {
             inner = inner.build_cache(volume);
         }
-        Ok(Self {
-            inner,
-            portage_image: portage_image.to_owned(),
-            docker_host,
-        })
+        Ok(Self { inner })
     }
 
     /// The builder image.
@@ -73,20 +67,20 @@ impl PyDockerBuilder {
     /// The Portage snapshot image.
     #[getter]
     fn portage_image(&self) -> &str {
-        &self.portage_image
+        self.inner.portage_image_name()
     }
 
     /// The engine address, or None for `DOCKER_HOST` / the local socket.
     #[getter]
     fn docker_host(&self) -> Option<String> {
-        self.docker_host.clone()
+        self.inner.docker_host_address().map(str::to_owned)
     }
 
     fn __repr__(&self) -> String {
         format!(
             "DockerBuilder(builder_image={:?}, portage_image={:?})",
             self.inner.builder_image_name(),
-            self.portage_image
+            self.inner.portage_image_name()
         )
     }
 }
@@ -344,7 +338,10 @@ pub(crate) fn build(
     let (backend, docker_host): (&(dyn Builder + Sync), Option<String>) =
         if let Ok(docker) = builder.cast::<PyDockerBuilder>() {
             let docker = docker.get();
-            (&docker.inner, docker.docker_host.clone())
+            (
+                &docker.inner,
+                docker.inner.docker_host_address().map(str::to_owned),
+            )
         } else if let Ok(mock) = builder.cast::<PyMockBuilder>() {
             (&mock.get().inner, None)
         } else {

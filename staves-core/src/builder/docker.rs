@@ -126,6 +126,16 @@ impl DockerBuilder {
         &self.builder_image
     }
 
+    /// The portage snapshot image.
+    pub fn portage_image_name(&self) -> &str {
+        &self.portage_image
+    }
+
+    /// The engine address given with [`DockerBuilder::docker_host`], if any.
+    pub fn docker_host_address(&self) -> Option<&str> {
+        self.docker_host.as_deref()
+    }
+
     /// Run `future` on this backend's runtime, stopping early with [`BuildError::Interrupted`] on cancel.
     fn run<T>(
         &self,
@@ -443,7 +453,6 @@ struct Session {
     docker: Docker,
     id: String,
     builder: Option<String>,
-    snapshot: Option<String>,
 }
 
 static BUILD_COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -464,8 +473,12 @@ impl Session {
             docker,
             id,
             builder: None,
-            snapshot: None,
         }
+    }
+
+    /// The name of this build's `builder` or `portage` (snapshot) container.
+    fn container_name(&self, role: &str) -> String {
+        format!("staves-{}-{role}", self.id)
     }
 
     fn labels(&self) -> HashMap<String, String> {
@@ -481,7 +494,7 @@ impl Session {
         options.emit(BuildEvent::Preparing {
             message: "creating the portage snapshot container".into(),
         });
-        let name = format!("staves-{}-portage", self.id);
+        let name = self.container_name("portage");
         let snapshot = self
             .docker
             .create_container(
@@ -499,12 +512,11 @@ impl Session {
                     e,
                 )
             })?;
-        self.snapshot = Some(snapshot.id.clone());
 
         options.emit(BuildEvent::Preparing {
             message: "creating the builder container".into(),
         });
-        let name = format!("staves-{}-builder", self.id);
+        let name = self.container_name("builder");
         let host_config = HostConfig {
             volumes_from: Some(vec![format!("{}:ro", snapshot.id)]),
             mounts: Some(vec![Mount {
@@ -624,14 +636,17 @@ impl Session {
 
     /// Remove the builder, then the snapshot with its anonymous volume. The cache volume is kept.
     async fn cleanup(&mut self) -> Result<(), EngineError> {
+        // Remove by name, not by the ids we recorded: a create request cut short by Ctrl-C may have made a
+        // container whose id never reached us. A container that does not exist (404) is fine.
+        self.builder = None;
         let mut first_error = None;
-        for (id, volumes) in [(self.builder.take(), false), (self.snapshot.take(), true)] {
-            let Some(id) = id else { continue };
+        for (role, volumes) in [("builder", false), ("portage", true)] {
+            let name = self.container_name(role);
             let options = RemoveContainerOptionsBuilder::default()
                 .force(true)
                 .v(volumes)
                 .build();
-            if let Err(e) = self.docker.remove_container(&id, Some(options)).await {
+            if let Err(e) = self.docker.remove_container(&name, Some(options)).await {
                 let not_found = matches!(
                     e,
                     bollard::errors::Error::DockerResponseServerError {
@@ -640,7 +655,10 @@ impl Session {
                     }
                 );
                 if !not_found && first_error.is_none() {
-                    first_error = Some(EngineError::request(format!("removing container {id}"), e));
+                    first_error = Some(EngineError::request(
+                        format!("removing container {name}"),
+                        e,
+                    ));
                 }
             }
         }
