@@ -53,6 +53,9 @@ pub struct Args {
     /// Parallel jobs for emerge and make (default: number of CPUs).
     #[arg(long, short = 'j')]
     jobs: Option<usize>,
+    /// Start no new emerge job while the load average is at least this (default: no limit).
+    #[arg(long, value_name = "LOAD", value_parser = crate::parse_load_average)]
+    load_average: Option<f64>,
     /// The Docker engine address (default: DOCKER_HOST, else the local socket).
     #[arg(long, env = "DOCKER_HOST")]
     docker_host: Option<String>,
@@ -97,6 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         staves_core::BuildOptions::default().with_events(Arc::new(move |e| handler.event(e)));
     let request = staves_core::BuildRequest::new(outputs)
         .jobs(args.jobs)
+        .load_average(args.load_average)
         .compression(args.compression)
         .docker_host(args.docker_host);
     let result = staves_core::build_image(&spec, &builder, &request, &options);

@@ -26,15 +26,15 @@ pub struct Args {
     /// Parallel jobs for emerge and make (default: number of CPUs).
     #[arg(long, short = 'j')]
     jobs: Option<usize>,
+    /// Start no new emerge job while the load average is at least this (default: no limit).
+    #[arg(long, value_name = "LOAD", value_parser = crate::parse_load_average)]
+    load_average: Option<f64>,
 }
 
 /// Run `staves plan`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let spec = crate::load_spec(&args.config)?;
-    let options = args
-        .jobs
-        .map(staves_core::PlanOptions::with_jobs)
-        .unwrap_or_default();
+    let options = staves_core::PlanOptions::new(args.jobs, args.load_average);
     let plan = staves_core::BuildPlan::new(&spec, &options).map_err(staves_core::Error::from)?;
     match args.format {
         PlanFormat::Text => print!("{}", plan.render_text()),

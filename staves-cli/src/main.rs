@@ -77,3 +77,11 @@ pub enum Format {
 fn load_spec(path: &std::path::Path) -> anyhow::Result<staves_core::ImageSpec> {
     Ok(staves_core::ImageSpec::load(path).map_err(staves_core::Error::from)?)
 }
+
+/// clap's parser for `--load-average`: a number the plan accepts.
+fn parse_load_average(text: &str) -> Result<f64, String> {
+    let load: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number: give a load average such as 2 or 3.5"))?;
+    staves_core::check_load_average(load).map_err(|e| e.to_string())
+}

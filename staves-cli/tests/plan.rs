@@ -104,3 +104,30 @@ fn missing_config_and_bad_flags() {
     let out = plan(&["--format", "yaml"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn load_average_is_optional_and_checked() {
+    let config = repo("examples/hello/staves.toml");
+    let config = config.to_str().unwrap();
+    let out = plan(&["--config", config, "--jobs", "2", "--load-average", "3.5"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text.matches("--jobs 2 --load-average 3.5 ").count(),
+        2,
+        "{text}"
+    );
+    assert!(text.contains("MAKEOPTS=\"-j2 -l3.5\""), "{text}");
+
+    for bad in ["0", "-2", "nan", "two"] {
+        let flag = format!("--load-average={bad}");
+        let out = plan(&["--config", config, &flag]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("load average"), "{bad}: {stderr}");
+    }
+}

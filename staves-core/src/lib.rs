@@ -40,7 +40,8 @@ pub use image::{
 };
 pub use pipeline::{BuildOutcome, BuildRequest, build_image};
 pub use plan::{
-    BuildPlan, LIBC_ATOM, PlanError, ROOTFS_DIR, STAGING_DIR, Step, StepKind, command_line,
+    BuildPlan, LIBC_ATOM, PlanError, ROOTFS_DIR, STAGING_DIR, Step, StepKind, check_load_average,
+    command_line,
 };
 pub use portage::{
     BuildEnv, CONTAINER_FEATURES, EmergeEvent, InstalledPackage, PlanOptions, PortageFile,

@@ -16,6 +16,8 @@ pub struct BuildRequest {
     pub outputs: Vec<Output>,
     /// Parallel jobs for emerge and make; the number of CPUs when `None`.
     pub jobs: Option<usize>,
+    /// emerge's `--load-average` limit; none when `None` (see [`PlanOptions::load_average`]).
+    pub load_average: Option<f64>,
     /// Layer compression.
     pub compression: Compression,
     /// The engine that the `docker` output loads into (`DOCKER_HOST` or the local socket when `None`).
@@ -28,6 +30,7 @@ impl BuildRequest {
         Self {
             outputs,
             jobs: None,
+            load_average: None,
             compression: Compression::Gzip,
             docker_host: None,
         }
@@ -36,6 +39,12 @@ impl BuildRequest {
     /// Parallel jobs (`None`: one per CPU).
     pub fn jobs(mut self, jobs: Option<usize>) -> Self {
         self.jobs = jobs;
+        self
+    }
+
+    /// emerge's `--load-average` limit (`None`: no limit).
+    pub fn load_average(mut self, load: Option<f64>) -> Self {
+        self.load_average = load;
         self
     }
 
@@ -52,7 +61,7 @@ impl BuildRequest {
     }
 
     fn plan_options(&self) -> PlanOptions {
-        self.jobs.map(PlanOptions::with_jobs).unwrap_or_default()
+        PlanOptions::new(self.jobs, self.load_average)
     }
 }
 

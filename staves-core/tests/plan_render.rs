@@ -136,8 +136,6 @@ fn plan_has_the_steps_in_order() {
             "--emptytree",
             "--jobs",
             "3",
-            "--load-average",
-            "3",
             "app-shells/bash",
             "=dev-utils/mylibrary-9999"
         ]
@@ -159,6 +157,12 @@ fn plan_has_the_steps_in_order() {
         plan.steps[4].env.get("NOCOLOR").map(String::as_str),
         Some("true")
     );
+    // Merges into the rootfs never wait for builds (they cannot affect them); merges into the builder do.
+    assert_eq!(
+        plan.steps[4].env.get("FEATURES").map(String::as_str),
+        Some("-merge-wait")
+    );
+    assert_eq!(plan.steps[2].env.get("FEATURES"), None);
     let libs = plan.steps[6].shell_script().unwrap();
     assert!(plan.steps[3].background && !plan.steps[3].wait_background);
     assert!(plan.steps[5].wait_background && !plan.steps[5].background);
@@ -170,6 +174,56 @@ fn plan_has_the_steps_in_order() {
             == 2
     );
     assert!(libs.contains("libgcc_s.so.1") && libs.contains("libstdc++.so.6"));
+}
+
+#[test]
+fn load_average_reaches_both_emerge_calls_and_makeopts() {
+    let spec = rich_spec();
+    let plain = BuildPlan::new(&spec, &opts()).unwrap();
+    for step in [&plain.steps[2], &plain.steps[4]] {
+        assert!(!step.argv.iter().any(|a| a == "--load-average"), "{step:?}");
+    }
+    let make_conf = |plan: &BuildPlan| {
+        plan.files
+            .iter()
+            .find(|f| f.path == "etc/portage/make.conf")
+            .unwrap()
+            .content
+            .clone()
+    };
+    assert!(make_conf(&plain).contains("MAKEOPTS=\"-j3 -l3\"\n"));
+
+    for (load, text) in [(2.5, "2.5"), (4.0, "4")] {
+        let plan = BuildPlan::new(&spec, &opts().load_average(Some(load))).unwrap();
+        for step in [&plan.steps[2], &plan.steps[4]] {
+            let at = step
+                .argv
+                .iter()
+                .position(|a| a == "--load-average")
+                .unwrap();
+            assert_eq!(
+                step.argv[at - 2..at + 2],
+                ["--jobs", "3", "--load-average", text]
+            );
+        }
+        assert!(make_conf(&plan).contains(&format!("MAKEOPTS=\"-j3 -l{text}\"\n")));
+    }
+    assert_eq!(
+        PlanOptions::new(Some(3), Some(2.0)),
+        PlanOptions::with_jobs(3).load_average(Some(2.0))
+    );
+}
+
+#[test]
+fn an_unusable_load_average_gives_no_plan() {
+    for load in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let err = BuildPlan::new(&rich_spec(), &opts().load_average(Some(load))).unwrap_err();
+        assert!(
+            matches!(err, staves_core::PlanError::InvalidLoadAverage { .. }),
+            "{load}: {err:?}"
+        );
+        assert!(err.to_string().contains("above 0"), "{err}");
+    }
 }
 
 #[test]

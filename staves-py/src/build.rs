@@ -320,7 +320,7 @@ fn event_handler(
 #[pyfunction]
 #[pyo3(signature = (
     spec, builder, outputs = vec!["docker".to_owned()], on_log = None, *, on_event = None, jobs = None,
-    compression = "gzip"
+    load_average = None, compression = "gzip"
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build(
@@ -331,6 +331,7 @@ pub(crate) fn build(
     on_log: Option<Py<PyAny>>,
     on_event: Option<Py<PyAny>>,
     jobs: Option<usize>,
+    load_average: Option<f64>,
     compression: &str,
 ) -> PyResult<PyBuildReport> {
     let outputs = parse_outputs(py, &outputs)?;
@@ -352,6 +353,7 @@ pub(crate) fn build(
     let spec = &spec.get().inner;
     let request = BuildRequest::new(outputs)
         .jobs(jobs)
+        .load_average(load_average)
         .compression(compression)
         .docker_host(docker_host);
     let cancel = CancelToken::new();

@@ -8,7 +8,7 @@ mod plan;
 mod spec;
 
 use pyo3::create_exception;
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 use staves_core::{Diagnostic, Error, ImageError, PlanError};
 use std::path::Path;
@@ -52,6 +52,7 @@ pub(crate) fn to_py_err(py: Python<'_>, err: Error) -> PyErr {
         Error::Plan(PlanError::InvalidSpec { diagnostics }) => {
             spec_error(py, message, None, diagnostics)
         }
+        Error::Plan(PlanError::InvalidLoadAverage { .. }) => Ok(PyValueError::new_err(message)),
         Error::Plan(_) => spec_error(py, message, None, &[]),
         Error::Engine(_) | Error::Image(ImageError::DockerLoad { .. }) => {
             Ok(DockerError::new_err(message))

@@ -112,17 +112,20 @@ impl PyStep {
     }
 }
 
-/// Validate `spec` and lay out its build: Portage files and steps. `jobs` defaults to the number of CPUs.
+/// Validate `spec` and lay out its build: Portage files and steps. `jobs` defaults to the number of CPUs;
+/// `load_average` (emerge's `--load-average`) to no limit.
 ///
-/// Raises `SpecError` when the spec has errors or lists no packages.
+/// Raises `SpecError` when the spec has errors or lists no packages, `ValueError` for a load average that is not
+/// above 0.
 #[pyfunction]
-#[pyo3(signature = (spec, jobs = None))]
+#[pyo3(signature = (spec, jobs = None, load_average = None))]
 pub(crate) fn plan(
     py: Python<'_>,
     spec: &Bound<'_, PyImageSpec>,
     jobs: Option<usize>,
+    load_average: Option<f64>,
 ) -> PyResult<PyBuildPlan> {
-    let options = jobs.map(PlanOptions::with_jobs).unwrap_or_default();
+    let options = PlanOptions::new(jobs, load_average);
     BuildPlan::new(&spec.get().inner, &options)
         .map(|inner| PyBuildPlan { inner })
         .map_err(|e| to_py_err(py, e.into()))

@@ -42,19 +42,34 @@ def test_steps_of_the_bash_example(bash_plan):
     # The two emerge calls of the original Staves, with the jobs asked for.
     assert build_deps.argv == [
         "emerge", "--verbose", "--onlydeps", "--usepkg", "--with-bdeps=y", "--emptytree",
-        "--jobs", "3", "--load-average", "3", "app-shells/bash",
+        "--jobs", "3", "app-shells/bash",
     ]
     assert rootfs.argv == [
         "emerge", "--verbose", "--root=/tmp/rootfs", "--root-deps=rdeps", "--oneshot", "--usepkg",
-        "--jobs", "3", "--load-average", "3", "app-shells/bash", "virtual/libc",
+        "--jobs", "3", "app-shells/bash", "virtual/libc",
     ]
-    assert rootfs.env == {"NOCOLOR": "true"}
+    assert build_deps.env == {"NOCOLOR": "true"}
+    # Merges into the rootfs cannot disturb builds in the builder, so they do not wait for them.
+    assert rootfs.env == {"NOCOLOR": "true", "FEATURES": "-merge-wait"}
     assert rootfs.label == "Install runtime dependencies into the rootfs"
     assert steps[2].label == "Generate locale C UTF-8"
     assert steps[4].label == "Copy locale C UTF-8 into the rootfs"
     assert steps[5].label == "Copy libgcc_s.so.1 into the rootfs"
     assert steps[0].argv[:2] == ["/bin/sh", "-c"]
     assert bash_plan.rootfs_atoms == ["app-shells/bash", "virtual/libc"]
+
+
+def test_load_average_is_passed_to_emerge_and_make():
+    plan = staves.plan(staves.ImageSpec.from_file(BASH), jobs=3, load_average=2.5)
+    for step in (plan.steps[1], plan.steps[3]):
+        assert step.argv[6:10] == ["--jobs", "3", "--load-average", "2.5"]
+    assert 'MAKEOPTS="-j3 -l2.5"' in plan.files["/etc/portage/make.conf"].splitlines()
+
+
+@pytest.mark.parametrize("load", [0, -1.0, float("nan"), float("inf")])
+def test_unusable_load_average_is_a_value_error(load):
+    with pytest.raises(ValueError, match="above 0"):
+        staves.plan(staves.ImageSpec.from_file(BASH), jobs=3, load_average=load)
 
 
 def test_script_runs_every_step(bash_plan):

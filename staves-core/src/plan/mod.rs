@@ -8,7 +8,7 @@ mod render;
 pub use render::command_line;
 mod scripts;
 
-use crate::portage::{BuildEnv, PlanOptions, PortageFile};
+use crate::portage::{BuildEnv, PlanOptions, PortageFile, format_load};
 use crate::spec::{Diagnostic, ImageSpec, Severity};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -94,6 +94,23 @@ pub enum PlanError {
     /// The spec lists no packages.
     #[error("the spec lists no packages: add at least one atom to `packages`")]
     NoPackages,
+    /// The load-average limit is not a number above 0.
+    #[error(
+        "invalid load average {value}: give a number above 0, such as 2 or 3.5, or leave it unset for no limit"
+    )]
+    InvalidLoadAverage {
+        /// The value given.
+        value: f64,
+    },
+}
+
+/// `load` when it is a usable load-average limit (a finite number above 0), else [`PlanError::InvalidLoadAverage`].
+pub fn check_load_average(load: f64) -> Result<f64, PlanError> {
+    if load.is_finite() && load > 0.0 {
+        Ok(load)
+    } else {
+        Err(PlanError::InvalidLoadAverage { value: load })
+    }
 }
 
 /// Everything a builder needs to produce a rootfs: the Portage files and the ordered steps.
@@ -128,8 +145,13 @@ impl BuildPlan {
         if !rootfs_atoms.iter().any(|a| a == LIBC_ATOM) {
             rootfs_atoms.push(LIBC_ATOM.to_owned());
         }
-        let jobs = options.jobs.to_string();
-        let parallel = ["--jobs", jobs.as_str(), "--load-average", jobs.as_str()];
+        let mut parallel = vec!["--jobs".to_owned(), options.jobs.to_string()];
+        if let Some(load) = options.load_average {
+            parallel.extend([
+                "--load-average".to_owned(),
+                format_load(check_load_average(load)?),
+            ]);
+        }
         let emerge_env = BTreeMap::from([("NOCOLOR".to_owned(), "true".to_owned())]);
 
         let mut steps = vec![Step::new(
@@ -156,7 +178,7 @@ impl BuildPlan {
             "--with-bdeps=y",
             "--emptytree",
         ]);
-        build_deps.extend(strings(&parallel));
+        build_deps.extend(parallel.iter().cloned());
         build_deps.extend(spec.packages.iter().cloned());
         steps.push(Step::new(
             StepKind::BuildDeps,
@@ -183,13 +205,19 @@ impl BuildPlan {
             "--oneshot",
             "--usepkg",
         ]);
-        rootfs.extend(strings(&parallel));
+        rootfs.extend(parallel);
         rootfs.extend(rootfs_atoms.iter().cloned());
+        // Portage's default `merge-wait` holds every merge until no build is running, so that a build never sees a
+        // half-merged package. Here the merges go to the rootfs while builds read the builder (SYSROOT is `/`), so
+        // there is nothing to protect: without it, binary packages land in the rootfs while sources still build.
+        // FEATURES from the environment stacks on make.conf's, so only this flag changes.
+        let mut rootfs_env = emerge_env;
+        rootfs_env.insert("FEATURES".to_owned(), "-merge-wait".to_owned());
         steps.push(Step::new(
             StepKind::Rootfs,
             "Install runtime dependencies into the rootfs",
             rootfs,
-            emerge_env,
+            rootfs_env,
         ));
         let mut install = Step::new(
             StepKind::LocaleInstall,

@@ -50,18 +50,55 @@ pub struct PortageFile {
 }
 
 /// Settings that shape the rendered configuration but are not part of the spec.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct PlanOptions {
     /// Parallel jobs, for `MAKEOPTS` and emerge's `--jobs`.
     pub jobs: usize,
+    /// emerge's `--load-average` (and make's `-l`): start no new job while the load average is at least this.
+    ///
+    /// `None` (the default) passes no `--load-average` to emerge and `-l JOBS` to make. emerge delays every job
+    /// start by up to 5 s in proportion to the load when this is set, which on a small machine serialises builds of
+    /// small packages; set it when the builder shares the machine with other work.
+    pub load_average: Option<f64>,
 }
 
 impl PlanOptions {
-    /// Options with `jobs` parallel jobs (at least 1).
-    pub fn with_jobs(jobs: usize) -> Self {
-        Self { jobs: jobs.max(1) }
+    /// Options with `jobs` parallel jobs (one per CPU when `None`) and an optional load-average limit.
+    pub fn new(jobs: Option<usize>, load_average: Option<f64>) -> Self {
+        jobs.map(Self::with_jobs)
+            .unwrap_or_default()
+            .load_average(load_average)
     }
+
+    /// Options with `jobs` parallel jobs (at least 1) and no load-average limit.
+    pub fn with_jobs(jobs: usize) -> Self {
+        Self {
+            jobs: jobs.max(1),
+            load_average: None,
+        }
+    }
+
+    /// The same options with emerge's `--load-average` set to `load` (`None`: no limit).
+    ///
+    /// [`BuildPlan::new`](crate::BuildPlan::new) refuses a value that is not a finite number above 0.
+    pub fn load_average(mut self, load: Option<f64>) -> Self {
+        self.load_average = load;
+        self
+    }
+
+    /// make's `-l` value: the load-average limit when one is set (and valid), the job count otherwise.
+    pub(crate) fn make_load(&self) -> String {
+        match self.load_average {
+            Some(load) if load.is_finite() && load > 0.0 => format_load(load),
+            _ => self.jobs.to_string(),
+        }
+    }
+}
+
+/// A load average as Portage and make read it: `2`, `2.5` (Rust prints no exponent and no `.0`).
+pub(crate) fn format_load(load: f64) -> String {
+    format!("{load}")
 }
 
 impl Default for PlanOptions {
@@ -175,6 +212,7 @@ fn replace(path: String, content: String) -> PortageFile {
 /// The block appended to `make.conf`: container FEATURES, logging, emerge defaults, MAKEOPTS, then `[env]`.
 pub fn render_make_conf(spec: &ImageSpec, options: &PlanOptions) -> String {
     let jobs = options.jobs;
+    let load = options.make_load();
     let mut out = String::new();
     out.push_str(MAKE_CONF_BEGIN);
     out.push('\n');
@@ -183,7 +221,7 @@ pub fn render_make_conf(spec: &ImageSpec, options: &PlanOptions) -> String {
     ));
     out.push_str("PORTAGE_ELOG_SYSTEM=\"echo:warn,error\"\n");
     out.push_str("EMERGE_DEFAULT_OPTS=\"${EMERGE_DEFAULT_OPTS} --binpkg-respect-use=y\"\n");
-    out.push_str(&format!("MAKEOPTS=\"-j{jobs} -l{jobs}\"\n"));
+    out.push_str(&format!("MAKEOPTS=\"-j{jobs} -l{load}\"\n"));
     out.push_str(&render_assignments(&spec.env));
     out.push_str(MAKE_CONF_END);
     out.push('\n');

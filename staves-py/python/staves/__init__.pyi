@@ -308,10 +308,12 @@ class BuildReport:
     def to_dict(self) -> Dict[str, Any]:
         """The report as a dict: ``{"image": {...}, "report": {...}}``."""
 
-def plan(spec: ImageSpec, jobs: Optional[int] = None) -> BuildPlan:
-    """Validate ``spec`` and lay out its build; ``jobs`` defaults to the number of CPUs.
+def plan(spec: ImageSpec, jobs: Optional[int] = None, load_average: Optional[float] = None) -> BuildPlan:
+    """Validate ``spec`` and lay out its build; ``jobs`` defaults to the number of CPUs, ``load_average`` (emerge's
+    ``--load-average``) to no limit.
 
-    Raises ``SpecError`` when the spec has errors or lists no packages."""
+    Raises ``SpecError`` when the spec has errors or lists no packages, ``ValueError`` for a load average that is
+    not above 0."""
 
 def build(
     spec: ImageSpec,
@@ -321,6 +323,7 @@ def build(
     *,
     on_event: Optional[Callable[[Dict[str, Any]], object]] = None,
     jobs: Optional[int] = None,
+    load_average: Optional[float] = None,
     compression: str = "gzip",
 ) -> BuildReport:
     """Build ``spec`` with ``builder`` and write the image to every output: ``docker`` (the default), ``oci:DIR``,
