@@ -49,12 +49,24 @@ fn builds_hello_rootfs_and_leaves_no_container() {
         sink_events.lock().unwrap().push(e.clone());
     }));
     let mut entries = Vec::new();
+    let mut removed_while_writing = false;
     let report = builder(&cache)
         .build(&plan, &options, &mut |r: &mut dyn Read| {
             entries = list_entries(r)?;
+            std::io::copy(r, &mut std::io::sink()).unwrap();
+            // The whole rootfs has arrived: the containers go while the sink (the image writer) is still busy.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while std::time::Instant::now() < deadline && !removed_while_writing {
+                removed_while_writing = staves_containers().is_empty();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
             Ok(())
         })
         .unwrap();
+    assert!(
+        removed_while_writing,
+        "the containers were not removed once the rootfs was read"
+    );
     let names: Vec<&str> = entries.iter().map(|(p, _, _)| p.as_str()).collect();
     assert!(
         names.iter().any(|p| p.ends_with("usr/bin/hello")),

@@ -607,3 +607,52 @@ fn directory_xattrs_match_pax_xattrs_from_a_tar() {
             .any(|w| w == b"SCHILY.xattr.user.stav")
     );
 }
+
+/// A stream that notes whether its reader reached its end, and how much was read.
+struct Tracked<R> {
+    inner: R,
+    read: u64,
+    ended: bool,
+}
+
+impl<R: Read> Read for Tracked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        self.ended |= n == 0 && !buf.is_empty();
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_stream_is_read_to_its_end_but_not_beyond_a_bounded_padding() {
+    let mut t = RawTar::new();
+    t.file_owned("a", 0o644, 0, 0, 0, b"a");
+    let mut bytes = t.finish();
+    // The engine pads its archives to a full record after the end-of-archive marker.
+    bytes.resize(bytes.len().next_multiple_of(10_240) + 10_240, 0);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut stream = Tracked {
+        inner: &bytes[..],
+        read: 0,
+        ended: false,
+    };
+    writer()
+        .write_tar(&mut stream, &[Output::Rootfs(tmp.path().join("a.tar"))])
+        .unwrap();
+    assert!(stream.ended, "a streaming source must see its end");
+    assert_eq!(stream.read, bytes.len() as u64);
+
+    // An endless source after a complete archive: the writer stops after a bounded amount and still succeeds.
+    let archive = t.finish();
+    let mut endless = Tracked {
+        inner: archive.as_slice().chain(std::io::repeat(0)),
+        read: 0,
+        ended: false,
+    };
+    writer()
+        .write_tar(&mut endless, &[Output::Rootfs(tmp.path().join("b.tar"))])
+        .unwrap();
+    assert!(!endless.ended);
+    assert!(endless.read <= 4 << 20, "{}", endless.read);
+}

@@ -19,6 +19,7 @@ use futures_util::StreamExt;
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 /// The default portage snapshot image, as in the original Staves.
@@ -453,7 +454,12 @@ struct Session {
     docker: Docker,
     id: String,
     builder: Option<String>,
+    /// The container removal started as soon as the rootfs download completed, while the image is still written.
+    early_removal: EarlyRemoval,
 }
+
+/// A removal task started from the rootfs reader once the engine has sent the whole rootfs.
+type EarlyRemoval = Arc<Mutex<Option<tokio::task::JoinHandle<Result<(), EngineError>>>>>;
 
 static BUILD_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -473,7 +479,16 @@ impl Session {
             docker,
             id,
             builder: None,
+            early_removal: EarlyRemoval::default(),
         }
+    }
+
+    /// The containers to remove, in order: the builder first (it uses the snapshot's volume), then the snapshot.
+    fn removal_order(&self) -> [(String, bool); 2] {
+        [
+            (self.container_name("builder"), false),
+            (self.container_name("portage"), true),
+        ]
     }
 
     /// The name of this build's `builder` or `portage` (snapshot) container.
@@ -620,10 +635,23 @@ impl Session {
                 }
             }
         });
+        // Once the engine has sent the whole rootfs the containers are of no further use: remove them while the
+        // image writer finishes (compression, `docker load`) instead of after it. `cleanup` waits for this.
+        let (docker, containers, slot) = (
+            self.docker.clone(),
+            self.removal_order(),
+            self.early_removal.clone(),
+        );
+        let handle = runtime.handle().clone();
         let mut reader = ChannelReader {
             rx,
             current: Bytes::new(),
             cancel: options.cancel.clone(),
+            on_complete: Some(Box::new(move || {
+                let task =
+                    handle.spawn(async move { remove_containers(&docker, &containers).await });
+                *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
+            })),
         };
         let result = sink.consume(&mut reader);
         drop(reader);
@@ -636,34 +664,53 @@ impl Session {
 
     /// Remove the builder, then the snapshot with its anonymous volume. The cache volume is kept.
     async fn cleanup(&mut self) -> Result<(), EngineError> {
-        // Remove by name, not by the ids we recorded: a create request cut short by Ctrl-C may have made a
-        // container whose id never reached us. A container that does not exist (404) is fine.
         self.builder = None;
-        let mut first_error = None;
-        for (role, volumes) in [("builder", false), ("portage", true)] {
-            let name = self.container_name(role);
-            let options = RemoveContainerOptionsBuilder::default()
-                .force(true)
-                .v(volumes)
-                .build();
-            if let Err(e) = self.docker.remove_container(&name, Some(options)).await {
-                let not_found = matches!(
-                    e,
-                    bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404,
-                        ..
-                    }
-                );
-                if !not_found && first_error.is_none() {
-                    first_error = Some(EngineError::request(
-                        format!("removing container {name}"),
-                        e,
-                    ));
-                }
+        let early = self
+            .early_removal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = early {
+            // Removed already, unless that removal failed or did not finish: then try again below.
+            if let Ok(Ok(())) = task.await {
+                return Ok(());
             }
         }
-        first_error.map_or(Ok(()), Err)
+        remove_containers(&self.docker, &self.removal_order()).await
     }
+}
+
+/// Remove `containers` in order, with their anonymous volumes where asked; a missing container (404) is fine.
+///
+/// By name, not by recorded id: a create request cut short by Ctrl-C may have made a container whose id never
+/// reached us. Every container is tried; the first error is returned.
+async fn remove_containers(
+    docker: &Docker,
+    containers: &[(String, bool)],
+) -> Result<(), EngineError> {
+    let mut first_error = None;
+    for (name, volumes) in containers {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(*volumes)
+            .build();
+        if let Err(e) = docker.remove_container(name, Some(options)).await {
+            let not_found = matches!(
+                e,
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404,
+                    ..
+                }
+            );
+            if !not_found && first_error.is_none() {
+                first_error = Some(EngineError::request(
+                    format!("removing container {name}"),
+                    e,
+                ));
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Run one plan step, streaming its output as events as it arrives.
@@ -813,6 +860,8 @@ struct ChannelReader {
     rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
     current: Bytes,
     cancel: super::CancelToken,
+    /// Called once, when the download has ended without an error.
+    on_complete: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Read for ChannelReader {
@@ -824,11 +873,17 @@ impl Read for ChannelReader {
             match self.rx.blocking_recv() {
                 Some(Ok(chunk)) => self.current = chunk,
                 Some(Err(message)) => {
+                    self.on_complete = None;
                     return Err(std::io::Error::other(format!(
                         "downloading {ROOTFS_DIR} from the builder: {message}"
                     )));
                 }
-                None => return Ok(0),
+                None => {
+                    if let Some(complete) = self.on_complete.take() {
+                        complete();
+                    }
+                    return Ok(0);
+                }
             }
         }
         let n = buf.len().min(self.current.len());

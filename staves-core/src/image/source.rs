@@ -301,12 +301,21 @@ pub(crate) fn feed_tar_stream(
             }
         }
     }
-    let count = archive.into_inner().count;
-    if count < end + BLOCK {
+    let counting = archive.into_inner();
+    if counting.count < end + BLOCK {
         return Err(missing_trailer(source));
     }
+    // Read the rest of the end-of-archive padding (tar writers pad to a 10 KiB record, some to more), so that a
+    // streaming source sees its end and knows it was read whole. Bounded: whatever follows is not ours to read.
+    let _ = std::io::copy(
+        &mut counting.inner.take(TRAILING_PADDING_LIMIT),
+        &mut std::io::sink(),
+    );
     Ok(())
 }
+
+/// How much of what follows a tar stream's end-of-archive marker is read (and ignored).
+const TRAILING_PADDING_LIMIT: u64 = 1 << 20;
 
 /// One entry of a seekable tar: its normalized header and where its data is.
 struct Record {
