@@ -66,6 +66,8 @@ for i in $(seq 1 "$runs"); do
     printf '%-5s %-4s | %7.2f %7.2f %6.2f %6.2f %5.2f %5.2f %6.2f %8.2f | ' "$i" "$kind" "$o_wall" "$o_emerge" \
       "$o_setup" "$o_locale" "$o_steps" "$o_archive" "$o_image" "$o_overhead"
     summarize "$out/report.json" "$(python3 -c "print($end - $start)")" "$o_wall"
+    # Untag now, so that the next round's images do not leave these behind as dangling images.
+    docker rmi -f staves-bench/original:latest staves-test/hello:bench >/dev/null 2>&1 || true
   done
   docker volume rm -f "$original_cache" "$staves_cache" >/dev/null
 done

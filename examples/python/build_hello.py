@@ -30,6 +30,7 @@ def parse_args():
     parser.add_argument(
         "--output", action="append", help="docker (default), oci:DIR, oci-archive:FILE, docker-archive:FILE, rootfs:FILE"
     )
+    parser.add_argument("--build-cache", default=None, help="binary-package cache volume (default: staves-binpkgs)")
     parser.add_argument("--jobs", type=int, default=None, help="parallel jobs (default: one per CPU)")
     parser.add_argument("--verbose", "-v", action="store_true", help="print every line the build prints")
     return parser.parse_args()
@@ -80,7 +81,7 @@ def main():
         if args.verbose:
             print(f"    | {line}", flush=True)
 
-    builder = staves.DockerBuilder(args.builder, portage_image=args.portage)
+    builder = staves.DockerBuilder(args.builder, portage_image=args.portage, build_cache=args.build_cache)
     try:
         report = staves.build(
             spec, builder, args.output or ["docker"], on_log=on_log, on_event=on_event, jobs=args.jobs

@@ -88,6 +88,14 @@ def unique_images(engine):
     subprocess.run(["docker", "rmi", "--no-prune", builder, portage], capture_output=True)
 
 
+@pytest.fixture
+def cache_volume(engine):
+    """A binary-package cache volume of this test's own (not the user's `staves-binpkgs`), removed afterwards."""
+    name = "staves-test-py-cache-" + uuid.uuid4().hex[:12]
+    yield name
+    subprocess.run(["docker", "volume", "rm", "-f", name], capture_output=True)
+
+
 def containers_from(*images):
     """IDs of the Staves build containers (running or not) created from any of `images`."""
     proc = subprocess.run(

@@ -32,7 +32,7 @@ def layer_names(archive_path):
         return {name.lstrip("./") for name in layer.getnames()}
 
 
-def test_hello_build_streams_log_lines_while_it_runs(tmp_path, unique_images):
+def test_hello_build_streams_log_lines_while_it_runs(tmp_path, unique_images, cache_volume):
     builder_image, portage_image = unique_images
     out = tmp_path / "hello.tar"
     seen = []
@@ -46,7 +46,7 @@ def test_hello_build_streams_log_lines_while_it_runs(tmp_path, unique_images):
         seen.append(line)
 
     events = []
-    builder = staves.DockerBuilder(builder_image, portage_image=portage_image)
+    builder = staves.DockerBuilder(builder_image, portage_image=portage_image, build_cache=cache_volume)
     report = staves.build(
         staves.ImageSpec.from_file(HELLO), builder, [f"oci-archive:{out}"], on_log=on_log, on_event=events.append
     )
@@ -67,11 +67,11 @@ def test_hello_build_streams_log_lines_while_it_runs(tmp_path, unique_images):
     assert "var/db/pkg" not in layer_names(out)
 
 
-def test_a_missing_package_is_a_build_error(tmp_path, unique_images):
+def test_a_missing_package_is_a_build_error(tmp_path, unique_images, cache_volume):
     builder_image, portage_image = unique_images
     spec = staves.ImageSpec(name="staves-test/missing", packages=["app-misc/does-not-exist"])
     out = tmp_path / "never.tar"
-    builder = staves.DockerBuilder(builder_image, portage_image=portage_image)
+    builder = staves.DockerBuilder(builder_image, portage_image=portage_image, build_cache=cache_volume)
     with pytest.raises(staves.BuildError) as info:
         staves.build(spec, builder, [f"oci-archive:{out}"])
     assert info.value.exit_code == 4
@@ -92,7 +92,7 @@ CHILD = textwrap.dedent(
     import sys
     import staves
 
-    builder_image, portage_image, spec_path, out = sys.argv[1:]
+    builder_image, portage_image, spec_path, out, cache_volume = sys.argv[1:]
     first = []
 
     def on_log(line):
@@ -100,20 +100,20 @@ CHILD = textwrap.dedent(
             first.append(line)
             print("FIRST-LOG-LINE", flush=True)
 
-    builder = staves.DockerBuilder(builder_image, portage_image=portage_image)
+    builder = staves.DockerBuilder(builder_image, portage_image=portage_image, build_cache=cache_volume)
     staves.build(staves.ImageSpec.from_file(spec_path), builder, ["oci-archive:" + out], on_log=on_log)
     print("BUILD-FINISHED", flush=True)
     """
 )
 
 
-def test_keyboard_interrupt_cancels_the_build_and_leaves_no_container(tmp_path, unique_images):
+def test_keyboard_interrupt_cancels_the_build_and_leaves_no_container(tmp_path, unique_images, cache_volume):
     builder_image, portage_image = unique_images
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     out = tmp_path / "never.tar"
     child = subprocess.Popen(
-        [sys.executable, str(script), builder_image, portage_image, str(HELLO), str(out)],
+        [sys.executable, str(script), builder_image, portage_image, str(HELLO), str(out), cache_volume],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -136,7 +136,7 @@ def test_keyboard_interrupt_cancels_the_build_and_leaves_no_container(tmp_path, 
     assert containers_from(builder_image, portage_image) == [], "the interrupted build left containers behind"
 
 
-def test_the_example_script_builds_hello(tmp_path, unique_images):
+def test_the_example_script_builds_hello(tmp_path, unique_images, cache_volume):
     builder_image, portage_image = unique_images
     out = tmp_path / "example.tar"
     proc = subprocess.run(
@@ -146,6 +146,7 @@ def test_the_example_script_builds_hello(tmp_path, unique_images):
             "--builder", builder_image,
             "--portage", portage_image,
             "--output", f"oci-archive:{out}",
+            "--build-cache", cache_volume,
             "--jobs", "2",
         ],
         capture_output=True,
