@@ -88,9 +88,11 @@ impl PlanOptions {
     }
 
     /// make's `-l` value: the load-average limit when one is set (and valid), the job count otherwise.
+    ///
+    /// An invalid limit never reaches a build: [`BuildPlan::new`](crate::BuildPlan::new) refuses it first.
     pub(crate) fn make_load(&self) -> String {
-        match self.load_average {
-            Some(load) if load.is_finite() && load > 0.0 => format_load(load),
+        match self.load_average.map(crate::plan::check_load_average) {
+            Some(Ok(load)) => format_load(load),
             _ => self.jobs.to_string(),
         }
     }
