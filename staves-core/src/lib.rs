@@ -19,6 +19,8 @@
 //! # Ok::<(), staves_core::SpecError>(())
 //! ```
 
+pub mod advisory;
+pub mod audit;
 mod builder;
 mod engine;
 mod error;
@@ -26,7 +28,9 @@ mod image;
 mod pipeline;
 mod plan;
 mod portage;
-mod spec;
+pub mod sbom;
+pub mod snapshot;
+pub mod spec;
 
 pub use builder::{
     BUILD_LABEL, BuildError, BuildEvent, BuildOptions, BuildReport, Builder, CancelToken,
@@ -45,7 +49,8 @@ pub use plan::{
 };
 pub use portage::{
     BuildEnv, CONTAINER_FEATURES, EmergeEvent, InstalledPackage, PlanOptions, PortageFile,
-    WriteMode, parse_emerge_line, parse_package_list, repository_location, shell_quote,
+    WriteMode, parse_added_files, parse_emerge_line, parse_package_list, repository_location,
+    shell_quote,
 };
 pub use spec::{
     Atom, AtomError, Diagnostic, ImageConfig, ImageSpec, ImageSpecBuilder, Locale, Operator,

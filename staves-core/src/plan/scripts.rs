@@ -140,14 +140,25 @@ echo "staves: copied $lib to /$libdir/"{q}
 pub(crate) fn package_list() -> String {
     format!(
         r#"set -eu
+if [ -d /usr/lib64 ] && [ ! -L /usr/lib64 ]; then libdir=usr/lib64; else libdir=usr/lib; fi
+for entry in "usr/lib/locale/locale-archive|locale archive" "$libdir/libgcc_s.so.1|libgcc" "$libdir/libstdc++.so.6|libstdc++"; do
+  path=${{entry%%|*}}
+  if [ -f "{rootfs}/$path" ] && [ ! -L "{rootfs}/$path" ]; then
+    printf '{added}\t%s\t%s\t%s\n' "$path" "$(wc -c < "{rootfs}/$path" | tr -d ' ')" "${{entry#*|}}"
+  fi
+done
 cd {rootfs}/var/db/pkg 2>/dev/null || exit 0
 for d in */*/; do
   [ -d "$d" ] || continue
   d=${{d%/}}
-  printf '{marker}\t%s\t%s\t%s\t%s\n' "$d" "$(cat "$d/repository" 2>/dev/null || true)" "$(cat "$d/USE" 2>/dev/null || true)" "$(cat "$d/IUSE" 2>/dev/null || true)"
+  field() {{ if [ -f "$d/$1" ]; then tr '\t\n' '  ' < "$d/$1"; fi; }}
+  files=$(grep -c '' "$d/CONTENTS" 2>/dev/null || true)
+  printf '{marker}\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$d" "$(field repository)" "$(field USE)" "$(field IUSE)" \
+    "$(field SLOT)" "$(field LICENSE)" "$(field SIZE)" "${{files:-0}}" "$(field HOMEPAGE)" "$(field DESCRIPTION)"
 done
 "#,
         rootfs = ROOTFS_DIR,
         marker = crate::portage::PACKAGE_LIST_MARKER,
+        added = crate::portage::ADDED_FILE_MARKER,
     )
 }

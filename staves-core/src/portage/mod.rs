@@ -5,8 +5,10 @@
 mod output;
 mod quote;
 
-pub(crate) use output::PACKAGE_LIST_MARKER;
-pub use output::{EmergeEvent, InstalledPackage, parse_emerge_line, parse_package_list};
+pub(crate) use output::{ADDED_FILE_MARKER, PACKAGE_LIST_MARKER};
+pub use output::{
+    EmergeEvent, InstalledPackage, parse_added_files, parse_emerge_line, parse_package_list,
+};
 pub use quote::shell_quote;
 pub(crate) use quote::{ini_value, make_conf_value};
 

@@ -7,6 +7,7 @@ mod error;
 mod model;
 mod parse;
 mod validate;
+mod version;
 mod write;
 
 pub use atom::{Atom, AtomError, Operator};
@@ -14,6 +15,7 @@ pub use builder::ImageSpecBuilder;
 pub use diagnostic::{Diagnostic, Severity, render_diagnostics};
 pub use error::SpecError;
 pub use model::{ImageConfig, ImageSpec, Locale, PackageConfig, Repository};
+pub use version::{Version, VersionError, split_cpv};
 
 use std::path::{Path, PathBuf};
 
