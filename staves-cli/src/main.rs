@@ -8,9 +8,11 @@
 //! - `2`: usage error (bad flags);
 //! - `3`: the Docker engine failed or could not be reached;
 //! - `4`: the build failed (a step exited non-zero, or it was interrupted);
-//! - `5`: any other error (I/O, image writing).
+//! - `5`: any other error (I/O, image writing);
+//! - `6`: security advisories apply (`audit`, and `build --deny-advisories`).
 
 mod cmd_assemble;
+mod cmd_audit;
 mod cmd_build;
 mod cmd_plan;
 mod cmd_validate;
@@ -37,6 +39,8 @@ enum Command {
     Assemble(cmd_assemble::Args),
     /// Build an image from a staves.toml in a Gentoo builder container.
     Build(cmd_build::Args),
+    /// Check an SBOM written earlier against the security advisories (GLSAs) of a Portage snapshot.
+    Audit(cmd_audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => cmd_plan::run(args),
         Command::Assemble(args) => cmd_assemble::run(args),
         Command::Build(args) => cmd_build::run(args),
+        Command::Audit(args) => cmd_audit::run(args),
     };
     match result {
         Ok(code) => code,

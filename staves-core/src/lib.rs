@@ -40,7 +40,8 @@ pub use builder::{
 pub use engine::{DEFAULT_DOCKER_HOST, EngineError};
 pub use error::{Error, Result};
 pub use image::{
-    Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, WrittenOutput,
+    Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, Referrer,
+    ReferrerSource, WrittenOutput,
 };
 pub use pipeline::{BuildOutcome, BuildRequest, build_image};
 pub use plan::{

@@ -4,8 +4,12 @@
 //! The documents are reproducible: the creation time is `SOURCE_DATE_EPOCH` (or the fixed epoch), identifiers are
 //! derived from the image's manifest digest, and packages are sorted.
 
+mod attached;
 mod license;
 
+pub use attached::{
+    from_oci_archive, from_oci_layout, load as load_stored, save as save_stored, store_dir,
+};
 pub use license::{LicenseError, SpdxLicense, license_ref, spdx_license_id, to_spdx};
 
 use crate::portage::InstalledPackage;
