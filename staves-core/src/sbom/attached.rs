@@ -17,11 +17,14 @@ fn unreadable(origin: &Path, reason: impl Into<String>) -> SbomError {
     }
 }
 
+/// Reads a blob of a layout or archive by digest; `None` when it is not there.
+type BlobReader<'a> = dyn FnMut(&str) -> Result<Option<Vec<u8>>, SbomError> + 'a;
+
 /// The SBOM text of the referrer whose `artifactType` is SPDX JSON, given a way to read blobs by digest.
 fn find_in_index(
     origin: &Path,
     index: &[u8],
-    blob: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>, SbomError>,
+    blob: &mut BlobReader<'_>,
 ) -> Result<Option<String>, SbomError> {
     let index: serde_json::Value = serde_json::from_slice(index)
         .map_err(|e| unreadable(origin, format!("index.json: {e}")))?;

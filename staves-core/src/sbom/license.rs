@@ -255,7 +255,7 @@ fn resolve(node: Node, use_flags: &[String]) -> Option<Node> {
             negated,
             body,
         } => {
-            let enabled = use_flags.iter().any(|f| *f == flag);
+            let enabled = use_flags.contains(&flag);
             if enabled != negated {
                 resolve(Node::All(body), use_flags)
             } else {
