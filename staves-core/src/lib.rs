@@ -20,6 +20,7 @@
 //! ```
 
 mod builder;
+pub mod defaults;
 mod engine;
 mod error;
 mod image;
