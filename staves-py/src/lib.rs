@@ -67,8 +67,11 @@ pub(crate) fn to_py_err(py: Python<'_>, err: Error) -> PyErr {
             | ImageError::InvalidCompression { .. }
             | ImageError::NoOutputs,
         ) => return PyValueError::new_err(message),
-        Error::Image(ImageError::Write { source, .. }) if source.raw_os_error().is_some() => {
-            return os_error_with_message(source, &message);
+        Error::Image(ImageError::Write { source, .. }) | Error::Io { source, .. } => {
+            if let Some(errno) = errno(source) {
+                return PyOSError::new_err((errno, message));
+            }
+            Ok(StavesError::new_err(message))
         }
         Error::Engine(EngineError::Connect { host, source }) => Ok(DockerError::new_err(format!(
             "cannot reach the Docker engine at {host}: {}\n  help: start the Docker daemon, or pass \
@@ -146,12 +149,25 @@ pub(crate) fn os_error(error: &std::io::Error, path: Option<&Path>) -> PyErr {
     }
 }
 
-/// `OSError(errno, message)` for an I/O failure that the library describes in its own words.
-fn os_error_with_message(error: &std::io::Error, message: &str) -> PyErr {
-    match error.raw_os_error() {
-        Some(errno) => PyOSError::new_err((errno, message.to_owned())),
-        None => PyOSError::new_err(message.to_owned()),
+/// The OS error number of an I/O error, also when it wraps another one (as `tempfile` does, to add the path).
+fn errno(error: &std::io::Error) -> Option<i32> {
+    if let Some(errno) = error.raw_os_error() {
+        return Some(errno);
     }
+    let mut current: Option<&(dyn std::error::Error + 'static)> = error.get_ref().map(|e| e as _);
+    while let Some(e) = current {
+        if let Some(errno) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+        {
+            return Some(errno);
+        }
+        current = e.source();
+    }
+    // `tempfile`'s wrapper hides the inner error from `source()`, but still prints it: "... (os error 20) at path".
+    let text = error.to_string();
+    let (_, after) = text.split_once("(os error ")?;
+    after.split_once(')')?.0.parse().ok()
 }
 
 /// The OS's text for an error, without the " (os error N)" that Rust appends.

@@ -28,8 +28,8 @@ async def build_async(
     """``build()`` as a coroutine: ``report = await staves.build_async(spec, builder, ["docker"])``.
 
     The build runs in a worker thread, and the event loop stays free. ``on_log`` and ``on_event`` are called on
-    the event loop's thread, in order, so they may touch asyncio objects; an exception in one cancels the build and
-    is raised here. Cancelling the task (``task.cancel()``, ``asyncio.wait_for`` timing out, ...) cancels the
+    the event loop's thread, in order, so they may touch asyncio objects; an exception in one cancels the build (if
+    it is still running; its containers are removed) and is raised here. Cancelling the task (``task.cancel()``, ``asyncio.wait_for`` timing out, ...) cancels the
     build, waits until its containers are removed, then raises ``CancelledError``. ``cancel`` works as in
     ``build()``; cancelling the task does not cancel that token.
     """
