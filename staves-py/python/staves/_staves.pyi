@@ -16,6 +16,28 @@ from staves._types import (
     StepKind,
 )
 
+__all__ = [
+    "StavesError",
+    "SpecError",
+    "BuildError",
+    "DockerError",
+    "ImageSpec",
+    "Diagnostic",
+    "BuildPlan",
+    "Step",
+    "DockerBuilder",
+    "MockBuilder",
+    "CancelToken",
+    "plan",
+    "build",
+    "assemble",
+    "_restore_spec",
+    "DEFAULT_PORTAGE_IMAGE",
+    "DEFAULT_BUILDER_IMAGE",
+    "DEFAULT_BUILD_CACHE",
+    "BUILD_LABEL",
+]
+
 _Path = Union[str, "os.PathLike[str]"]
 _Outputs = Union[List[str], Tuple[str, ...]]
 
@@ -324,3 +346,6 @@ def assemble(
     docker_host: Optional[str] = None,
 ) -> ImageReport:
     """Turn an existing rootfs (a directory or a tar file) into an image of ``spec``, with no Portage step."""
+
+def _restore_spec(state: Tuple[Any, ...]) -> ImageSpec:
+    """Pickle support: the callable ``ImageSpec.__reduce__`` names. Not for direct use."""
