@@ -104,7 +104,7 @@ def test_records_to_dict_keys_are_attributes():
     )
     report = staves.BuildReport(
         image=image, packages=[staves.Package(cpv="a/b-1", use=["x"], repository="gentoo", binary=None)],
-        steps=[staves.StepReport(kind="sync", label="Sync r", duration=0.5, exit_code=0, repository="r")],
+        steps=[staves.StepReport(kind="sync", label="Sync r", seconds=0.5, exit_code=0, repository="r")],
         built_from_source=["a/b-1"], installed_from_binary=[], export_seconds=0.1, total_seconds=2.0, log=["l"],
     )
     for record in [output, image, report, *report.packages, *report.steps, staves.LogEvent(1, "stdout", "hi")]:

@@ -197,7 +197,7 @@ class StepReport(_Record):
 
     kind: StepKind
     label: str
-    duration: float
+    seconds: float
     exit_code: int
     repository: Optional[str] = None
 
@@ -311,7 +311,7 @@ def _build_report(data: Mapping[str, Any], log: List[str]) -> BuildReport:
             StepReport(
                 kind=s["kind"],
                 label=s["label"],
-                duration=s["duration"],
+                seconds=s["duration"],
                 exit_code=s["exit_code"],
                 repository=s.get("repository"),
             )
