@@ -7,7 +7,7 @@
 # 2. builds the fixture images staves-test/stage3 and staves-test/portage (reused when unchanged);
 # 3. puts real Portage (portage==3.0.83) in a virtualenv for the read-back tests;
 # 4. runs the Rust tests with the engine and Portage required (they fail instead of skipping);
-# 5. builds the Python module into a fresh virtualenv and runs pytest.
+# 5. builds the Python module into a fresh virtualenv and runs pytest, then mypy --strict and stubtest.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,7 +45,10 @@ if [ -f staves-py/pyproject.toml ]; then
   py_venv="$root/target/py-venv"
   rm -rf "$py_venv"
   python3 -m venv "$py_venv"
-  "$py_venv/bin/pip" install -q --disable-pip-version-check pytest
+  "$py_venv/bin/pip" install -q --disable-pip-version-check pytest mypy==2.4.1
   "$py_venv/bin/pip" install -q --disable-pip-version-check ./staves-py
   (cd staves-py && "$py_venv/bin/python" -m pytest -q tests)
+  step "Python typing: mypy --strict on the examples, stubtest on the module"
+  "$py_venv/bin/python" -m mypy --strict examples/python/*.py staves-py/tests/test_typing.py
+  "$py_venv/bin/python" -m mypy.stubtest staves --allowlist staves-py/stubtest-allowlist.txt
 fi

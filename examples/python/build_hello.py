@@ -8,6 +8,8 @@
 It uses the offline fixture images by default (make them with tests/fixtures/build-images.sh); point it at the
 official images with --builder gentoo/stage3:latest --portage gentoo/portage:latest, or with the STAVES_BUILDER and
 STAVES_PORTAGE environment variables. Ctrl-C stops the build and removes its containers.
+
+This is the blocking variant; build_hello_async.py does the same with asyncio and a time limit.
 """
 
 import argparse
@@ -22,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_SPEC = HERE.parent / "hello" / "staves.toml"
 
 
-def parse_args():
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=DEFAULT_SPEC, help="the staves.toml to build")
     parser.add_argument("--builder", default=os.environ.get("STAVES_BUILDER", "staves-test/stage3:latest"))
@@ -30,18 +32,22 @@ def parse_args():
     parser.add_argument(
         "--output", action="append", help="docker (default), oci:DIR, oci-archive:FILE, docker-archive:FILE, rootfs:FILE"
     )
-    parser.add_argument("--build-cache", default=None, help="binary-package cache volume (default: staves-binpkgs)")
+    parser.add_argument("--build-cache", default=staves.DEFAULT_BUILD_CACHE, help="binary-package cache volume")
     parser.add_argument("--jobs", type=int, default=None, help="parallel jobs (default: one per CPU)")
     parser.add_argument("--verbose", "-v", action="store_true", help="print every line the build prints")
     return parser.parse_args()
 
 
-def main():
+def main() -> int:
     args = parse_args()
 
-    # 1. Parse the spec. A malformed file raises staves.SpecError with the position of the first error.
+    # 1. Parse the spec. A missing file raises FileNotFoundError; a malformed one staves.SpecError with the
+    #    position of the first error.
     try:
         spec = staves.ImageSpec.from_file(args.config)
+    except OSError as err:
+        print(f"cannot read {args.config}: {err.strerror}", file=sys.stderr)
+        return 1
     except staves.SpecError as err:
         print(f"{err.path}:{err.line}:{err.column}: {err.diagnostics[0].message}", file=sys.stderr)
         return 1
@@ -62,22 +68,22 @@ def main():
     for number, step in enumerate(plan.steps, 1):
         print(f"{number}. {step.label}")
 
-    # 4. Build. The GIL is released while the build runs; these callbacks are called from the build's threads,
-    #    as lines and events happen.
+    # 4. Build, with the defaults of `staves build`. The GIL is released while the build runs; these callbacks
+    #    are called from the build's threads, as lines and events happen.
     started = time.monotonic()
 
-    def on_event(event):
-        kind = event["event"]
+    def on_event(event: staves.Event) -> None:
         elapsed = f"[{time.monotonic() - started:6.1f}s]"
-        if kind == "step-started":
-            print(f"{elapsed} step {event['index']}/{event['total']}: {event['label']}", flush=True)
-        elif kind == "package":
-            source = "binary package" if event["binary"] else "source"
-            print(f"{elapsed}   package {event['index']} of {event['total']}: {event['cpv']} ({source})", flush=True)
-        elif kind == "exporting":
+        # Events are typed records: checking `kind` narrows the type, so `event.label` is known to exist below.
+        if event.kind == "step-started":
+            print(f"{elapsed} step {event.index}/{event.total}: {event.label}", flush=True)
+        elif event.kind == "package":
+            source = "binary package" if event.binary else "source"
+            print(f"{elapsed}   package {event.index} of {event.total}: {event.cpv} ({source})", flush=True)
+        elif event.kind == "exporting":
             print(f"{elapsed} writing the image", flush=True)
 
-    def on_log(line):
+    def on_log(line: str) -> None:
         if args.verbose:
             print(f"    | {line}", flush=True)
 
@@ -99,9 +105,9 @@ def main():
     # 5. The result: the image digest, what is in it, where it went.
     print(f"== {report.image.tag} {report.image_digest} in {report.total_seconds:.1f}s")
     for package in report.packages:
-        print(f"   {package['cpv']}  USE=\"{' '.join(package['use'])}\"")
+        print(f"   {package.cpv}  USE=\"{' '.join(package.use)}\"")
     for output in report.outputs:
-        print(f"   -> {output['output']} ({output['size']} bytes)")
+        print(f"   -> {output.output} ({output.size} bytes)")
     return 0
 
 

@@ -36,7 +36,7 @@ pub struct Args {
     #[arg(long, overrides_with = "netrc")]
     no_netrc: bool,
     /// LANG inside the builder.
-    #[arg(long, default_value = "C.UTF-8")]
+    #[arg(long, default_value = staves_core::defaults::BUILDER_LOCALE)]
     locale: String,
     /// Also write the plain rootfs tar here (as the original's staves_root.tar).
     #[arg(long)]
@@ -48,7 +48,7 @@ pub struct Args {
     #[arg(long = "output", short = 'o')]
     outputs: Vec<staves_core::Output>,
     /// Layer compression.
-    #[arg(long, default_value = "gzip")]
+    #[arg(long, default_value_t = staves_core::defaults::COMPRESSION)]
     compression: staves_core::Compression,
     /// Parallel jobs for emerge and make (default: number of CPUs).
     #[arg(long, short = 'j')]
@@ -89,8 +89,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let builder = staves_core::DockerBuilder::new(args.builder)?
         .portage_image(args.portage)
         .build_cache(args.build_cache)
-        .ssh(!args.no_ssh)
-        .netrc(!args.no_netrc)
+        .ssh(args.ssh || (!args.no_ssh && staves_core::defaults::SSH))
+        .netrc(args.netrc || (!args.no_netrc && staves_core::defaults::NETRC))
         .locale(args.locale)
         .docker_host(args.docker_host.clone())
         .cancel_on_ctrl_c(true);

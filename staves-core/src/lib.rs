@@ -22,6 +22,7 @@
 pub mod advisory;
 pub mod audit;
 mod builder;
+pub mod defaults;
 mod engine;
 mod error;
 mod image;

@@ -1,61 +1,73 @@
-//! `staves.build()`, `staves.assemble()`, the builder backends and the reports.
+//! `staves.build()`, `staves.assemble()`, the builder backends and `staves.CancelToken`.
 
 use crate::spec::{PyImageSpec, to_py};
-use crate::to_py_err;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use crate::{args, os_error, to_py_err};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use staves_core::{
-    BuildEvent, BuildOptions, BuildOutcome, BuildRequest, Builder, CancelToken, Compression,
-    DockerBuilder, ImageReport, ImageWriter, MockBuilder, Output, build_image,
+    BuildEvent, BuildOptions, BuildRequest, Builder, CancelToken, DockerBuilder, ImageSpec,
+    ImageWriter, Locale, MockBuilder, build_image, defaults,
 };
+use std::borrow::Cow;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-/// How often the waiting thread looks for Ctrl-C (Python runs signal handlers only on its main thread).
-const SIGNAL_POLL: Duration = Duration::from_millis(100);
+/// How often the waiting thread looks for Ctrl-C (Python runs signal handlers only on its main thread) and for a
+/// cancelled `cancel` token.
+const POLL: Duration = Duration::from_millis(100);
 
 /// Builds in a Gentoo builder container on a Docker engine.
 #[pyclass(name = "DockerBuilder", module = "staves", frozen)]
 pub(crate) struct PyDockerBuilder {
     inner: DockerBuilder,
+    build_cache: String,
+    ssh: bool,
+    netrc: bool,
+    locale: String,
 }
 
 #[pymethods]
 impl PyDockerBuilder {
-    /// A Docker backend. `build_cache` names the binary-package volume (`staves-binpkgs` when None); `ssh` and
-    /// `netrc` mount `~/.ssh` and `~/.netrc` read-only into the builder; `docker_host` defaults to `DOCKER_HOST`.
+    /// A Docker backend, with the defaults of `staves build`. `build_cache` names the binary-package volume;
+    /// `ssh` and `netrc` mount `~/.ssh` and `~/.netrc` read-only into the builder when they exist; `locale` is
+    /// `LANG` inside the builder; `docker_host` defaults to `DOCKER_HOST`, else the local socket.
     #[new]
     #[pyo3(signature = (
-        builder_image, portage_image = "gentoo/portage:latest", build_cache = None, ssh = false,
-        netrc = false, locale = "C.UTF-8", docker_host = None
+        builder_image = staves_core::DEFAULT_BUILDER_IMAGE.to_owned(), *,
+        portage_image = staves_core::DEFAULT_PORTAGE_IMAGE.to_owned(),
+        build_cache = staves_core::DEFAULT_BUILD_CACHE.to_owned(), ssh = defaults::SSH, netrc = defaults::NETRC,
+        locale = defaults::BUILDER_LOCALE.to_owned(), docker_host = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         builder_image: String,
-        portage_image: &str,
-        build_cache: Option<String>,
+        portage_image: String,
+        build_cache: String,
         ssh: bool,
         netrc: bool,
-        locale: &str,
+        locale: String,
         docker_host: Option<String>,
     ) -> PyResult<Self> {
-        let mut inner = DockerBuilder::new(builder_image)
+        let inner = DockerBuilder::new(builder_image)
             .map_err(|e| to_py_err(py, e))?
             .portage_image(portage_image)
+            .build_cache(build_cache.clone())
             .ssh(ssh)
             .netrc(netrc)
-            .locale(locale)
+            .locale(locale.clone())
             .docker_host(docker_host)
             // Python handles SIGINT itself; `build()` turns KeyboardInterrupt into a cancel.
             .cancel_on_ctrl_c(false);
-        if let Some(volume) = build_cache {
-            inner = inner.build_cache(volume);
-        }
-        Ok(Self { inner })
+        Ok(Self {
+            inner,
+            build_cache,
+            ssh,
+            netrc,
+            locale,
+        })
     }
 
     /// The builder image.
@@ -70,6 +82,30 @@ impl PyDockerBuilder {
         self.inner.portage_image_name()
     }
 
+    /// The volume that keeps binary packages between builds.
+    #[getter]
+    fn build_cache(&self) -> &str {
+        &self.build_cache
+    }
+
+    /// Whether `~/.ssh` is mounted read-only into the builder (when it exists).
+    #[getter]
+    fn ssh(&self) -> bool {
+        self.ssh
+    }
+
+    /// Whether `~/.netrc` is mounted read-only into the builder (when it exists).
+    #[getter]
+    fn netrc(&self) -> bool {
+        self.netrc
+    }
+
+    /// `LANG` inside the builder.
+    #[getter]
+    fn locale(&self) -> &str {
+        &self.locale
+    }
+
     /// The engine address, or None for `DOCKER_HOST` / the local socket.
     #[getter]
     fn docker_host(&self) -> Option<String> {
@@ -78,9 +114,10 @@ impl PyDockerBuilder {
 
     fn __repr__(&self) -> String {
         format!(
-            "DockerBuilder(builder_image={:?}, portage_image={:?})",
+            "DockerBuilder({:?}, portage_image={:?}, build_cache={:?})",
             self.inner.builder_image_name(),
-            self.inner.portage_image_name()
+            self.inner.portage_image_name(),
+            self.build_cache
         )
     }
 }
@@ -127,165 +164,75 @@ impl PyMockBuilder {
     }
 }
 
-/// What `staves.assemble()` wrote: digests, sizes and destinations.
-#[pyclass(name = "ImageReport", module = "staves", frozen)]
-pub(crate) struct PyImageReport {
-    inner: ImageReport,
+/// Cancels the builds it is passed to (`build(..., cancel=token)`); `cancel()` may be called from any thread.
+///
+/// A cancelled build removes its containers, writes no image and raises `BuildError`. A token stays cancelled.
+#[pyclass(name = "CancelToken", module = "staves", frozen)]
+pub(crate) struct PyCancelToken {
+    own: CancelToken,
+    /// The tokens this one is a child of: cancelling any of them cancels this one.
+    parents: Vec<CancelToken>,
+}
+
+impl PyCancelToken {
+    fn cancelled(&self) -> bool {
+        self.own.is_cancelled() || self.parents.iter().any(CancelToken::is_cancelled)
+    }
 }
 
 #[pymethods]
-impl PyImageReport {
-    /// The image digest: `sha256:...` of the OCI manifest.
-    #[getter]
-    fn digest(&self) -> &str {
-        &self.inner.digest
-    }
-
-    /// `sha256:...` of the image config (Docker's image ID).
-    #[getter]
-    fn config_digest(&self) -> &str {
-        &self.inner.config_digest
-    }
-
-    /// `sha256:...` of the compressed layer.
-    #[getter]
-    fn layer_digest(&self) -> &str {
-        &self.inner.layer_digest
-    }
-
-    /// `sha256:...` of the uncompressed layer tar.
-    #[getter]
-    fn diff_id(&self) -> &str {
-        &self.inner.diff_id
-    }
-
-    /// Size of the compressed layer in bytes.
-    #[getter]
-    fn layer_size(&self) -> u64 {
-        self.inner.layer_size
-    }
-
-    /// The image reference `name:version`.
-    #[getter]
-    fn tag(&self) -> &str {
-        &self.inner.tag
-    }
-
-    /// Every destination written: a list of `{"output": "oci-archive:FILE", "size": BYTES}` dicts.
-    #[getter]
-    fn outputs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &self.inner.outputs)
-    }
-
-    /// The report as a dict (what `staves assemble --format json` prints).
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &self.inner)
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "ImageReport(tag={:?}, digest={:?})",
-            self.inner.tag, self.inner.digest
-        )
-    }
-}
-
-/// What `staves.build()` did: the image it wrote and the packages in it.
-#[pyclass(name = "BuildReport", module = "staves", frozen)]
-pub(crate) struct PyBuildReport {
-    inner: BuildOutcome,
-}
-
-#[pymethods]
-impl PyBuildReport {
-    /// The image digest: `sha256:...` of the OCI manifest.
-    #[getter]
-    fn image_digest(&self) -> &str {
-        &self.inner.image.digest
-    }
-
-    /// The packages in the image: `{"cpv", "use", "repository", "binary"}` dicts.
-    #[getter]
-    fn packages<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &self.inner.report.packages)
-    }
-
-    /// Every destination written: a list of `{"output": "oci-archive:FILE", "size": BYTES}` dicts.
-    #[getter]
-    fn outputs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &self.inner.image.outputs)
-    }
-
-    /// The image written: digests, sizes, tag, destinations.
-    #[getter]
-    fn image(&self) -> PyImageReport {
-        PyImageReport {
-            inner: self.inner.image.clone(),
+impl PyCancelToken {
+    /// A token that is not cancelled.
+    #[new]
+    fn new() -> Self {
+        Self {
+            own: CancelToken::new(),
+            parents: Vec::new(),
         }
     }
 
-    /// Every step with its kind, label, duration (seconds) and exit code.
-    #[getter]
-    fn steps<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &self.inner.report.steps)
+    /// Cancel the builds this token was passed to. Safe from any thread, any number of times.
+    fn cancel(&self) {
+        self.own.cancel();
     }
 
-    /// Packages emerge built from source (`category/package-version`).
-    #[getter]
-    fn built_from_source(&self) -> Vec<String> {
-        self.inner.report.built_from_source.clone()
+    /// Whether this token (or a token it is a child of) was cancelled.
+    fn is_cancelled(&self) -> bool {
+        self.cancelled()
     }
 
-    /// Packages emerge installed from binary packages.
-    #[getter]
-    fn installed_from_binary(&self) -> Vec<String> {
-        self.inner.report.installed_from_binary.clone()
-    }
-
-    /// Total wall time in seconds, including container setup and cleanup.
-    #[getter]
-    fn total_seconds(&self) -> f64 {
-        self.inner.report.total_duration.as_secs_f64()
-    }
-
-    /// Every line the steps printed, in order.
-    #[getter]
-    fn log(&self) -> Vec<String> {
-        self.inner.report.log.clone()
-    }
-
-    /// The report as a dict: `{"image": {...}, "report": {...}}` (what `staves build --format json` prints).
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &self.inner)
+    /// A new token that is cancelled when this one is, and that can be cancelled on its own without cancelling
+    /// this one (`build_async` uses one, so that cancelling its task leaves the caller's token alone).
+    fn child(&self) -> Self {
+        let mut parents = self.parents.clone();
+        parents.push(self.own.clone());
+        Self {
+            own: CancelToken::new(),
+            parents,
+        }
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "BuildReport(image_digest={:?}, packages={})",
-            self.inner.image.digest,
-            self.inner.report.packages.len()
-        )
+        format!("CancelToken(cancelled={})", py_bool(self.cancelled()))
     }
 }
 
-fn parse_outputs(py: Python<'_>, outputs: &[String]) -> PyResult<Vec<Output>> {
-    outputs
-        .iter()
-        .map(|o| Output::from_str(o).map_err(|e| to_py_err(py, e.into())))
-        .collect()
-}
-
-fn parse_compression(py: Python<'_>, compression: &str) -> PyResult<Compression> {
-    Compression::from_str(compression).map_err(|e| to_py_err(py, e.into()))
+/// `True` or `False`, as Python writes them.
+fn py_bool(value: bool) -> &'static str {
+    if value { "True" } else { "False" }
 }
 
 /// The first exception a Python callback raised; it cancels the build and is re-raised afterwards.
 type CallbackError = Arc<Mutex<Option<PyErr>>>;
 
 /// The event handler: calls `on_log` for each log line and `on_event` for every event, with the GIL taken per call.
+///
+/// Events become the records of `staves/_types.py` through its `_event` converter; a kind it does not know is
+/// not passed on.
 fn event_handler(
     on_log: Option<Py<PyAny>>,
     on_event: Option<Py<PyAny>>,
+    convert: Py<PyAny>,
     cancel: CancelToken,
     failed: CallbackError,
 ) -> staves_core::EventHandler {
@@ -299,7 +246,15 @@ fn event_handler(
                 result = on_log.call1(py, (line.as_str(),)).map(drop);
             }
             if let (Ok(()), Some(on_event)) = (&result, &on_event) {
-                result = to_py(py, event).and_then(|e| on_event.call1(py, (e,)).map(drop));
+                result = to_py(py, event)
+                    .and_then(|data| convert.call1(py, (data,)))
+                    .and_then(|record| {
+                        if record.is_none(py) {
+                            Ok(())
+                        } else {
+                            on_event.call1(py, (record,)).map(drop)
+                        }
+                    });
             }
             if let Err(err) = result {
                 failed
@@ -312,30 +267,80 @@ fn event_handler(
     })
 }
 
-/// Build `spec` with `builder` ( `DockerBuilder` or `MockBuilder`) and write the image to every output.
+/// A converter of `staves/_types.py`.
+fn converter<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    py.import("staves._types")?.getattr(name)
+}
+
+/// `spec` with `build()`'s overrides applied (the CLI's `--version` and `--stdlib`, and the spec's locale).
+///
+/// An override that breaks a rule of the spec is a `ValueError` naming the parameter.
+fn with_overrides<'a>(
+    spec: &'a ImageSpec,
+    version: Option<String>,
+    stdlib: Option<bool>,
+    locale: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Cow<'a, ImageSpec>> {
+    if version.is_none() && stdlib.is_none() && locale.is_none() {
+        return Ok(Cow::Borrowed(spec));
+    }
+    let mut spec = spec.clone();
+    let mut overridden = Vec::new();
+    if let Some(version) = version {
+        spec.version = version;
+        overridden.push("version");
+    }
+    if let Some(stdlib) = stdlib {
+        spec.stdlib = stdlib;
+    }
+    if let Some(locale) = locale {
+        spec.locale = args::from_py::<Locale>("build", "locale", "Locale", locale)?;
+        overridden.push("locale");
+    }
+    for diagnostic in spec.validate().iter().filter(|d| d.is_error()) {
+        let key = diagnostic.key.as_str();
+        if let Some(name) = overridden
+            .iter()
+            .find(|name| key == **name || key.starts_with(&format!("{name}.")))
+        {
+            return Err(PyValueError::new_err(format!(
+                "build(): `{name}`: {}",
+                diagnostic.message
+            )));
+        }
+    }
+    Ok(Cow::Owned(spec))
+}
+
+/// Build `spec` with `builder` (`DockerBuilder` or `MockBuilder`) and write the image to every output.
 ///
 /// Runs with the GIL released. `on_log(line)` gets each line of the build's output as it is printed;
-/// `on_event(dict)` gets every progress event (`{"event": "step-started", ...}`). Ctrl-C (KeyboardInterrupt) or an
-/// exception in a callback cancels the build, removes its containers and is re-raised.
+/// `on_event(event)` gets every progress event. `cancel`, Ctrl-C (KeyboardInterrupt) or an exception in a callback
+/// cancels the build and removes its containers; the exception, or `BuildError` for `cancel`, is raised after.
 #[pyfunction]
 #[pyo3(signature = (
-    spec, builder, outputs = vec!["docker".to_owned()], on_log = None, *, on_event = None, jobs = None,
-    load_average = None, compression = "gzip"
+    spec, builder, outputs = None, on_log = None, *, on_event = None, jobs = None, load_average = None,
+    compression = defaults::COMPRESSION.to_string(), version = None, stdlib = None, locale = None, cancel = None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build(
     py: Python<'_>,
     spec: &Bound<'_, PyImageSpec>,
     builder: &Bound<'_, PyAny>,
-    outputs: Vec<String>,
+    outputs: Option<&Bound<'_, PyAny>>,
     on_log: Option<Py<PyAny>>,
     on_event: Option<Py<PyAny>>,
-    jobs: Option<usize>,
+    jobs: Option<i64>,
     load_average: Option<f64>,
-    compression: &str,
-) -> PyResult<PyBuildReport> {
-    let outputs = parse_outputs(py, &outputs)?;
-    let compression = parse_compression(py, compression)?;
+    compression: String,
+    version: Option<String>,
+    stdlib: Option<bool>,
+    locale: Option<&Bound<'_, PyAny>>,
+    cancel: Option<Py<PyCancelToken>>,
+) -> PyResult<Py<PyAny>> {
+    let outputs = args::outputs("build", outputs)?;
+    let compression = args::compression("build", &compression)?;
+    let jobs = args::jobs("build", jobs)?;
     let (backend, docker_host): (&(dyn Builder + Sync), Option<String>) =
         if let Ok(docker) = builder.cast::<PyDockerBuilder>() {
             let docker = docker.get();
@@ -350,23 +355,33 @@ pub(crate) fn build(
                 "build(): `builder` must be a staves.DockerBuilder or a staves.MockBuilder",
             ));
         };
-    let spec = &spec.get().inner;
+    let spec = with_overrides(&spec.get().inner, version, stdlib, locale)?;
+    let spec = spec.as_ref();
     let request = BuildRequest::new(outputs)
         .jobs(jobs)
         .load_average(load_average)
         .compression(compression)
         .docker_host(docker_host);
-    let cancel = CancelToken::new();
+    // The library sees a token of its own, so that Ctrl-C or a failed callback never cancels the caller's token.
+    let token = CancelToken::new();
     let callback_error = CallbackError::default();
-    let mut options = BuildOptions::default().with_cancel(cancel.clone());
+    let mut options = BuildOptions::default().with_cancel(token.clone());
     if on_log.is_some() || on_event.is_some() {
         options = options.with_events(event_handler(
             on_log,
             on_event,
-            cancel.clone(),
+            converter(py, "_event")?.unbind(),
+            token.clone(),
             callback_error.clone(),
         ));
     }
+    let caller_token = cancel.as_ref().map(|t| t.get());
+    let forward_cancel = || {
+        if caller_token.is_some_and(PyCancelToken::cancelled) {
+            token.cancel();
+        }
+    };
+    forward_cancel();
 
     let (result, interrupt) = py.detach(|| {
         std::thread::scope(|scope| {
@@ -377,17 +392,19 @@ pub(crate) fn build(
             });
             let mut interrupt = None;
             let result = loop {
-                match receiver.recv_timeout(SIGNAL_POLL) {
+                match receiver.recv_timeout(POLL) {
                     Ok(result) => break Some(result),
                     Err(RecvTimeoutError::Disconnected) => break None,
-                    Err(RecvTimeoutError::Timeout) if interrupt.is_none() => {
-                        if let Err(err) = Python::attach(|py| py.check_signals()) {
-                            // Keep waiting: the build removes its containers before it returns.
-                            cancel.cancel();
-                            interrupt = Some(err);
+                    Err(RecvTimeoutError::Timeout) => {
+                        forward_cancel();
+                        if interrupt.is_none() {
+                            if let Err(err) = Python::attach(|py| py.check_signals()) {
+                                // Keep waiting: the build removes its containers before it returns.
+                                token.cancel();
+                                interrupt = Some(err);
+                            }
                         }
                     }
-                    Err(RecvTimeoutError::Timeout) => {}
                 }
             };
             let panicked = worker.join().is_err();
@@ -405,7 +422,11 @@ pub(crate) fn build(
         return Err(err);
     }
     match result {
-        Some(Ok(inner)) => Ok(PyBuildReport { inner }),
+        Some(Ok(outcome)) => {
+            let data = to_py(py, &outcome)?;
+            let log = outcome.report.log.clone();
+            Ok(converter(py, "_build_report")?.call1((data, log))?.unbind())
+        }
         Some(Err(err)) => Err(to_py_err(py, err)),
         None => Err(PyRuntimeError::new_err(
             "the build thread panicked; this is a bug in Staves",
@@ -416,23 +437,29 @@ pub(crate) fn build(
 /// Turn an existing rootfs (a directory or a tar file) into an image of `spec` and write it to every output.
 ///
 /// No Portage step runs: only the spec's name, version, command, annotations and `[image]` settings are used.
-/// Runs with the GIL released.
+/// Runs with the GIL released. A missing `rootfs` raises `FileNotFoundError`.
 #[pyfunction]
-#[pyo3(signature = (rootfs, spec, outputs, *, compression = "gzip", docker_host = None))]
+#[pyo3(signature = (
+    rootfs, spec, outputs, *, compression = defaults::COMPRESSION.to_string(), docker_host = None
+))]
 pub(crate) fn assemble(
     py: Python<'_>,
     rootfs: PathBuf,
     spec: &Bound<'_, PyImageSpec>,
-    outputs: Vec<String>,
-    compression: &str,
+    outputs: &Bound<'_, PyAny>,
+    compression: String,
     docker_host: Option<String>,
-) -> PyResult<PyImageReport> {
-    let outputs = parse_outputs(py, &outputs)?;
+) -> PyResult<Py<PyAny>> {
+    let outputs = args::outputs("assemble", Some(outputs))?;
     let writer = ImageWriter::new(&spec.get().inner)
-        .compression(parse_compression(py, compression)?)
+        .compression(args::compression("assemble", &compression)?)
         .docker_host(docker_host);
-    let result = py.detach(|| writer.write_path(&rootfs, &outputs));
-    result
-        .map(|inner| PyImageReport { inner })
-        .map_err(|e| to_py_err(py, e))
+    if let Err(error) = std::fs::metadata(&rootfs) {
+        return Err(os_error(&error, Some(&rootfs)));
+    }
+    let report = py
+        .detach(|| writer.write_path(&rootfs, &outputs))
+        .map_err(|e| to_py_err(py, e))?;
+    let data = to_py(py, &report)?;
+    Ok(converter(py, "_image_report")?.call1((data,))?.unbind())
 }

@@ -1,10 +1,19 @@
 //! `staves.plan()`, `staves.BuildPlan` and `staves.Step`.
 
 use crate::spec::{PyImageSpec, to_py};
-use crate::to_py_err;
+use crate::{args, to_py_err};
 use pyo3::prelude::*;
 use staves_core::{BuildPlan, PlanOptions, Step};
 use std::collections::BTreeMap;
+
+impl PyStep {
+    /// A string field of the step's kind as the library serializes it (`{"kind": "sync", "repository": ...}`).
+    fn kind_field(&self, name: &str) -> Option<String> {
+        serde_json::to_value(&self.inner.kind)
+            .ok()
+            .and_then(|v| v.get(name).and_then(|k| k.as_str()).map(str::to_owned))
+    }
+}
 
 /// What a build would do: the Portage files it writes and the steps it runs, in order.
 #[pyclass(name = "BuildPlan", module = "staves", frozen)]
@@ -89,25 +98,43 @@ impl PyStep {
         self.inner.env.clone()
     }
 
-    /// What the step does: `write-files`, `sync`, `build-deps`, `rootfs`, `locale-generate`, `locale-install`, `libraries`, `package-list`
-    /// or `cleanup`.
+    /// What the step does: `write-files`, `sync`, `build-deps`, `rootfs`, `locale-generate`, `locale-install`,
+    /// `libraries`, `package-list` or `cleanup`.
     #[getter]
     fn kind(&self) -> String {
-        serde_json::to_value(&self.inner.kind)
-            .ok()
-            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
-            .unwrap_or_default()
+        self.kind_field("kind").unwrap_or_default()
     }
 
-    /// The step as a dict (`kind`, `label`, `argv`, `env`, and `repository` for sync steps).
+    /// The repository a `sync` step syncs; None for other steps.
+    #[getter]
+    fn repository(&self) -> Option<String> {
+        self.kind_field("repository")
+    }
+
+    /// Whether the builder starts this step and goes on with the next ones without waiting for it.
+    #[getter]
+    fn background(&self) -> bool {
+        self.inner.background
+    }
+
+    /// Whether the builder waits for every background step started before this one before running it.
+    #[getter]
+    fn wait_background(&self) -> bool {
+        self.inner.wait_background
+    }
+
+    /// The step as a dict: `kind`, `label`, `argv`, `env`, and `repository`, `background`, `wait_background` when
+    /// set (the shape `staves plan --format json` prints).
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &self.inner)
     }
 
     fn __repr__(&self) -> String {
         format!(
-            "Step(label={:?}, argv={:?})",
-            self.inner.label, self.inner.argv
+            "Step(kind={:?}, label={:?}, argv={:?})",
+            self.kind(),
+            self.inner.label,
+            self.inner.argv
         )
     }
 }
@@ -115,17 +142,17 @@ impl PyStep {
 /// Validate `spec` and lay out its build: Portage files and steps. `jobs` defaults to the number of CPUs;
 /// `load_average` (emerge's `--load-average`) to no limit.
 ///
-/// Raises `SpecError` when the spec has errors or lists no packages, `ValueError` for a load average that is not
-/// above 0.
+/// Raises `SpecError` when the spec has errors or lists no packages, `ValueError` for `jobs` below 1 or a
+/// `load_average` that is not above 0.
 #[pyfunction]
 #[pyo3(signature = (spec, jobs = None, load_average = None))]
 pub(crate) fn plan(
     py: Python<'_>,
     spec: &Bound<'_, PyImageSpec>,
-    jobs: Option<usize>,
+    jobs: Option<i64>,
     load_average: Option<f64>,
 ) -> PyResult<PyBuildPlan> {
-    let options = PlanOptions::new(jobs, load_average);
+    let options = PlanOptions::new(args::jobs("plan", jobs)?, load_average);
     BuildPlan::new(&spec.get().inner, &options)
         .map(|inner| PyBuildPlan { inner })
         .map_err(|e| to_py_err(py, e.into()))

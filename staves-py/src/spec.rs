@@ -1,26 +1,23 @@
 //! `staves.ImageSpec` and `staves.Diagnostic`.
 
-use crate::to_py_err;
+use crate::{args, to_py_err};
 use indexmap::IndexMap;
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pythonize::{depythonize, pythonize};
+use pyo3::types::{PyDict, PyTuple};
+use pythonize::pythonize;
 use staves_core::{
     Diagnostic, ImageConfig, ImageSpec, Locale, PackageConfig, Repository, Severity,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// A parsed `staves.toml`: what to build. Immutable; equal specs compare equal.
+/// A parsed `staves.toml`: what to build. Immutable; equal specs compare equal; copies and pickles keep the
+/// source text and path, so diagnostics keep their positions.
 #[pyclass(name = "ImageSpec", module = "staves", frozen, eq)]
 #[derive(Clone, PartialEq)]
 pub(crate) struct PyImageSpec {
     pub(crate) inner: ImageSpec,
-}
-
-/// Convert a Python value with pythonize, naming the keyword argument in the error.
-fn from_py<T: serde::de::DeserializeOwned>(name: &str, value: &Bound<'_, PyAny>) -> PyResult<T> {
-    depythonize(value).map_err(|e| PyTypeError::new_err(format!("ImageSpec(): `{name}`: {e}")))
 }
 
 /// A Python object from a serializable value.
@@ -31,9 +28,44 @@ pub(crate) fn to_py<'py, T: serde::Serialize>(
     Ok(pythonize(py, value)?)
 }
 
+/// `from_py` for the constructor's keyword arguments.
+fn kwarg<T: serde::de::DeserializeOwned>(
+    name: &str,
+    shape: &str,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<T> {
+    args::from_py("ImageSpec", name, shape, value)
+}
+
+/// Rebuild a pickled `ImageSpec` from the state its `__reduce__` gave: `("toml", text, path)` for a spec parsed
+/// from text (so positions survive), `("dict", to_dict())` for one built in code.
+#[pyfunction]
+pub(crate) fn _restore_spec<'py>(
+    py: Python<'py>,
+    state: &Bound<'py, PyTuple>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let kind: String = state.get_item(0)?.extract()?;
+    match kind.as_str() {
+        "toml" => {
+            let text: String = state.get_item(1)?.extract()?;
+            let path: Option<PathBuf> = state.get_item(2)?.extract()?;
+            Ok(Bound::new(py, PyImageSpec::from_toml(py, &text, path)?)?.into_any())
+        }
+        "dict" => {
+            let data = state.get_item(1)?;
+            let kwargs = data.cast::<PyDict>()?;
+            py.get_type::<PyImageSpec>().call((), Some(kwargs))
+        }
+        other => Err(PyValueError::new_err(format!(
+            "cannot unpickle an ImageSpec from state kind {other:?}"
+        ))),
+    }
+}
+
 #[pymethods]
 impl PyImageSpec {
-    /// Build a spec in code. Keyword arguments take the shapes `to_dict()` returns.
+    /// Build a spec in code. Keyword arguments take the shapes `to_dict()` returns; an unknown key in a dict
+    /// argument is a `TypeError`, as it is an error in `staves.toml`.
     #[new]
     #[pyo3(signature = (
         name, *, version = None, packages = None, command = None, annotations = None, locale = None,
@@ -63,23 +95,23 @@ impl PyImageSpec {
         spec.annotations = annotations.unwrap_or_default();
         spec.stdlib = stdlib;
         if let Some(v) = locale {
-            spec.locale = from_py::<Locale>("locale", v)?;
+            spec.locale = kwarg::<Locale>("locale", "Locale", v)?;
         }
         if let Some(v) = env {
-            spec.env = from_py::<IndexMap<String, String>>("env", v)?;
+            spec.env = kwarg::<IndexMap<String, String>>("env", "ImageSpecDict", v)?;
         }
         if let Some(v) = named_envs {
-            spec.named_envs = from_py("named_envs", v)?;
+            spec.named_envs = kwarg("named_envs", "ImageSpecDict", v)?;
         }
         if let Some(v) = repositories {
-            spec.repositories = from_py::<Vec<Repository>>("repositories", v)?;
+            spec.repositories = kwarg::<Vec<Repository>>("repositories", "Repository", v)?;
         }
         if let Some(v) = package_configs {
             spec.package_configs =
-                from_py::<IndexMap<String, PackageConfig>>("package_configs", v)?;
+                kwarg::<IndexMap<String, PackageConfig>>("package_configs", "PackageConfig", v)?;
         }
         if let Some(v) = image {
-            spec.image = from_py::<ImageConfig>("image", v)?;
+            spec.image = kwarg::<ImageConfig>("image", "ImageConfig", v)?;
         }
         Ok(Self { inner: spec })
     }
@@ -93,7 +125,8 @@ impl PyImageSpec {
             .map_err(|e| to_py_err(py, e.into()))
     }
 
-    /// Read and parse a `staves.toml`. Raises `SpecError` with the position on bad input.
+    /// Read and parse a `staves.toml`. Raises `OSError` (`FileNotFoundError`, ...) when the file cannot be read,
+    /// `SpecError` with the position on bad content.
     #[staticmethod]
     fn from_file(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         ImageSpec::from_path(&path)
@@ -198,6 +231,30 @@ impl PyImageSpec {
             .into_iter()
             .map(PyDiagnostic::from)
             .collect()
+    }
+
+    /// A copy (the spec is immutable, so this is only for `copy.copy`).
+    fn __copy__(&self) -> Self {
+        self.clone()
+    }
+
+    /// A copy (the spec holds no Python objects, so this is `__copy__`).
+    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> Self {
+        self.clone()
+    }
+
+    /// Pickle support: the source text and path when the spec was parsed, else its `to_dict()`.
+    fn __reduce__<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        // The module's own function object, which pickle finds again by its module and name.
+        let restore = py.import("staves._staves")?.getattr("_restore_spec")?;
+        let state = match self.inner.source_text() {
+            Some(text) => ("toml", text, self.path()).into_pyobject(py)?,
+            None => ("dict", self.to_dict(py)?).into_pyobject(py)?,
+        };
+        Ok((restore, PyTuple::new(py, [state])?))
     }
 
     fn __repr__(&self) -> String {

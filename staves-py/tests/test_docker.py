@@ -1,18 +1,22 @@
-"""Real builds on the Docker engine with the fixture images: streaming logs, reports, failures, Ctrl-C.
+"""Real builds on the Docker engine with the fixture images: streaming logs, reports, failures, and cancelling a build
+by Ctrl-C, by a CancelToken from another thread, and by cancelling an asyncio task.
 
 These need the engine and the fixture images (tests/fixtures/build-images.sh); with STAVES_REQUIRE_DOCKER=1 they
 fail instead of skipping when either is missing.
 """
 
+import asyncio
 import gzip
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
 import tarfile
 import textwrap
+import threading
+import time
+import warnings
 
 import pytest
 
@@ -58,11 +62,11 @@ def test_hello_build_streams_log_lines_while_it_runs(tmp_path, unique_images, ca
     assert containers_from(builder_image, portage_image) == [], "the build left containers behind"
 
     assert report.image_digest.startswith("sha256:")
-    assert report.outputs == [{"output": f"oci-archive:{out}", "size": out.stat().st_size}]
-    cpvs = [p["cpv"] for p in report.packages]
+    assert report.outputs == [staves.WrittenOutput(output=f"oci-archive:{out}", size=out.stat().st_size)]
+    cpvs = [p.cpv for p in report.packages]
     assert any(c.startswith("app-misc/hello-") for c in cpvs), cpvs
     assert seen == report.log
-    assert [e["event"] for e in events].count("step-started") == len(report.steps)
+    assert [e.kind for e in events].count("step-started") == len(report.steps)
     assert "usr/bin/hello" in layer_names(out)
     assert "var/db/pkg" not in layer_names(out)
 
@@ -78,6 +82,66 @@ def test_a_missing_package_is_a_build_error(tmp_path, unique_images, cache_volum
     assert "does-not-exist" in str(info.value)
     assert not out.exists()
     assert containers_from(builder_image, portage_image) == []
+
+
+def test_a_cancel_token_cancelled_from_another_thread_stops_the_build(tmp_path, unique_images, cache_volume):
+    builder_image, portage_image = unique_images
+    out = tmp_path / "never.tar"
+    token = staves.CancelToken()
+    first_line = threading.Event()
+    while_running = []
+
+    def cancel_once_running():
+        if first_line.wait(timeout=600):
+            while_running.append(containers_from(builder_image, portage_image))
+            token.cancel()
+
+    canceller = threading.Thread(target=cancel_once_running)
+    canceller.start()
+    builder = staves.DockerBuilder(builder_image, portage_image=portage_image, build_cache=cache_volume)
+    try:
+        with pytest.raises(staves.BuildError) as info:
+            staves.build(
+                staves.ImageSpec.from_file(HELLO), builder, [f"oci-archive:{out}"],
+                on_log=lambda line: first_line.set(), cancel=token,
+            )
+    finally:
+        first_line.set()
+        canceller.join()
+    assert while_running and while_running[0], "no build container while the build ran"
+    assert "interrupted" in str(info.value)
+    assert token.is_cancelled()
+    assert not out.exists()
+    assert containers_from(builder_image, portage_image) == [], "the cancelled build left containers behind"
+
+
+def test_cancelling_the_build_async_task_removes_the_containers(tmp_path, unique_images, cache_volume):
+    builder_image, portage_image = unique_images
+    out = tmp_path / "never.tar"
+    builder = staves.DockerBuilder(builder_image, portage_image=portage_image, build_cache=cache_volume)
+    spec = staves.ImageSpec.from_file(HELLO)
+
+    async def main():
+        first_line = asyncio.Event()
+        task = asyncio.create_task(
+            staves.build_async(spec, builder, [f"oci-archive:{out}"], lambda line: first_line.set())
+        )
+        await asyncio.wait_for(first_line.wait(), timeout=600)
+        running = containers_from(builder_image, portage_image)
+        task.cancel()
+        cancelled_at = time.monotonic()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return running, time.monotonic() - cancelled_at, containers_from(builder_image, portage_image)
+
+    running, seconds, left = asyncio.run(main())
+    assert running, "no build container while the build ran"
+    assert left == [], "the cancelled build left containers behind"
+    # The issue's 5 s bound is a speed target, measured in BENCHMARKS.md, not asserted here (no timed assertions
+    # in tests: these machines are noisy). A slow cancellation still shows up in the test's output.
+    if seconds >= 5:
+        warnings.warn(f"cancelling build_async took {seconds:.1f}s (target: under 5 s)")
+    assert not out.exists()
 
 
 def test_an_unreachable_engine_is_a_docker_error(tmp_path):
@@ -136,18 +200,18 @@ def test_keyboard_interrupt_cancels_the_build_and_leaves_no_container(tmp_path, 
     assert containers_from(builder_image, portage_image) == [], "the interrupted build left containers behind"
 
 
-def test_the_example_script_builds_hello(tmp_path, unique_images, cache_volume):
+@pytest.mark.parametrize("script", ["build_hello.py", "build_hello_async.py"])
+def test_the_example_scripts_build_hello(tmp_path, unique_images, cache_volume, script):
     builder_image, portage_image = unique_images
     out = tmp_path / "example.tar"
     proc = subprocess.run(
         [
             sys.executable,
-            str(REPO / "examples" / "python" / "build_hello.py"),
+            str(REPO / "examples" / "python" / script),
             "--builder", builder_image,
             "--portage", portage_image,
             "--output", f"oci-archive:{out}",
             "--build-cache", cache_volume,
-            "--jobs", "2",
         ],
         capture_output=True,
         text=True,

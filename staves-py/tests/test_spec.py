@@ -1,5 +1,8 @@
 """ImageSpec: parsing, validation, construction in code, round trips; positions and messages agree with Rust."""
 
+import copy
+import pickle
+
 import pytest
 
 import staves
@@ -77,11 +80,18 @@ def test_syntax_error_is_a_spec_error_not_a_crash():
     assert info.value.path is None
 
 
-def test_missing_file_is_a_spec_error(tmp_path):
-    with pytest.raises(staves.SpecError) as info:
-        staves.ImageSpec.from_file(tmp_path / "nope.toml")
-    assert info.value.path == str(tmp_path / "nope.toml")
-    assert "nope.toml" in str(info.value)
+def test_a_missing_file_is_file_not_found(tmp_path):
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(FileNotFoundError) as info:
+        staves.ImageSpec.from_file(missing)
+    assert info.value.filename == str(missing)
+    assert "--config" not in str(info.value)
+
+
+def test_a_directory_is_an_os_error(tmp_path):
+    with pytest.raises(IsADirectoryError) as info:
+        staves.ImageSpec.from_file(tmp_path)
+    assert info.value.filename == str(tmp_path)
 
 
 def test_properties_of_the_bash_example():
@@ -199,6 +209,37 @@ def test_validate_a_spec_built_in_code():
     keys = {d.key for d in errors}
     assert "name" in keys
     assert "packages[0]" in keys
+
+
+def test_equality_copy_and_pickle_keep_the_spec_and_its_positions(tmp_path):
+    path = tmp_path / "staves.toml"
+    path.write_text("name = 'x/y'\n\npackages = ['app-misc/hello', 'bash']\n")
+    parsed = staves.ImageSpec.from_file(path)
+    in_code = staves.ImageSpec(name="x/y", packages=["app-misc/hello", "bash"], image={"user": "1000"})
+    for spec in (parsed, in_code):
+        for other in (copy.copy(spec), copy.deepcopy(spec), pickle.loads(pickle.dumps(spec))):
+            assert other == spec
+            assert other.path == spec.path
+            assert other.to_dict() == spec.to_dict()
+            assert [(d.line, d.column, d.path, d.message) for d in other.validate()] == [
+                (d.line, d.column, d.path, d.message) for d in spec.validate()
+            ]
+    # The positions survive a pickle: the bad atom is on line 3 of the file.
+    again = pickle.loads(pickle.dumps(parsed))
+    assert [(d.line, d.key) for d in again.validate() if d.is_error] == [(3, "packages[1]")]
+    assert in_code != parsed
+    assert in_code != "x/y"
+
+
+def test_an_unknown_key_in_a_dict_argument_is_a_type_error():
+    with pytest.raises(TypeError, match=r'`image` has an unknown key at image\["usr"\].*staves.ImageConfig'):
+        staves.ImageSpec(name="x/y", image={"usr": "1"})
+    with pytest.raises(TypeError, match=r'repositories\[0\]\["urii"\]'):
+        staves.ImageSpec(name="x/y", repositories=[{"name": "r", "type": "git", "uri": "/r", "urii": "/r"}])
+    with pytest.raises(TypeError, match=r'locale\["nmae"\]'):
+        staves.ImageSpec(name="x/y", locale={"name": "C", "charset": "UTF-8", "nmae": "C"})
+    with pytest.raises(TypeError, match=r'package_configs\["app-shells/bash"\]\["usee"\]'):
+        staves.ImageSpec(name="x/y", package_configs={"app-shells/bash": {"usee": ["-nls"]}})
 
 
 def test_wrong_types_in_the_constructor_raise_type_error():

@@ -86,6 +86,13 @@ impl ImageSpec {
     pub fn source_path(&self) -> Option<&Path> {
         self.source.0.path.as_deref()
     }
+
+    /// The text this spec was parsed from, if it came from text (not for specs built in code).
+    ///
+    /// Parsing it again with the same path gives an equal spec with the same diagnostic positions.
+    pub fn source_text(&self) -> Option<&str> {
+        self.source.0.from_text.then_some(&*self.source.0.text)
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, SpecError> {

@@ -1,33 +1,45 @@
-"""Staves: build minimal container images with Gentoo's Portage, from Python.
-
-Thin bindings of the Rust library ``staves_core``: the ``staves`` CLI makes the same calls.
-"""
+"""The extension module: thin bindings of the Rust library ``staves_core``. Import everything from ``staves``."""
 
 import os
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union, final
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union, final
+
+from staves._types import (
+    BuildReport,
+    Compression,
+    Event,
+    ImageConfig,
+    ImageReport,
+    ImageSpecDict,
+    Locale,
+    PackageConfig,
+    Repository,
+    StepKind,
+)
 
 __all__ = [
-    "BUILD_LABEL",
-    "DEFAULT_BUILDER_IMAGE",
-    "DEFAULT_PORTAGE_IMAGE",
-    "BuildError",
-    "BuildPlan",
-    "BuildReport",
-    "Diagnostic",
-    "DockerBuilder",
-    "DockerError",
-    "ImageReport",
-    "ImageSpec",
-    "MockBuilder",
-    "SpecError",
     "StavesError",
+    "SpecError",
+    "BuildError",
+    "DockerError",
+    "ImageSpec",
+    "Diagnostic",
+    "BuildPlan",
     "Step",
-    "assemble",
-    "build",
+    "DockerBuilder",
+    "MockBuilder",
+    "CancelToken",
     "plan",
+    "build",
+    "assemble",
+    "_restore_spec",
+    "DEFAULT_PORTAGE_IMAGE",
+    "DEFAULT_BUILDER_IMAGE",
+    "DEFAULT_BUILD_CACHE",
+    "BUILD_LABEL",
 ]
 
 _Path = Union[str, "os.PathLike[str]"]
+_Outputs = Union[List[str], Tuple[str, ...]]
 
 BUILD_LABEL: str
 """The label every container a build creates carries (``io.staves.build``)."""
@@ -35,6 +47,8 @@ DEFAULT_BUILDER_IMAGE: str
 """The default builder image, ``gentoo/stage3:latest``."""
 DEFAULT_PORTAGE_IMAGE: str
 """The default Portage snapshot image, ``gentoo/portage:latest``."""
+DEFAULT_BUILD_CACHE: str
+"""The default binary-package cache volume, ``staves-binpkgs``."""
 
 class StavesError(Exception):
     """Base class of every error Staves raises."""
@@ -43,7 +57,7 @@ class StavesError(Exception):
     """The code the ``staves`` CLI exits with for this error (1 spec, 3 engine, 4 build, 5 other)."""
 
 class SpecError(StavesError):
-    """A spec could not be read, parsed or validated (or a plan was refused because the spec is invalid)."""
+    """A spec could not be parsed or validated (or a plan was refused because the spec is invalid)."""
 
     line: Optional[int]
     """1-based line of the first error, when known."""
@@ -55,7 +69,7 @@ class SpecError(StavesError):
     """Every diagnostic, in file order."""
 
 class BuildError(StavesError):
-    """A build step failed, or the rootfs could not be exported from the builder."""
+    """A build step failed, the build was cancelled, or the rootfs could not be exported from the builder."""
 
 class DockerError(StavesError):
     """The Docker engine could not be reached, or refused a request."""
@@ -65,7 +79,7 @@ class Diagnostic:
     """One finding about a spec: what is wrong, where, and what to do."""
 
     @property
-    def severity(self) -> str:
+    def severity(self) -> Literal["error", "warning"]:
         """``"error"`` or ``"warning"``."""
     @property
     def message(self) -> str:
@@ -86,38 +100,41 @@ class Diagnostic:
     def is_error(self) -> bool:
         """True for errors, false for warnings."""
     def to_dict(self) -> Dict[str, Any]:
-        """The diagnostic as a dict, with the keys ``staves validate --format json`` prints."""
+        """The diagnostic as a dict (``severity``, ``message``, ``path``, ``line``, ``column``, ``key``)."""
     def __eq__(self, other: object, /) -> bool: ...
 
 @final
 class ImageSpec:
-    """A parsed ``staves.toml``: what to build. Immutable; equal specs compare equal."""
+    """A parsed ``staves.toml``: what to build. Immutable; equal specs compare equal; copies and pickles keep the
+    source text and path."""
 
     def __new__(
         cls,
         name: str,
         *,
         version: Optional[str] = None,
-        packages: Optional[Sequence[str]] = None,
-        command: Optional[Sequence[str]] = None,
-        annotations: Optional[Mapping[str, str]] = None,
-        locale: Optional[Mapping[str, str]] = None,
+        packages: Optional[List[str]] = None,
+        command: Optional[List[str]] = None,
+        annotations: Optional[Dict[str, str]] = None,
+        locale: Optional[Locale] = None,
         stdlib: bool = False,
-        env: Optional[Mapping[str, str]] = None,
-        named_envs: Optional[Mapping[str, Mapping[str, str]]] = None,
-        repositories: Optional[Sequence[Mapping[str, str]]] = None,
-        package_configs: Optional[Mapping[str, Mapping[str, Sequence[str]]]] = None,
-        image: Optional[Mapping[str, Any]] = None,
+        env: Optional[Dict[str, str]] = None,
+        named_envs: Optional[Dict[str, Dict[str, str]]] = None,
+        repositories: Optional[List[Repository]] = None,
+        package_configs: Optional[Dict[str, PackageConfig]] = None,
+        image: Optional[ImageConfig] = None,
     ) -> ImageSpec:
         """Build a spec in code. Keyword arguments take the shapes ``to_dict()`` returns, e.g.
         ``repositories=[{"name": "my-repo", "type": "git", "uri": "https://..."}]`` and
-        ``package_configs={"app-shells/bash": {"use": ["-nls"]}}``. Version defaults to ``latest``."""
+        ``package_configs={"app-shells/bash": {"use": ["-nls"]}}``. Version defaults to ``latest``. A wrong shape or
+        an unknown key in a dict argument raises ``TypeError``."""
     @staticmethod
     def from_toml(text: str, path: Optional[_Path] = None) -> ImageSpec:
         """Parse TOML text; ``path`` is only used in diagnostics. Raises ``SpecError`` with the position."""
     @staticmethod
     def from_file(path: _Path) -> ImageSpec:
-        """Read and parse a ``staves.toml``. Raises ``SpecError`` with the position."""
+        """Read and parse a ``staves.toml``. Raises ``OSError`` (``FileNotFoundError``, ...) when it cannot be
+        read, ``SpecError`` with the position on bad content."""
     @property
     def name(self) -> str:
         """Image repository name, e.g. ``staves/bash``."""
@@ -134,7 +151,7 @@ class ImageSpec:
     def annotations(self) -> Dict[str, str]:
         """Image labels and manifest annotations."""
     @property
-    def locale(self) -> Dict[str, str]:
+    def locale(self) -> Locale:
         """The locale generated into the image: ``{"name": ..., "charset": ...}``."""
     @property
     def stdlib(self) -> bool:
@@ -146,29 +163,41 @@ class ImageSpec:
     def named_envs(self) -> Dict[str, Dict[str, str]]:
         """``[env.NAME]`` tables: named environments."""
     @property
-    def repositories(self) -> List[Dict[str, str]]:
+    def repositories(self) -> List[Repository]:
         """Extra ebuild repositories: ``{"name", "type", "uri"}`` dicts."""
     @property
-    def package_configs(self) -> Dict[str, Dict[str, List[str]]]:
+    def package_configs(self) -> Dict[str, PackageConfig]:
         """Per-package settings: atom -> ``{"use", "keywords", "env", "license"}`` (empty lists left out)."""
     @property
-    def image(self) -> Dict[str, Any]:
+    def image(self) -> ImageConfig:
         """Runtime settings (``[image]``): ``cmd``, ``user``, ``workdir``, ``env``, ... (unset ones left out)."""
     @property
     def path(self) -> Optional[str]:
         """The file the spec was read from, if any."""
     def to_toml(self) -> str:
         """The spec as TOML; ``ImageSpec.from_toml(spec.to_toml()) == spec``."""
-    def to_dict(self) -> Dict[str, Any]:
-        """The spec as plain dicts and lists (the shapes the constructor takes)."""
+    def to_dict(self) -> ImageSpecDict:
+        """The spec as plain dicts and lists: ``ImageSpec(**spec.to_dict()) == spec``."""
     def validate(self) -> List[Diagnostic]:
         """Check every rule; returns all errors and warnings (an empty list when the spec is fine)."""
     def __eq__(self, other: object, /) -> bool: ...
+    def __copy__(self) -> ImageSpec:
+        """A copy (the spec is immutable, so this is only for ``copy.copy``)."""
+    def __deepcopy__(self, memo: Any, /) -> ImageSpec:
+        """A copy (the spec holds no Python objects, so this is ``__copy__``)."""
+    def __reduce__(self) -> Tuple[Any, ...]:
+        """Pickle support: the source text and path when the spec was parsed, else its ``to_dict()``."""
 
 @final
 class Step:
     """One command of a plan."""
 
+    @property
+    def kind(self) -> StepKind:
+        """What the step does."""
+    @property
+    def repository(self) -> Optional[str]:
+        """The repository a ``sync`` step syncs; None for other steps."""
     @property
     def label(self) -> str:
         """A short human label."""
@@ -179,11 +208,14 @@ class Step:
     def env(self) -> Dict[str, str]:
         """Extra environment variables for the command."""
     @property
-    def kind(self) -> str:
-        """``write-files``, ``sync``, ``build-deps``, ``rootfs``, ``locale-generate``, ``locale-install``, ``libraries``, ``package-list`` or
-        ``cleanup``."""
+    def background(self) -> bool:
+        """Whether the builder starts this step and goes on with the next ones without waiting for it."""
+    @property
+    def wait_background(self) -> bool:
+        """Whether the builder waits for every background step started before this one before running it."""
     def to_dict(self) -> Dict[str, Any]:
-        """The step as a dict."""
+        """The step as a dict: ``kind``, ``label``, ``argv``, ``env``, and ``repository``, ``background``,
+        ``wait_background`` when set (the shape ``staves plan --format json`` prints)."""
 
 @final
 class BuildPlan:
@@ -205,7 +237,8 @@ class BuildPlan:
     def rootfs_atoms(self) -> List[str]:
         """The atoms installed into the rootfs (the spec's packages plus ``virtual/libc``)."""
     def to_dict(self) -> Dict[str, Any]:
-        """The plan as plain dicts and lists."""
+        """The plan as plain dicts and lists (``files``, ``steps``, ``rootfs_atoms``; what ``staves plan --format
+        json`` prints)."""
 
 @final
 class DockerBuilder:
@@ -213,22 +246,36 @@ class DockerBuilder:
 
     def __new__(
         cls,
-        builder_image: str,
-        portage_image: str = "gentoo/portage:latest",
-        build_cache: Optional[str] = None,
-        ssh: bool = False,
-        netrc: bool = False,
-        locale: str = "C.UTF-8",
+        builder_image: str = ...,
+        *,
+        portage_image: str = ...,
+        build_cache: str = ...,
+        ssh: bool = ...,
+        netrc: bool = ...,
+        locale: str = ...,
         docker_host: Optional[str] = None,
     ) -> DockerBuilder:
-        """A Docker backend. ``build_cache`` names the binary-package volume (``staves-binpkgs`` when None);
-        ``ssh``/``netrc`` mount ``~/.ssh``/``~/.netrc`` read-only; ``docker_host`` defaults to ``DOCKER_HOST``."""
+        """A Docker backend with the defaults of ``staves build``: ``DEFAULT_BUILDER_IMAGE``,
+        ``DEFAULT_PORTAGE_IMAGE``, ``DEFAULT_BUILD_CACHE``, ``~/.ssh`` and ``~/.netrc`` mounted read-only when they
+        exist, ``LANG=C.UTF-8`` in the builder, and ``DOCKER_HOST`` (else the local socket) as the engine."""
     @property
     def builder_image(self) -> str:
         """The builder image."""
     @property
     def portage_image(self) -> str:
         """The Portage snapshot image."""
+    @property
+    def build_cache(self) -> str:
+        """The volume that keeps binary packages between builds."""
+    @property
+    def ssh(self) -> bool:
+        """Whether ``~/.ssh`` is mounted read-only into the builder (when it exists)."""
+    @property
+    def netrc(self) -> bool:
+        """Whether ``~/.netrc`` is mounted read-only into the builder (when it exists)."""
+    @property
+    def locale(self) -> str:
+        """``LANG`` inside the builder."""
     @property
     def docker_host(self) -> Optional[str]:
         """The engine address, or None for ``DOCKER_HOST`` / the local socket."""
@@ -247,98 +294,58 @@ class MockBuilder:
         """The argv of every step it "ran" so far, in order."""
 
 @final
-class ImageReport:
-    """What ``assemble()`` wrote."""
+class CancelToken:
+    """Cancels the builds it is passed to (``build(..., cancel=token)``); ``cancel()`` may be called from any
+    thread. A cancelled build removes its containers, writes no image and raises ``BuildError``."""
 
-    @property
-    def digest(self) -> str:
-        """The image digest: ``sha256:...`` of the OCI manifest."""
-    @property
-    def config_digest(self) -> str:
-        """``sha256:...`` of the image config (Docker's image ID)."""
-    @property
-    def layer_digest(self) -> str:
-        """``sha256:...`` of the compressed layer."""
-    @property
-    def diff_id(self) -> str:
-        """``sha256:...`` of the uncompressed layer tar."""
-    @property
-    def layer_size(self) -> int:
-        """Size of the compressed layer in bytes."""
-    @property
-    def tag(self) -> str:
-        """The image reference ``name:version``."""
-    @property
-    def outputs(self) -> List[Dict[str, Any]]:
-        """Every destination written: ``{"output": "oci-archive:FILE", "size": BYTES}`` dicts."""
-    def to_dict(self) -> Dict[str, Any]:
-        """The report as a dict (what ``staves assemble --format json`` prints)."""
-
-@final
-class BuildReport:
-    """What ``build()`` did."""
-
-    @property
-    def image_digest(self) -> str:
-        """The image digest: ``sha256:...`` of the OCI manifest."""
-    @property
-    def packages(self) -> List[Dict[str, Any]]:
-        """The packages in the image: ``{"cpv", "use", "repository", "binary"}`` dicts."""
-    @property
-    def outputs(self) -> List[Dict[str, Any]]:
-        """Every destination written: ``{"output": "oci-archive:FILE", "size": BYTES}`` dicts."""
-    @property
-    def image(self) -> ImageReport:
-        """The image written."""
-    @property
-    def steps(self) -> List[Dict[str, Any]]:
-        """Every step with its kind, label, duration (seconds) and exit code."""
-    @property
-    def built_from_source(self) -> List[str]:
-        """Packages emerge built from source."""
-    @property
-    def installed_from_binary(self) -> List[str]:
-        """Packages emerge installed from binary packages."""
-    @property
-    def total_seconds(self) -> float:
-        """Total wall time in seconds, including container setup and cleanup."""
-    @property
-    def log(self) -> List[str]:
-        """Every line the steps printed, in order."""
-    def to_dict(self) -> Dict[str, Any]:
-        """The report as a dict: ``{"image": {...}, "report": {...}}``."""
+    def __new__(cls) -> CancelToken:
+        """A token that is not cancelled."""
+    def cancel(self) -> None:
+        """Cancel the builds this token was passed to. Safe from any thread, any number of times."""
+    def is_cancelled(self) -> bool:
+        """Whether this token (or a token it is a child of) was cancelled."""
+    def child(self) -> CancelToken:
+        """A new token that is cancelled when this one is, and that can be cancelled on its own."""
 
 def plan(spec: ImageSpec, jobs: Optional[int] = None, load_average: Optional[float] = None) -> BuildPlan:
     """Validate ``spec`` and lay out its build; ``jobs`` defaults to the number of CPUs, ``load_average`` (emerge's
     ``--load-average``) to no limit.
 
-    Raises ``SpecError`` when the spec has errors or lists no packages, ``ValueError`` for a load average that is
-    not above 0."""
+    Raises ``SpecError`` when the spec has errors or lists no packages, ``ValueError`` for ``jobs`` below 1 or a
+    ``load_average`` that is not above 0."""
 
 def build(
     spec: ImageSpec,
     builder: Union[DockerBuilder, MockBuilder],
-    outputs: Sequence[str] = ...,
+    outputs: Optional[_Outputs] = None,
     on_log: Optional[Callable[[str], object]] = None,
     *,
-    on_event: Optional[Callable[[Dict[str, Any]], object]] = None,
+    on_event: Optional[Callable[[Event], object]] = None,
     jobs: Optional[int] = None,
     load_average: Optional[float] = None,
-    compression: str = "gzip",
+    compression: Compression = ...,
+    version: Optional[str] = None,
+    stdlib: Optional[bool] = None,
+    locale: Optional[Locale] = None,
+    cancel: Optional[CancelToken] = None,
 ) -> BuildReport:
     """Build ``spec`` with ``builder`` and write the image to every output: ``docker`` (the default), ``oci:DIR``,
     ``oci-archive:FILE``, ``docker-archive:FILE`` or ``rootfs:FILE``.
 
-    Runs with the GIL released. ``on_log(line)`` gets each output line as it is printed; ``on_event(dict)`` gets
-    every progress event. KeyboardInterrupt, or an exception raised by a callback, cancels the build, removes its
-    containers and is re-raised."""
+    ``version``, ``stdlib`` and ``locale`` override the spec's settings of the same name for this build.
+    Runs with the GIL released. ``on_log(line)`` gets each output line as it is printed; ``on_event(event)`` gets
+    every progress event. ``cancel``, KeyboardInterrupt, or an exception raised by a callback cancels the build and
+    removes its containers; the exception (``BuildError`` for ``cancel``) is raised after."""
 
 def assemble(
     rootfs: _Path,
     spec: ImageSpec,
-    outputs: Sequence[str],
+    outputs: _Outputs,
     *,
-    compression: str = "gzip",
+    compression: Compression = ...,
     docker_host: Optional[str] = None,
 ) -> ImageReport:
     """Turn an existing rootfs (a directory or a tar file) into an image of ``spec``, with no Portage step."""
+
+def _restore_spec(state: Tuple[Any, ...]) -> ImageSpec:
+    """Pickle support: the callable ``ImageSpec.__reduce__`` names. Not for direct use."""

@@ -1,0 +1,325 @@
+"""The typed values Staves hands back: reports, packages, steps, outputs, build events, and the dict shapes of a spec.
+
+Records are frozen dataclasses: they compare by value, print readably, pickle, and ``to_dict()`` turns them into
+plain dicts and lists whose keys are exactly their fields. Events carry a ``kind`` with a ``Literal`` type, so a
+type checker narrows ``Event`` on ``event.kind == "log"`` (or on ``isinstance``/``match``).
+
+The converters at the bottom are called by the extension module; they pick the fields they know from the library's
+serialized values, so a field the library adds later cannot break them.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Literal, Mapping, Optional, TypedDict, Union
+
+StepKind = Literal[
+    "write-files",
+    "sync",
+    "build-deps",
+    "rootfs",
+    "locale-generate",
+    "locale-install",
+    "libraries",
+    "package-list",
+    "cleanup",
+]
+"""What a step does."""
+
+LogStream = Literal["stdout", "stderr"]
+"""Which output stream a log line came from."""
+
+Compression = Literal["gzip", "zstd"]
+"""Layer compression of a written image."""
+
+
+class Locale(TypedDict):
+    """The locale generated into an image: ``locale = { name, charset }`` (default ``C`` / ``UTF-8``)."""
+
+    name: str
+    charset: str
+
+
+class Repository(TypedDict):
+    """An extra ebuild repository (``[[repositories]]``); ``type`` is Portage's sync type, e.g. ``git``."""
+
+    name: str
+    type: str
+    uri: str
+
+
+class PackageConfig(TypedDict, total=False):
+    """Settings for one package atom: USE flags, keywords, named environments, licenses."""
+
+    use: List[str]
+    keywords: List[str]
+    env: List[str]
+    license: List[str]
+
+
+class ImageConfig(TypedDict, total=False):
+    """Runtime settings of the image (``[image]``), as in the OCI image config."""
+
+    cmd: List[str]
+    user: str
+    workdir: str
+    env: Dict[str, str]
+    exposed_ports: List[str]
+    volumes: List[str]
+    stop_signal: str
+
+
+class ImageSpecDict(TypedDict):
+    """``ImageSpec.to_dict()``: the keyword arguments of ``ImageSpec(...)`` that give the same spec."""
+
+    name: str
+    version: str
+    packages: List[str]
+    command: List[str]
+    annotations: Dict[str, str]
+    locale: Locale
+    stdlib: bool
+    env: Dict[str, str]
+    named_envs: Dict[str, Dict[str, str]]
+    repositories: List[Repository]
+    package_configs: Dict[str, PackageConfig]
+    image: ImageConfig
+
+
+class _Record:
+    """Base of the records: ``to_dict()``."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The record as plain dicts and lists; its keys are the record's fields."""
+        plain: Dict[str, Any] = _plain(self)
+        return plain
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Build events
+
+
+@dataclass(frozen=True)
+class PreparingEvent(_Record):
+    """The backend is preparing: checking images, creating containers."""
+
+    kind: Literal["preparing"] = field(default="preparing", init=False)
+    message: str
+
+
+@dataclass(frozen=True)
+class StepStartedEvent(_Record):
+    """A step started: step ``index`` (from 1) of ``total``."""
+
+    kind: Literal["step-started"] = field(default="step-started", init=False)
+    index: int
+    total: int
+    label: str
+
+
+@dataclass(frozen=True)
+class LogEvent(_Record):
+    """One line of a step's output, without its newline."""
+
+    kind: Literal["log"] = field(default="log", init=False)
+    step: int
+    stream: LogStream
+    line: str
+
+
+@dataclass(frozen=True)
+class PackageEvent(_Record):
+    """emerge started merging a package: ``index`` of ``total`` in its merge list, from a binary package or not."""
+
+    kind: Literal["package"] = field(default="package", init=False)
+    step: int
+    index: int
+    total: int
+    cpv: str
+    binary: bool
+
+
+@dataclass(frozen=True)
+class StepFinishedEvent(_Record):
+    """Step ``index`` finished successfully after ``seconds``."""
+
+    kind: Literal["step-finished"] = field(default="step-finished", init=False)
+    index: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ExportingEvent(_Record):
+    """The rootfs is being streamed into the image writer."""
+
+    kind: Literal["exporting"] = field(default="exporting", init=False)
+
+
+Event = Union[PreparingEvent, StepStartedEvent, LogEvent, PackageEvent, StepFinishedEvent, ExportingEvent]
+"""Anything ``on_event`` receives; narrow it on ``event.kind``."""
+
+_EVENTS: Dict[str, Any] = {
+    "preparing": PreparingEvent,
+    "step-started": StepStartedEvent,
+    "log": LogEvent,
+    "package": PackageEvent,
+    "step-finished": StepFinishedEvent,
+    "exporting": ExportingEvent,
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reports
+
+
+@dataclass(frozen=True)
+class WrittenOutput(_Record):
+    """One destination an image was written to, and the bytes written there (for ``docker``: the archive size)."""
+
+    output: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Package(_Record):
+    """A package installed in the image: ``category/package-version``, its USE flags, its repository, and whether it
+    came from a binary package (``None`` when emerge did not say)."""
+
+    cpv: str
+    use: List[str]
+    repository: str
+    binary: Optional[bool]
+
+
+@dataclass(frozen=True)
+class StepReport(_Record):
+    """What one step did: its kind and label, wall time in seconds, exit code; ``repository`` for ``sync`` steps."""
+
+    kind: StepKind
+    label: str
+    seconds: float
+    exit_code: int
+    repository: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ImageReport(_Record):
+    """What the image writer wrote: digests, sizes, the tag and every destination."""
+
+    digest: str
+    """The image digest: ``sha256:...`` of the OCI manifest."""
+    config_digest: str
+    """``sha256:...`` of the image config (Docker's image ID)."""
+    layer_digest: str
+    """``sha256:...`` of the compressed layer."""
+    diff_id: str
+    """``sha256:...`` of the uncompressed layer tar."""
+    layer_size: int
+    """Size of the compressed layer in bytes."""
+    uncompressed_size: int
+    """Size of the uncompressed layer tar in bytes."""
+    tag: str
+    """The image reference ``name:version``."""
+    outputs: List[WrittenOutput]
+    """Every destination written, in the order given."""
+
+
+@dataclass(frozen=True)
+class BuildReport(_Record):
+    """What ``build()`` did: the image it wrote, the packages in it, every step, and timings in seconds."""
+
+    image: ImageReport
+    """The image written: digests, sizes, tag, destinations."""
+    packages: List[Package]
+    """The packages in the image."""
+    steps: List[StepReport]
+    """Every step, in order."""
+    built_from_source: List[str]
+    """Packages emerge built from source (``category/package-version``)."""
+    installed_from_binary: List[str]
+    """Packages emerge installed from binary packages."""
+    export_seconds: float
+    """Time spent streaming the rootfs into the image writer."""
+    total_seconds: float
+    """Total wall time, including container setup and cleanup."""
+    log: List[str] = field(repr=False)
+    """The lines the steps printed, in order (``on_log`` receives every line as it is printed)."""
+
+    @property
+    def image_digest(self) -> str:
+        """The image digest: ``sha256:...`` of the OCI manifest (``image.digest``)."""
+        return self.image.digest
+
+    @property
+    def outputs(self) -> List[WrittenOutput]:
+        """Every destination written (``image.outputs``)."""
+        return self.image.outputs
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The report as plain dicts and lists, keyed by field; ``log`` is left out (read ``report.log``)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "log"}
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Converters, called by the extension module with the library's serialized values.
+
+
+def _event(data: Dict[str, Any]) -> Optional[Event]:
+    """The event for ``data`` (``{"event": KIND, ...}``), or None for a kind this version does not know."""
+    cls = _EVENTS.get(data.get("event", ""))
+    if cls is None:
+        return None
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    event: Event = cls(**{k: v for k, v in data.items() if k in known})
+    return event
+
+
+def _written_output(data: Mapping[str, Any]) -> WrittenOutput:
+    return WrittenOutput(output=data["output"], size=data["size"])
+
+
+def _image_report(data: Mapping[str, Any]) -> ImageReport:
+    return ImageReport(
+        digest=data["digest"],
+        config_digest=data["config_digest"],
+        layer_digest=data["layer_digest"],
+        diff_id=data["diff_id"],
+        layer_size=data["layer_size"],
+        uncompressed_size=data["uncompressed_size"],
+        tag=data["tag"],
+        outputs=[_written_output(o) for o in data["outputs"]],
+    )
+
+
+def _build_report(data: Mapping[str, Any], log: List[str]) -> BuildReport:
+    report = data["report"]
+    return BuildReport(
+        image=_image_report(data["image"]),
+        packages=[
+            Package(cpv=p["cpv"], use=p["use"], repository=p["repository"], binary=p["binary"])
+            for p in report["packages"]
+        ],
+        steps=[
+            StepReport(
+                kind=s["kind"],
+                label=s["label"],
+                seconds=s["duration"],
+                exit_code=s["exit_code"],
+                repository=s.get("repository"),
+            )
+            for s in report["steps"]
+        ],
+        built_from_source=report["built_from_source"],
+        installed_from_binary=report["installed_from_binary"],
+        export_seconds=report["export_duration"],
+        total_seconds=report["total_duration"],
+        log=log,
+    )
