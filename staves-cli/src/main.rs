@@ -50,10 +50,33 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_message(&err));
             ExitCode::from(exit_code_for(&err))
         }
     }
+}
+
+/// The error and its causes, each said once: many messages already quote their cause (`…: {source}`), so a cause
+/// whose text is already in the message is not repeated. Control characters other than newlines are escaped, so
+/// no message (which may quote a hostile archive or spec) writes raw bytes to the terminal.
+fn error_message(err: &anyhow::Error) -> String {
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Map an error to the documented exit code.
@@ -84,4 +107,28 @@ fn parse_load_average(text: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("'{text}' is not a number: give a load average such as 2 or 3.5"))?;
     staves_core::check_load_average(load).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let core = staves_core::Error::Io {
+            context: "reading x".to_owned(),
+            source: io,
+        };
+        let err = anyhow::Error::from(core);
+        assert_eq!(error_message(&err), "reading x: no such file");
+        let err = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_message(&err), "outer: inner");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_but_newlines_kept() {
+        let err = anyhow::anyhow!("bad `\u{1b}[2J`\n  help: x\u{7}");
+        assert_eq!(error_message(&err), "bad `\\u{1b}[2J`\n  help: x\\u{7}");
+    }
 }
