@@ -4,7 +4,7 @@
 //! JSON array of objects (`severity`, `line`, `column`, `message`, `path`, `key`) to stdout. Exit status: 0 when
 //! there are no errors (warnings alone are fine), 1 when there are errors or the file cannot be read.
 
-use staves_core::SpecReport;
+use staves_core::{ImageSpec, SpecError};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,12 +21,22 @@ pub struct Args {
 
 /// Run `staves validate`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let report = SpecReport::check(&args.config).map_err(staves_core::Error::from)?;
+    let loaded = match ImageSpec::load(&args.config) {
+        Err(err @ SpecError::Read { .. }) => return Err(crate::spec_error(err)),
+        other => other,
+    };
+    let diagnostics = match &loaded {
+        Ok(spec) => spec.warnings(),
+        Err(err) => err.diagnostics(),
+    };
     match args.format {
-        crate::Format::Text => print!("{}", report.render_text()),
-        crate::Format::Json => println!("{}", report.to_json()),
+        crate::Format::Text => match &loaded {
+            Ok(spec) => print!("{}", spec.render_diagnostics(diagnostics)),
+            Err(err) => print!("{}", err.render()),
+        },
+        crate::Format::Json => println!("{}", serde_json::to_string_pretty(diagnostics)?),
     }
-    Ok(if report.has_errors() {
+    Ok(if loaded.is_err() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -85,7 +85,20 @@ impl Diagnostic {
     /// `source` is the text the spec was parsed from; without it (or without a line) only the header and the
     /// location are printed. Control characters in the source are neutralised and long lines are trimmed around
     /// the column by the renderer.
+    ///
+    /// This finds the line by scanning `source`; to render many diagnostics of one text, use
+    /// [`SpecError::render`](crate::SpecError::render) or [`ImageSpec::render_diagnostics`](crate::ImageSpec::render_diagnostics),
+    /// which index the lines once.
     pub fn render(&self, source: Option<&str>) -> String {
+        let line_text = match (self.line, source) {
+            (Some(line), Some(source)) => source.split('\n').nth(line.saturating_sub(1)),
+            _ => None,
+        };
+        self.render_line(line_text)
+    }
+
+    /// [`Diagnostic::render`] given the text of the diagnostic's line.
+    fn render_line(&self, line_text: Option<&str>) -> String {
         use annotate_snippets::{AnnotationKind, Level, Origin, Renderer, Snippet};
         let level = match self.severity {
             Severity::Error => Level::ERROR,
@@ -97,10 +110,6 @@ impl Diagnostic {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "<input>".to_owned());
         let title = level.primary_title(self.message.as_str());
-        let line_text = match (self.line, source) {
-            (Some(line), Some(source)) => source.split('\n').nth(line.saturating_sub(1)),
-            _ => None,
-        };
         let group = match (self.line, self.column, line_text) {
             (Some(line), Some(column), Some(text)) => {
                 let text = text.strip_suffix('\r').unwrap_or(text);
@@ -134,10 +143,24 @@ impl Diagnostic {
 }
 
 /// Render every diagnostic, separated by blank lines, followed by a summary line.
-pub fn render_diagnostics(diagnostics: &[Diagnostic], source: Option<&str>) -> String {
+///
+/// Linear in the number of diagnostics and the size of `source`: the start of every line is found once.
+pub(crate) fn render_all(diagnostics: &[Diagnostic], source: Option<&str>) -> String {
+    let starts: Vec<usize> = match source {
+        Some(text) => std::iter::once(0)
+            .chain(memchr_newlines(text).map(|i| i + 1))
+            .collect(),
+        None => Vec::new(),
+    };
+    let line_text = |line: usize| -> Option<&str> {
+        let text = source?;
+        let start = *starts.get(line.checked_sub(1)?)?;
+        let end = starts.get(line).map_or(text.len(), |&next| next - 1);
+        text.get(start..end)
+    };
     let mut out = String::new();
     for d in diagnostics {
-        out.push_str(&d.render(source));
+        out.push_str(&d.render_line(d.line.and_then(line_text)));
         out.push('\n');
     }
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
@@ -150,6 +173,14 @@ pub fn render_diagnostics(diagnostics: &[Diagnostic], source: Option<&str>) -> S
         if warnings == 1 { "" } else { "s" }
     ));
     out
+}
+
+/// Byte offsets of the `\n`s of `text`.
+fn memchr_newlines(text: &str) -> impl Iterator<Item = usize> + '_ {
+    text.bytes()
+        .enumerate()
+        .filter(|&(_, b)| b == b'\n')
+        .map(|(i, _)| i)
 }
 
 /// Byte offset → (line, column) conversion, 1-based, column in characters.
@@ -222,6 +253,8 @@ pub(crate) struct SourceMap {
     pub(crate) from_text: bool,
     /// Key paths that could not be parsed (and were left out of the spec).
     pub(crate) failed: Vec<String>,
+    /// The warnings found when the spec was loaded (errors make loading fail).
+    pub(crate) warnings: Vec<Diagnostic>,
 }
 
 impl SourceMap {
