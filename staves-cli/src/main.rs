@@ -13,6 +13,7 @@
 mod cmd_assemble;
 mod cmd_build;
 mod cmd_plan;
+mod cmd_schema;
 mod cmd_validate;
 mod progress;
 
@@ -37,6 +38,8 @@ enum Command {
     Assemble(cmd_assemble::Args),
     /// Build an image from a staves.toml in a Gentoo builder container.
     Build(cmd_build::Args),
+    /// Print the JSON Schema of staves.toml (for editors such as taplo / Even Better TOML).
+    Schema(cmd_schema::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => cmd_plan::run(args),
         Command::Assemble(args) => cmd_assemble::run(args),
         Command::Build(args) => cmd_build::run(args),
+        Command::Schema(args) => cmd_schema::run(args),
     };
     match result {
         Ok(code) => code,

@@ -13,6 +13,7 @@ mod diagnostic;
 mod error;
 mod model;
 mod parse;
+mod schema;
 mod validate;
 mod write;
 
@@ -134,6 +135,13 @@ impl ImageSpec {
     /// Write the spec as TOML in the original's style. Parsing the result gives an equal spec.
     pub fn to_toml_string(&self) -> String {
         write::to_toml(self)
+    }
+
+    /// The JSON Schema (draft-07) of `staves.toml`, pretty-printed: for editors (taplo / Even Better TOML) and
+    /// validators. It checks structure, types and the simple value rules (name, tag, sync types, unknown keys in
+    /// nested tables); [`ImageSpec::load`] checks everything.
+    pub fn json_schema() -> String {
+        schema::json_schema()
     }
 
     /// The file this spec was read from, if any.

@@ -93,15 +93,23 @@ pub(crate) fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
     check_image(&mut c);
     let mut out = c.out;
     // Settings that failed to parse were left out; rules about them would only repeat the parse error.
-    let failed = &spec.source.0.failed;
+    // Linear in the number of diagnostics: each key's own prefixes are looked up in a set.
+    let failed: HashSet<&str> = spec
+        .source
+        .0
+        .failed
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !f.is_empty())
+        .collect();
     if !failed.is_empty() {
         out.retain(|d| {
-            !failed.iter().any(|f| {
-                !f.is_empty()
-                    && (d.key == *f
-                        || d.key.starts_with(&format!("{f}."))
-                        || d.key.starts_with(&format!("{f}[")))
-            })
+            let key = d.key.as_str();
+            let mut prefixes = key
+                .match_indices(['.', '['])
+                .map(|(i, _)| &key[..i])
+                .chain(std::iter::once(key));
+            !prefixes.any(|p| failed.contains(p))
         });
     }
     out.sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(usize::MAX)));
