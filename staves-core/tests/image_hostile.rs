@@ -629,3 +629,23 @@ fn an_unknown_pax_sparse_version_is_refused() {
     assert!(matches!(e, ImageError::Unrepresentable { .. }), "{e:?}");
     expect_err(file, "cannot expand");
 }
+
+#[test]
+fn a_sparse_file_too_big_to_expand_is_refused() {
+    // 3 stored bytes claiming a 100 GiB file (a `lastlog` of a large UID looks like this).
+    let size = (100u64 << 30).to_string();
+    let map = format!("{},3", (100u64 << 30) - 3);
+    let mut t = RawTar::new();
+    pax(
+        &mut t,
+        &[
+            ("GNU.sparse.size", size.as_bytes()),
+            ("GNU.sparse.map", map.as_bytes()),
+        ],
+    );
+    t.file("var/log/lastlog", 0o644, b"xyz");
+    let (stream, file) = both_rootfs(&t.finish());
+    let e = expect_err(stream, "sparse file of 107374182400 bytes (3 stored)");
+    assert!(matches!(e, ImageError::Unrepresentable { .. }), "{e:?}");
+    expect_err(file, "more than the 64 GiB Staves expands");
+}

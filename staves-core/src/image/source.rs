@@ -160,6 +160,43 @@ enum Data {
     },
 }
 
+/// Largest real size of a sparse file that is expanded (64 GiB). Its holes become zeros in the layer, so a tiny
+/// archive could otherwise ask for any amount of disk (a `lastlog` grows to terabytes with large UIDs).
+const MAX_SPARSE_REAL_SIZE: u64 = 64 << 30;
+
+/// Check a sparse map against the bytes stored for it, and refuse to expand a file beyond
+/// [`MAX_SPARSE_REAL_SIZE`].
+fn check_sparse(
+    map: &SparseMap,
+    stored: u64,
+    source: &str,
+    entry: &[u8],
+) -> Result<(), ImageError> {
+    map.check(stored)
+        .map_err(|d| sparse_error(source, entry, SparseError::Corrupt(d)))?;
+    check_sparse_size(map.real_size, stored, source, entry)
+}
+
+fn check_sparse_size(
+    real_size: u64,
+    stored: u64,
+    source: &str,
+    entry: &[u8],
+) -> Result<(), ImageError> {
+    if real_size > MAX_SPARSE_REAL_SIZE {
+        return Err(ImageError::Unrepresentable {
+            source_name: source.to_owned(),
+            entry: show(entry),
+            reason: format!(
+                "it is a sparse file of {real_size} bytes ({stored} stored), and a layer holds it expanded: \
+                 more than the {} GiB Staves expands; remove it from the rootfs or truncate it",
+                MAX_SPARSE_REAL_SIZE >> 30
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn sparse_error(source: &str, entry: &[u8], e: SparseError) -> ImageError {
     match e {
         SparseError::Unsupported(what) => ImageError::Unrepresentable {
@@ -422,21 +459,22 @@ pub(crate) fn feed_tar_stream(
             end = e.raw_file_position() + padded(stored);
             let path = entry.path.clone();
             match data {
-                Data::Plain | Data::GnuSparse if entry.kind == Kind::File => {
+                Data::GnuSparse => {
+                    // The tar crate expands it (and checks its map) as it is read.
+                    check_sparse_size(entry.size, stored, source, &path)?;
                     layer.add(entry, Some(&mut e))?
                 }
-                Data::Plain | Data::GnuSparse => layer.add(entry, None)?,
+                Data::Plain if entry.kind == Kind::File => layer.add(entry, Some(&mut e))?,
+                Data::Plain => layer.add(entry, None)?,
                 Data::PaxMap(map) => {
-                    map.check(stored)
-                        .map_err(|d| sparse_error(source, &path, SparseError::Corrupt(d)))?;
+                    check_sparse(&map, stored, source, &path)?;
                     layer.add(entry, Some(&mut SparseReader::new(&mut e, map)))?;
                 }
                 Data::PaxInlineMap { real_size } => {
                     let (chunks, used) = sparse::read_map_in_data(&mut e, stored)
                         .map_err(|err| sparse_error(source, &path, err))?;
                     let map = SparseMap { real_size, chunks };
-                    map.check(stored - used)
-                        .map_err(|d| sparse_error(source, &path, SparseError::Corrupt(d)))?;
+                    check_sparse(&map, stored - used, source, &path)?;
                     layer.add(entry, Some(&mut SparseReader::new(&mut e, map)))?;
                 }
             }
@@ -505,13 +543,11 @@ fn locate_data(
                 Ok(block)
             })
             .map_err(|err| sparse_error(source, path, err))?;
-            map.check(stored)
-                .map_err(|d| sparse_error(source, path, SparseError::Corrupt(d)))?;
+            check_sparse(&map, stored, source, path)?;
             Ok((header_pos + BLOCK * (1 + extensions), stored, Some(map)))
         }
         Data::PaxMap(map) => {
-            map.check(stored)
-                .map_err(|d| sparse_error(source, path, SparseError::Corrupt(d)))?;
+            check_sparse(&map, stored, source, path)?;
             Ok((offset, stored, Some(map)))
         }
         Data::PaxInlineMap { real_size } => {
@@ -519,8 +555,7 @@ fn locate_data(
             let (chunks, used) = sparse::read_map_in_data(&mut reader, stored)
                 .map_err(|err| sparse_error(source, path, err))?;
             let map = SparseMap { real_size, chunks };
-            map.check(stored - used)
-                .map_err(|d| sparse_error(source, path, SparseError::Corrupt(d)))?;
+            check_sparse(&map, stored - used, source, path)?;
             Ok((offset + used, stored - used, Some(map)))
         }
     }
