@@ -36,9 +36,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         crate::Format::Json => println!("{}", serde_json::to_string_pretty(diagnostics)?),
     }
-    Ok(if loaded.is_err() {
+    let code = if loaded.is_err() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    })
+    };
+    // The process ends here: freeing the spec and every diagnostic one by one would only cost time (a tenth of
+    // the run for a spec with 100,000 errors).
+    std::mem::forget(loaded);
+    Ok(code)
 }

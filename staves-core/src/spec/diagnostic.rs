@@ -99,6 +99,48 @@ impl Diagnostic {
 
     /// [`Diagnostic::render`] given the text of the diagnostic's line.
     fn render_line(&self, line_text: Option<&str>) -> String {
+        if let Some(out) = self.render_simple(line_text) {
+            return out;
+        }
+        self.render_snippet(line_text)
+    }
+
+    /// The common case rendered directly, byte for byte as `annotate-snippets` does (checked by a test against
+    /// it): a short line of printable ASCII, a caret within or just after it, a message and path without control
+    /// characters. `annotate-snippets` takes most of the time of rendering thousands of diagnostics otherwise.
+    fn render_simple(&self, line_text: Option<&str>) -> Option<String> {
+        let (line, column, text) = (self.line?, self.column?, line_text?);
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        let printable = |s: &str| !s.chars().any(char::is_control);
+        let path = self
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<input>".to_owned());
+        let simple = line >= 1
+            && (1..=text.len() + 1).contains(&column)
+            && text.len() <= SIMPLE_LINE_MAX
+            && text.bytes().all(|b| (0x20..0x7f).contains(&b))
+            && !text.trim().is_empty()
+            && printable(&self.message)
+            && printable(&path);
+        if !simple {
+            return None;
+        }
+        let level = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let pad = " ".repeat(line.to_string().len());
+        let caret = " ".repeat(column - 1);
+        Some(format!(
+            "{level}: {message}\n{pad}--> {path}:{line}:{column}\n{pad} |\n{line} | {text}\n{pad} | {caret}^\n",
+            message = self.message,
+        ))
+    }
+
+    /// [`Diagnostic::render_line`] through `annotate-snippets`.
+    fn render_snippet(&self, line_text: Option<&str>) -> String {
         use annotate_snippets::{AnnotationKind, Level, Origin, Renderer, Snippet};
         let level = match self.severity {
             Severity::Error => Level::ERROR,
@@ -141,6 +183,9 @@ impl Diagnostic {
         out
     }
 }
+
+/// Longest line [`Diagnostic::render_simple`] renders (`annotate-snippets` trims longer ones around the column).
+const SIMPLE_LINE_MAX: usize = 100;
 
 /// Render every diagnostic, separated by blank lines, followed by a summary line.
 ///
@@ -190,6 +235,8 @@ pub(crate) struct LineIndex<'a> {
     /// (line index, byte offset, characters from line start) of the last lookup, to keep lookups on very long
     /// lines linear overall.
     cursor: (usize, usize, usize),
+    /// The text is ASCII: a column is a byte count, found in constant time wherever the lookup lands.
+    ascii: bool,
 }
 
 impl<'a> LineIndex<'a> {
@@ -205,6 +252,7 @@ impl<'a> LineIndex<'a> {
             text,
             starts,
             cursor: (0, 0, 0),
+            ascii: text.is_ascii(),
         }
     }
 
@@ -218,6 +266,9 @@ impl<'a> LineIndex<'a> {
             .partition_point(|&s| s <= offset)
             .saturating_sub(1);
         let start = self.starts[line];
+        if self.ascii {
+            return (line + 1, offset - start + 1);
+        }
         let (cl, co, cc) = self.cursor;
         let chars = if cl == line && co <= offset {
             cc + self.text[co..offset].chars().count()
@@ -342,6 +393,80 @@ mod tests {
         assert_eq!(idx.position(x), (2, 6));
         // Going backwards still works.
         assert_eq!(idx.position(2), (1, 3));
+    }
+
+    #[test]
+    fn the_simple_renderer_matches_annotate_snippets() {
+        // Deterministic pseudo-random lines of printable ASCII, every column, line numbers of every width.
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut checked = 0;
+        let mut texts: Vec<String> = (1..=SIMPLE_LINE_MAX)
+            .step_by(7)
+            .chain([SIMPLE_LINE_MAX])
+            .map(|len| {
+                (0..len)
+                    .map(|_| char::from(0x20 + (next() % 95) as u8))
+                    .collect()
+            })
+            .collect();
+        texts.extend(
+            [
+                "x",
+                "    use = ['bad flag']",
+                "name = 'x'   ",
+                "  a  b  ",
+                "['cat/pkg']",
+            ]
+            .map(String::from),
+        );
+        for text in texts {
+            let len = text.len();
+            if text.trim().is_empty() {
+                continue;
+            }
+            for line in [1, 9, 10, 99, 100, 12_345, 1_000_000] {
+                for column in [1, 2, len / 2 + 1, len, len + 1] {
+                    if !(1..=len + 1).contains(&column) {
+                        continue;
+                    }
+                    for severity in [Severity::Error, Severity::Warning] {
+                        let mut d = Diagnostic::new(
+                            severity,
+                            "k",
+                            format!("`{text}` is wrong here: write `x = 'y'` instead (see {line})"),
+                        );
+                        d.line = Some(line);
+                        d.column = Some(column);
+                        d.path = (line % 2 == 0).then(|| PathBuf::from("dir/staves.toml"));
+                        let simple = d.render_simple(Some(&text)).expect("simple case");
+                        assert_eq!(simple, d.render_snippet(Some(&text)), "{d:?}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 500, "{checked}");
+        // A tab, a control character or a long line goes to annotate-snippets.
+        let mut d = Diagnostic::error("k", "m");
+        d.line = Some(1);
+        d.column = Some(1);
+        assert!(d.render_simple(Some("a\tb")).is_none());
+        assert!(d.render_simple(Some("a\u{1b}b")).is_none());
+        assert!(d.render_simple(Some("é")).is_none());
+        assert!(
+            d.render_simple(Some(&"x".repeat(SIMPLE_LINE_MAX + 1)))
+                .is_none()
+        );
+        assert!(d.render_simple(Some("")).is_none());
+        assert!(d.render_simple(Some("   ")).is_none());
+        d.column = Some(5);
+        assert!(d.render_simple(Some("abc")).is_none());
     }
 
     #[test]

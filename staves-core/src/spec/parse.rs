@@ -224,9 +224,13 @@ fn type_name(v: &DeValue<'_>) -> &'static str {
     }
 }
 
+/// Most candidates [`suggest`] compares a word with: it runs once per unknown name, so a spec with many unknown
+/// names and many candidates would otherwise take quadratic time.
+const MAX_SUGGESTION_CANDIDATES: usize = 256;
+
 /// The closest of `known` to `word`, if it is close enough to be a typo.
 pub(crate) fn suggest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
-    if word.is_empty() || word.len() > 64 {
+    if word.is_empty() || word.len() > 64 || known.len() > MAX_SUGGESTION_CANDIDATES {
         return None;
     }
     known

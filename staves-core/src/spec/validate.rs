@@ -650,18 +650,19 @@ fn check_package_configs(c: &mut Checker<'_>) {
         .filter_map(|p| Atom::parse(p).ok())
         .map(|a| a.cp())
         .collect();
+    // When `packages` did not parse, what it installs is unknown.
+    let packages_known = !spec
+        .source
+        .0
+        .failed
+        .iter()
+        .any(|f| f.starts_with("packages"));
+    let known_envs: Vec<&str> = spec.named_envs.keys().map(String::as_str).collect();
     for (atom_text, cfg) in &spec.package_configs {
         let base = key_segment(atom_text);
         match Atom::parse(atom_text) {
             Ok(atom) => {
-                if !installed.contains(&atom.cp())
-                    && !spec
-                        .source
-                        .0
-                        .failed
-                        .iter()
-                        .any(|f| f.starts_with("packages"))
-                {
+                if packages_known && !installed.contains(&atom.cp()) {
                     c.warning_at_key(
                         base.clone(),
                         format!(
@@ -721,8 +722,7 @@ fn check_package_configs(c: &mut Checker<'_>) {
         }
         for (i, env) in cfg.env.iter().enumerate() {
             if !spec.named_envs.contains_key(env) {
-                let known: Vec<&str> = spec.named_envs.keys().map(String::as_str).collect();
-                let hint = match super::parse::suggest(env, &known) {
+                let hint = match super::parse::suggest(env, &known_envs) {
                     Some(k) => format!("did you mean `{k}`?"),
                     None => format!("define it as a table `[env.{}]`", key_segment(env)),
                 };
