@@ -5,6 +5,7 @@
 //! there are no errors (warnings alone are fine), 1 when there are errors or the file cannot be read.
 
 use staves_core::{ImageSpec, SpecError};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,13 +30,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(spec) => spec.warnings(),
         Err(err) => err.diagnostics(),
     };
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
         crate::Format::Text => match &loaded {
-            Ok(spec) => print!("{}", spec.render_diagnostics(diagnostics)),
-            Err(err) => print!("{}", err.render()),
+            Ok(spec) => stdout.write_all(spec.render_diagnostics(diagnostics).as_bytes())?,
+            Err(err) => stdout.write_all(err.render().as_bytes())?,
         },
-        crate::Format::Json => println!("{}", serde_json::to_string_pretty(diagnostics)?),
+        crate::Format::Json => {
+            serde_json::to_writer_pretty(&mut stdout, diagnostics)?;
+            stdout.write_all(b"\n")?;
+        }
     }
+    stdout.flush()?;
     let code = if loaded.is_err() {
         ExitCode::from(1)
     } else {

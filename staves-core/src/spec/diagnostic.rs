@@ -99,24 +99,33 @@ impl Diagnostic {
 
     /// [`Diagnostic::render`] given the text of the diagnostic's line.
     fn render_line(&self, line_text: Option<&str>) -> String {
-        if let Some(out) = self.render_simple(line_text) {
-            return out;
+        let mut out = String::new();
+        self.render_line_into(&mut out, line_text);
+        out
+    }
+
+    /// [`Diagnostic::render_line`], appended to `out`.
+    fn render_line_into(&self, out: &mut String, line_text: Option<&str>) {
+        if !self.render_simple(out, line_text) {
+            out.push_str(&self.render_snippet(line_text));
         }
-        self.render_snippet(line_text)
     }
 
     /// The common case rendered directly, byte for byte as `annotate-snippets` does (checked by a test against
     /// it): a short line of printable ASCII, a caret within or just after it, a message and path without control
     /// characters. `annotate-snippets` takes most of the time of rendering thousands of diagnostics otherwise.
-    fn render_simple(&self, line_text: Option<&str>) -> Option<String> {
-        let (line, column, text) = (self.line?, self.column?, line_text?);
+    /// Returns false (and writes nothing) for any other case.
+    fn render_simple(&self, out: &mut String, line_text: Option<&str>) -> bool {
+        use std::fmt::Write as _;
+        let (Some(line), Some(column), Some(text)) = (self.line, self.column, line_text) else {
+            return false;
+        };
         let text = text.strip_suffix('\r').unwrap_or(text);
         let printable = |s: &str| !s.chars().any(char::is_control);
-        let path = self
-            .path
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "<input>".to_owned());
+        let path = match &self.path {
+            Some(p) => p.to_string_lossy(),
+            None => "<input>".into(),
+        };
         let simple = line >= 1
             && (1..=text.len() + 1).contains(&column)
             && text.len() <= SIMPLE_LINE_MAX
@@ -125,18 +134,25 @@ impl Diagnostic {
             && printable(&self.message)
             && printable(&path);
         if !simple {
-            return None;
+            return false;
         }
         let level = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        let pad = " ".repeat(line.to_string().len());
-        let caret = " ".repeat(column - 1);
-        Some(format!(
-            "{level}: {message}\n{pad}--> {path}:{line}:{column}\n{pad} |\n{line} | {text}\n{pad} | {caret}^\n",
+        let pad = line.checked_ilog10().unwrap_or(0) as usize + 1;
+        let caret = column - 1;
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            "{level}: {message}\n{:pad$}--> {path}:{line}:{column}\n{:pad$} |\n{line} | {text}\n{:pad$} | {:caret$}^\n",
+            "",
+            "",
+            "",
+            "",
             message = self.message,
-        ))
+        );
+        true
     }
 
     /// [`Diagnostic::render_line`] through `annotate-snippets`.
@@ -203,9 +219,10 @@ pub(crate) fn render_all(diagnostics: &[Diagnostic], source: Option<&str>) -> St
         let end = starts.get(line).map_or(text.len(), |&next| next - 1);
         text.get(start..end)
     };
-    let mut out = String::new();
+    // About what a diagnostic takes rendered, so the text is not copied over and over as it grows.
+    let mut out = String::with_capacity(diagnostics.len().saturating_mul(256).min(1 << 30));
     for d in diagnostics {
-        out.push_str(&d.render_line(d.line.and_then(line_text)));
+        d.render_line_into(&mut out, d.line.and_then(line_text));
         out.push('\n');
     }
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
@@ -444,7 +461,8 @@ mod tests {
                         d.line = Some(line);
                         d.column = Some(column);
                         d.path = (line % 2 == 0).then(|| PathBuf::from("dir/staves.toml"));
-                        let simple = d.render_simple(Some(&text)).expect("simple case");
+                        let mut simple = String::new();
+                        assert!(d.render_simple(&mut simple, Some(&text)), "{d:?}");
                         assert_eq!(simple, d.render_snippet(Some(&text)), "{d:?}");
                         checked += 1;
                     }
@@ -456,17 +474,14 @@ mod tests {
         let mut d = Diagnostic::error("k", "m");
         d.line = Some(1);
         d.column = Some(1);
-        assert!(d.render_simple(Some("a\tb")).is_none());
-        assert!(d.render_simple(Some("a\u{1b}b")).is_none());
-        assert!(d.render_simple(Some("é")).is_none());
-        assert!(
-            d.render_simple(Some(&"x".repeat(SIMPLE_LINE_MAX + 1)))
-                .is_none()
-        );
-        assert!(d.render_simple(Some("")).is_none());
-        assert!(d.render_simple(Some("   ")).is_none());
+        let long = "x".repeat(SIMPLE_LINE_MAX + 1);
+        for text in ["a\tb", "a\u{1b}b", "é", &long, "", "   "] {
+            let mut out = String::new();
+            assert!(!d.render_simple(&mut out, Some(text)), "{text:?}");
+            assert!(out.is_empty());
+        }
         d.column = Some(5);
-        assert!(d.render_simple(Some("abc")).is_none());
+        assert!(!d.render_simple(&mut String::new(), Some("abc")));
     }
 
     #[test]
