@@ -2,8 +2,8 @@
 //! gets the builder's glibc through `virtual/libc`, and the programs run in the image.
 //!
 //! What this proves about Staves:
-//! - every shared object the image's binaries need is present, checked with the image's own loader
-//!   (`ld-linux-x86-64.so.2 --list`, what `ldd` runs);
+//! - every shared object the image's binaries need is present, checked with the image's own loader as `ldd` runs
+//!   it (`LD_TRACE_LOADED_OBJECTS=1 /lib64/ld-linux-x86-64.so.2 FILE`);
 //! - the loader finds libraries in `/lib64` and `/usr/lib64` through the image's `/etc/ld.so.cache` (the fixture's
 //!   loader is Debian's, whose built-in search path has neither directory);
 //! - `stdlib = true` makes a C++ program run; without it the loader reports the missing `libstdc++.so.6`;
@@ -201,11 +201,12 @@ fn dynamic_elf_files(rootfs: &Path) -> Vec<String> {
     found
 }
 
-/// Run the image's loader in `--list` mode (what `ldd` does) on every file; the output has a `== FILE` line before
-/// each file's list, and `FAILED FILE` when the loader exits non-zero.
+/// Run the image's loader on every file the way `ldd` does (`LD_TRACE_LOADED_OBJECTS=1 LOADER FILE`: it lists each
+/// needed object with where it was found, or `=> not found`). The output has a `== FILE` line before each file's
+/// list, and `FAILED FILE` when the loader exits non-zero.
 fn loader_lists(image: &str, files: &[String]) -> String {
     let script = format!(
-        "for f in \"$@\"; do echo \"== $f\"; {LOADER} --list \"$f\" || echo \"FAILED $f\"; done"
+        "for f in \"$@\"; do echo \"== $f\"; LD_TRACE_LOADED_OBJECTS=1 {LOADER} \"$f\" 2>&1 || echo \"FAILED $f\"; done"
     );
     let mut args = vec!["-c", script.as_str(), "sh"];
     args.extend(files.iter().map(String::as_str));
@@ -316,10 +317,11 @@ fn compiled_programs_run_with_stdlib_and_cxx_fails_without() {
 
     // Every shared object that the image's binaries need is there, found through the image's loader cache.
     let files = dynamic_elf_files(&scratch.path("toolchain-stdlib.tar"));
+    // (libfoo.so.1 uses nothing from libc, so with the profile's --as-needed it needs nothing itself.)
     for wanted in [
         "/usr/bin/hello-c",
         "/usr/bin/hello-cxx",
-        "/usr/lib64/libfoo.so.1",
+        "/usr/lib64/libstdc++.so.6",
         "/lib64/libc.so.6",
     ] {
         assert!(
