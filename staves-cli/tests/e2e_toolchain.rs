@@ -15,7 +15,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// The CFLAGS mark the spec sets through the named env `mark`; `hello-c --flags` must print it.
 const MARK: &str = "-DSTAVES_E2E_CFLAGS_MARK";
@@ -97,7 +97,7 @@ impl Scratch {
         std::fs::write(&config, spec(name, stdlib)).unwrap();
         let tag = format!("staves-e2e/{name}:t{}", std::process::id());
         self.tags.push(tag.clone());
-        let out = Command::new(env!("CARGO_BIN_EXE_staves"))
+        let child = Command::new(env!("CARGO_BIN_EXE_staves"))
             .arg("build")
             .arg("--config")
             .arg(&config)
@@ -114,8 +114,26 @@ impl Scratch {
             .arg(self.path(&format!("{name}.tar")))
             .args(["--format", "json"])
             .env_remove("DOCKER_HOST")
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        // Staves names its containers `staves-PID-…`; none may outlive the build.
+        let left = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name=staves-{pid}-"),
+            "--format",
+            "{{.Names}}",
+        ]);
+        assert_eq!(
+            text(&left.stdout).trim(),
+            "",
+            "the build of {name} left containers behind"
+        );
         assert!(
             out.status.success(),
             "staves build of {name} failed ({:?}):\n{}\n{}",
