@@ -67,7 +67,7 @@ def main():
     started = time.monotonic()
 
     def on_event(event):
-        kind = event["event"]
+        kind = event["kind"]
         elapsed = f"[{time.monotonic() - started:6.1f}s]"
         if kind == "step-started":
             print(f"{elapsed} step {event['index']}/{event['total']}: {event['label']}", flush=True)

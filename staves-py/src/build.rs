@@ -315,7 +315,7 @@ fn event_handler(
 /// Build `spec` with `builder` ( `DockerBuilder` or `MockBuilder`) and write the image to every output.
 ///
 /// Runs with the GIL released. `on_log(line)` gets each line of the build's output as it is printed;
-/// `on_event(dict)` gets every progress event (`{"event": "step-started", ...}`). Ctrl-C (KeyboardInterrupt) or an
+/// `on_event(dict)` gets every progress event (`{"kind": "step-started", ...}`). Ctrl-C (KeyboardInterrupt) or an
 /// exception in a callback cancels the build, removes its containers and is re-raised.
 #[pyfunction]
 #[pyo3(signature = (

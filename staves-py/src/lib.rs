@@ -54,9 +54,9 @@ pub(crate) fn to_py_err(py: Python<'_>, err: Error) -> PyErr {
         }
         Error::Plan(PlanError::InvalidLoadAverage { .. }) => Ok(PyValueError::new_err(message)),
         Error::Plan(_) => spec_error(py, message, None, &[]),
-        Error::Engine(_) | Error::Image(ImageError::DockerLoad { .. }) => {
-            Ok(DockerError::new_err(message))
-        }
+        Error::Engine(_)
+        | Error::Image(ImageError::DockerLoad { .. })
+        | Error::Image(ImageError::Engine(_)) => Ok(DockerError::new_err(message)),
         Error::Build(_) => Ok(BuildError::new_err(message)),
         _ => Ok(StavesError::new_err(message)),
     };

@@ -68,7 +68,7 @@ def test_mock_build_runs_every_step_of_the_plan(tmp_path, rootfs, hello_spec):
     staves.build(hello_spec, builder, [f"oci:{tmp_path / 'layout'}"], on_event=events.append, jobs=2)
     plan = staves.plan(hello_spec, jobs=2)
     assert builder.steps_run == [s.argv for s in plan.steps]
-    started = [e["label"] for e in events if e["event"] == "step-started"]
+    started = [e["label"] for e in events if e["kind"] == "step-started"]
     assert started == [s.label for s in plan.steps]
     assert (tmp_path / "layout" / "index.json").exists()
 

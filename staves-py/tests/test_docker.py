@@ -62,7 +62,7 @@ def test_hello_build_streams_log_lines_while_it_runs(tmp_path, unique_images, ca
     cpvs = [p["cpv"] for p in report.packages]
     assert any(c.startswith("app-misc/hello-") for c in cpvs), cpvs
     assert seen == report.log
-    assert [e["event"] for e in events].count("step-started") == len(report.steps)
+    assert [e["kind"] for e in events].count("step-started") == len(report.steps)
     assert "usr/bin/hello" in layer_names(out)
     assert "var/db/pkg" not in layer_names(out)
 
