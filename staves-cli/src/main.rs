@@ -13,8 +13,10 @@
 mod cmd_assemble;
 mod cmd_build;
 mod cmd_plan;
+mod cmd_prune;
 mod cmd_validate;
 mod progress;
+mod signals;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -37,6 +39,8 @@ enum Command {
     Assemble(cmd_assemble::Args),
     /// Build an image from a staves.toml in a Gentoo builder container.
     Build(cmd_build::Args),
+    /// Remove the containers and volumes of builds whose process is gone (--all: of every build).
+    Prune(cmd_prune::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => cmd_plan::run(args),
         Command::Assemble(args) => cmd_assemble::run(args),
         Command::Build(args) => cmd_build::run(args),
+        Command::Prune(args) => cmd_prune::run(args),
     };
     match result {
         Ok(code) => code,
@@ -58,11 +63,26 @@ fn main() -> ExitCode {
 
 /// Map an error to the documented exit code.
 fn exit_code_for(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<UsageError>().is_some() {
+        return 2;
+    }
     match err.downcast_ref::<staves_core::Error>() {
         Some(core) => core.exit_code(),
         None => 5,
     }
 }
+
+/// A usage error found after the flags were parsed (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// Output format of the commands that print a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

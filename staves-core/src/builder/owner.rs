@@ -7,9 +7,7 @@
 //! are removed when the next build starts, and by [`prune`].
 
 use super::docker::{BUILD_LABEL, ROLE_LABEL};
-use crate::engine::{
-    Engine, EngineError, block_on, describe, is_not_found, is_removal_in_progress,
-};
+use crate::engine::{Engine, EngineError, block_on, is_not_found, is_removal_in_progress};
 use bollard::Docker;
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -355,7 +353,13 @@ async fn remove_build(
     }
 }
 
-/// Force-remove a container with its anonymous volumes; `Ok(false)` when it was already gone.
+/// How long a removal waits for one already under way (started by a process that then died) or for a volume
+/// still held by a container being removed.
+const REMOVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+const REMOVAL_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Force-remove a container with its anonymous volumes; `Ok(false)` when it was already gone. A removal already
+/// under way is waited for, and then counts as done.
 pub(crate) async fn remove_container(docker: &Docker, name: &str) -> Result<bool, EngineError> {
     let options = RemoveContainerOptionsBuilder::default()
         .force(true)
@@ -363,23 +367,50 @@ pub(crate) async fn remove_container(docker: &Docker, name: &str) -> Result<bool
         .build();
     match docker.remove_container(name, Some(options)).await {
         Ok(()) => Ok(true),
-        Err(e) if is_not_found(&e) || is_removal_in_progress(&e) => Ok(false),
-        Err(e) => Err(EngineError::Request {
-            action: format!("removing container {name}"),
-            reason: describe(&e),
-            client: Box::new(e),
-        }),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) if is_removal_in_progress(&e) => {
+            let deadline = std::time::Instant::now() + REMOVAL_WAIT;
+            while std::time::Instant::now() < deadline {
+                match docker.inspect_container(name, None).await {
+                    Err(e) if is_not_found(&e) => return Ok(true),
+                    _ => tokio::time::sleep(REMOVAL_POLL).await,
+                }
+            }
+            Err(EngineError::request(
+                format!("removing container {name}"),
+                e,
+            ))
+        }
+        Err(e) => Err(EngineError::request(
+            format!("removing container {name}"),
+            e,
+        )),
     }
 }
 
-/// Remove a volume; `Ok(false)` when it was already gone.
+/// Remove a volume; `Ok(false)` when it was already gone. A volume still in use by a container that is being
+/// removed is tried again for a while.
 pub(crate) async fn remove_volume(docker: &Docker, name: &str) -> Result<bool, EngineError> {
     let options = RemoveVolumeOptionsBuilder::default().force(true).build();
-    match docker.remove_volume(name, Some(options)).await {
-        Ok(()) => Ok(true),
-        Err(e) if is_not_found(&e) => Ok(false),
-        Err(e) => Err(EngineError::request(format!("removing volume {name}"), e)),
+    let deadline = std::time::Instant::now() + REMOVAL_WAIT;
+    loop {
+        match docker.remove_volume(name, Some(options.clone())).await {
+            Ok(()) => return Ok(true),
+            Err(e) if is_not_found(&e) => return Ok(false),
+            Err(e) if is_volume_in_use(&e) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(REMOVAL_POLL).await;
+            }
+            Err(e) => return Err(EngineError::request(format!("removing volume {name}"), e)),
+        }
     }
+}
+
+fn is_volume_in_use(err: &bollard::errors::Error) -> bool {
+    matches!(
+        err,
+        bollard::errors::Error::DockerResponseServerError { status_code: 409, message }
+            if message.contains("in use")
+    )
 }
 
 #[cfg(test)]
