@@ -268,7 +268,7 @@ impl Session {
     /// Remove the builder, then the snapshot, then the volumes; the cache volume is kept. Waits for creates still
     /// running, so that nothing they make is missed.
     pub(super) async fn cleanup(&mut self) -> Result<(), EngineError> {
-        self.armed = false;
+        // Stays armed until the end: dropped half way, the drop guard removes by name and label again.
         let pending = std::mem::take(&mut self.pending);
         let mut interrupted_create = false;
         for task in pending {
@@ -288,8 +288,11 @@ impl Session {
         if interrupted_create {
             // A create request that died with its task may still be completed by the engine: look again.
             tokio::time::sleep(SETTLE).await;
-            remove_all(&self.docker, &self.id, &names, &self.volumes).await?;
+            let again = remove_all(&self.docker, &self.id, &names, &self.volumes).await;
+            self.armed = false;
+            return again;
         }
+        self.armed = false;
         result
     }
 }
