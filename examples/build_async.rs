@@ -6,7 +6,9 @@
 //!     staves-test/stage3:latest staves-test/portage:latest
 //! ```
 
-use staves_core::{BuildOptions, BuildRequest, DockerBuilder, ImageSpec, Output, build_image_async};
+use staves_core::{
+    BuildOptions, BuildRequest, DockerBuilder, ImageSpec, Output, build_image_async,
+};
 use std::process::ExitCode;
 use std::sync::Arc;
 
