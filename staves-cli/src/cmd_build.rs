@@ -119,6 +119,8 @@ fn json_line(value: &serde_json::Value) {
 struct BuildState {
     build_id: Option<String>,
     signal: Option<String>,
+    /// The build returned successfully: its outputs are committed and nothing of it is left.
+    done: bool,
 }
 
 /// Run `staves build`.
@@ -175,7 +177,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         },
         move |name| {
-            let build_id = lock(&second_state).build_id.clone();
+            let (build_id, done) = {
+                let state = lock(&second_state);
+                (state.build_id.clone(), state.done)
+            };
+            if done {
+                second.note(
+                    "signal",
+                    &format!("received {name} again: exiting at once; the build had completed"),
+                );
+                second.finish();
+                return 0;
+            }
             let resources = match build_id {
                 Some(id) => format!(
                     "the containers and volumes of build {id} (label {}={id})",
@@ -192,6 +205,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 ),
             );
             second.finish();
+            4
         },
     )?;
     let request = staves_core::BuildRequest::new(outputs)
@@ -199,10 +213,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .load_average(args.load_average)
         .compression(args.compression);
     let result = staves_core::build_image(&spec, &builder, &request, &options);
-    drop(signals);
     reporter.finish();
     let outcome = match (result, args.log_format) {
-        (Ok(outcome), _) => outcome,
+        (Ok(outcome), _) => {
+            lock(&state).done = true;
+            outcome
+        }
         (Err(err), crate::Format::Json) => {
             let code = err.exit_code();
             json_line(&serde_json::json!({
@@ -214,12 +230,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         (Err(err), crate::Format::Text) => return Err(err.into()),
     };
-    if let Some(name) = lock(&state).signal.take() {
-        reporter.note(
-            "signal",
-            &format!("{name} arrived after the image was committed: the build completed"),
-        );
-    }
+    let late_signal = || {
+        if let Some(name) = lock(&state).signal.take() {
+            reporter.note(
+                "signal",
+                &format!("{name} arrived after the image was committed: the build completed"),
+            );
+        }
+    };
+    late_signal();
     match args.format {
         crate::Format::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
         crate::Format::Text => {
@@ -247,6 +266,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("{}", outcome.image.digest);
         }
     }
+    // A signal up to here still gets its answer; the build is done either way.
+    drop(signals);
+    late_signal();
     Ok(ExitCode::SUCCESS)
 }
 

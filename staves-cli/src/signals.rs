@@ -20,12 +20,12 @@ impl Drop for SignalGuard {
     }
 }
 
-/// Cancel `cancel` on the first SIGINT, SIGTERM or SIGHUP, after calling `first(name)`; on a second one call
-/// `second(name)`, which must end the process.
+/// Cancel `cancel` on the first SIGINT, SIGTERM or SIGHUP, after calling `first(name)`; on a second one exit at
+/// once with the code `second(name)` returns.
 pub fn cancel_on_signals(
     cancel: CancelToken,
     first: impl Fn(&str) + Send + 'static,
-    second: impl Fn(&str) + Send + 'static,
+    second: impl Fn(&str) -> i32 + Send + 'static,
 ) -> anyhow::Result<SignalGuard> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let handle = signals.handle();
@@ -36,8 +36,7 @@ pub fn cancel_on_signals(
             for signal in signals.forever() {
                 let name = signal_hook::low_level::signal_name(signal).unwrap_or("a signal");
                 if seen {
-                    second(name);
-                    std::process::exit(4);
+                    std::process::exit(second(name));
                 }
                 seen = true;
                 first(name);
