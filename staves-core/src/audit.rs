@@ -105,7 +105,7 @@ pub async fn audit_async(path: &Path, source: &AdvisorySource) -> crate::Result<
     let sbom = Sbom::from_json(&text, &path.display().to_string())?;
     let (snapshot, label) = match source {
         AdvisorySource::PortageImage { image, docker_host } => {
-            let docker = crate::engine::connect(docker_host.as_deref()).await?;
+            let docker = crate::Engine::new(docker_host.clone()).connect().await?;
             (
                 crate::snapshot::read_image(&docker, image).await?,
                 image.clone(),
@@ -133,24 +133,5 @@ pub async fn audit_async(path: &Path, source: &AdvisorySource) -> crate::Result<
 
 /// [`audit_async`] for synchronous callers; works from any thread, including a tokio worker.
 pub fn audit(path: &Path, source: &AdvisorySource) -> crate::Result<AuditReport> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| crate::Error::Io {
-                        context: "starting a runtime to talk to the Docker engine".into(),
-                        source: e,
-                    })?;
-                runtime.block_on(audit_async(path, source))
-            })
-            .join()
-            .unwrap_or_else(|_| {
-                Err(crate::Error::Io {
-                    context: "the audit thread panicked".into(),
-                    source: std::io::Error::other("panic"),
-                })
-            })
-    })
+    crate::engine::block_on(audit_async(path, source))?
 }

@@ -151,12 +151,12 @@ async fn download(
             Ok(chunk) => {
                 // GLSAs are text; Gentoo's whole glsa directory is a few tens of MiB. Refuse anything absurd.
                 if bytes.len() + chunk.len() > 256 << 20 {
-                    return Err(EngineError::Request {
-                        action: format!("reading {path}: larger than 256 MiB"),
-                        source: bollard::errors::Error::DockerStreamError {
-                            error: "too large".into(),
+                    return Err(EngineError::request(
+                        format!("reading {path}"),
+                        bollard::errors::Error::DockerStreamError {
+                            error: "larger than 256 MiB: not a Portage snapshot's metadata".into(),
                         },
-                    });
+                    ));
                 }
                 bytes.extend_from_slice(&chunk);
             }

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 fn spec() -> ImageSpec {
-    ImageSpec::load_str(
+    ImageSpec::parse(
         "name = 'staves-test/referrer'\nversion = 'v1'\npackages = ['app-misc/hello']\n",
         None,
     )

@@ -1,5 +1,7 @@
-//! Reading what Portage prints: emerge's progress lines and the rootfs package list.
+//! Reading what Portage prints: emerge's progress lines, and the rootfs package list (the script that prints it
+//! and its parser, kept together so the format has one owner).
 
+use crate::plan::ROOTFS_DIR;
 use serde::Serialize;
 
 /// A progress line from `emerge`.
@@ -22,7 +24,7 @@ pub enum EmergeEvent {
 }
 
 /// Recognise an emerge progress line. Other lines give `None`.
-pub fn parse_emerge_line(line: &str) -> Option<EmergeEvent> {
+pub(crate) fn parse_emerge_line(line: &str) -> Option<EmergeEvent> {
     let rest = line.trim_start().strip_prefix(">>> Emerging ")?;
     let (binary, rest) = match rest.strip_prefix("binary ") {
         Some(rest) => (true, rest),
@@ -107,13 +109,42 @@ pub fn parse_added_files(output: &str) -> Vec<crate::sbom::AddedFile> {
     added
 }
 
+/// The package-list step's script: the files Staves added outside any package (`staves-added<TAB>path<TAB>size<TAB>
+/// reason`, read by [`parse_added_files`]), then one line per package in the rootfs package database, read back by
+/// [`parse_package_list`].
+pub(crate) fn package_list_script() -> String {
+    format!(
+        r#"set -eu
+if [ -d /usr/lib64 ] && [ ! -L /usr/lib64 ]; then libdir=usr/lib64; else libdir=usr/lib; fi
+for entry in "usr/lib/locale/locale-archive|locale archive" "$libdir/libgcc_s.so.1|libgcc" "$libdir/libstdc++.so.6|libstdc++"; do
+  path=${{entry%%|*}}
+  if [ -f "{rootfs}/$path" ] && [ ! -L "{rootfs}/$path" ]; then
+    printf '{added}\t%s\t%s\t%s\n' "$path" "$(wc -c < "{rootfs}/$path" | tr -d ' ')" "${{entry#*|}}"
+  fi
+done
+cd {rootfs}/var/db/pkg 2>/dev/null || exit 0
+for d in */*/; do
+  [ -d "$d" ] || continue
+  d=${{d%/}}
+  field() {{ if [ -f "$d/$1" ]; then tr '\t\n' '  ' < "$d/$1"; fi; }}
+  files=$(grep -c '' "$d/CONTENTS" 2>/dev/null || true)
+  printf '{marker}\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$d" "$(field repository)" "$(field USE)" "$(field IUSE)" \
+    "$(field SLOT)" "$(field LICENSE)" "$(field SIZE)" "${{files:-0}}" "$(field HOMEPAGE)" "$(field DESCRIPTION)"
+done
+"#,
+        rootfs = ROOTFS_DIR,
+        marker = PACKAGE_LIST_MARKER,
+        added = ADDED_FILE_MARKER,
+    )
+}
+
 /// Parse the package-list step's output: one
 /// `staves-pkg<TAB>cat/pf<TAB>repo<TAB>USE<TAB>IUSE<TAB>SLOT<TAB>LICENSE<TAB>SIZE<TAB>files<TAB>HOMEPAGE<TAB>DESCRIPTION`
 /// line per package (the fields after IUSE are optional).
 ///
 /// Other lines are ignored. USE is intersected with IUSE so that implicit flags (`amd64`, `elibc_glibc`, …) are
 /// left out. `binary` is left unknown; the builder fills it in from emerge's output.
-pub fn parse_package_list(output: &str) -> Vec<InstalledPackage> {
+pub(crate) fn parse_package_list(output: &str) -> Vec<InstalledPackage> {
     let mut packages: Vec<InstalledPackage> = output
         .lines()
         .filter_map(|line| {
@@ -197,6 +228,44 @@ mod tests {
         assert_eq!(parse_emerge_line(">>> Emerging (x of 3) a/b-1"), None);
         assert_eq!(parse_emerge_line(">>> Installing (1 of 3) a/b-1"), None);
         assert_eq!(parse_emerge_line("Calculating dependencies... done!"), None);
+    }
+
+    #[test]
+    fn the_package_list_script_prints_what_the_parser_reads() {
+        let root = tempfile::tempdir().unwrap();
+        let vdb = root.path().join("var/db/pkg");
+        for (cpv, repo, used, iuse) in [
+            ("app-misc/hello-1", "gentoo", "amd64 nls", "+nls doc"),
+            ("dev-libs/libfoo-2-r1", "extra", "", ""),
+        ] {
+            let dir = vdb.join(cpv);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("repository"), format!("{repo}\n")).unwrap();
+            std::fs::write(dir.join("USE"), format!("{used}\n")).unwrap();
+            std::fs::write(dir.join("IUSE"), format!("{iuse}\n")).unwrap();
+        }
+        let script = package_list_script().replace(ROOTFS_DIR, &root.path().display().to_string());
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pkgs = parse_package_list(&String::from_utf8_lossy(&out.stdout));
+        let got: Vec<(&str, &str, Vec<String>)> = pkgs
+            .iter()
+            .map(|p| (p.cpv.as_str(), p.repository.as_str(), p.use_flags.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("app-misc/hello-1", "gentoo", vec!["nls".to_owned()]),
+                ("dev-libs/libfoo-2-r1", "extra", vec![]),
+            ]
+        );
     }
 
     #[test]
