@@ -24,6 +24,7 @@ pub mod defaults;
 mod engine;
 mod error;
 mod image;
+pub mod lock;
 mod pipeline;
 mod plan;
 mod portage;
@@ -39,6 +40,7 @@ pub use error::{Error, Result};
 pub use image::{
     Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, WrittenOutput,
 };
+pub use lock::{LockError, Lockfile};
 pub use pipeline::{BuildOutcome, BuildRequest, build_image};
 pub use plan::{
     BuildPlan, LIBC_ATOM, PlanError, ROOTFS_DIR, STAGING_DIR, Step, StepKind, check_load_average,

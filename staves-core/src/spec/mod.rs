@@ -10,7 +10,9 @@ mod validate;
 mod write;
 
 pub use atom::{Atom, AtomError, Operator};
+pub(crate) use atom::{is_repo_name, is_use_flag_name};
 pub use builder::ImageSpecBuilder;
+pub(crate) use diagnostic::LineIndex;
 pub use diagnostic::{Diagnostic, Severity, render_diagnostics};
 pub use error::SpecError;
 pub use model::{ImageConfig, ImageSpec, Locale, PackageConfig, Repository};
