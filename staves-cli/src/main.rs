@@ -12,6 +12,7 @@
 
 mod cmd_assemble;
 mod cmd_build;
+mod cmd_lock;
 mod cmd_plan;
 mod cmd_validate;
 mod progress;
@@ -37,6 +38,8 @@ enum Command {
     Assemble(cmd_assemble::Args),
     /// Build an image from a staves.toml in a Gentoo builder container.
     Build(cmd_build::Args),
+    /// Resolve a staves.toml with Portage, without building, and write staves.lock next to it.
+    Lock(cmd_lock::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,11 +49,18 @@ fn main() -> ExitCode {
         Command::Plan(args) => cmd_plan::run(args),
         Command::Assemble(args) => cmd_assemble::run(args),
         Command::Build(args) => cmd_build::run(args),
+        Command::Lock(args) => cmd_lock::run(args),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            match err.downcast_ref::<staves_core::Error>() {
+                // Lock diagnostics point into the lock file: show them rustc-style.
+                Some(staves_core::Error::Lock(lock)) if !lock.diagnostics().is_empty() => {
+                    eprint!("{}", lock.render());
+                }
+                _ => eprintln!("error: {err:#}"),
+            }
             ExitCode::from(exit_code_for(&err))
         }
     }

@@ -40,7 +40,9 @@ pub use error::{Error, Result};
 pub use image::{
     Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, WrittenOutput,
 };
-pub use lock::{LockError, Lockfile};
+pub use lock::{
+    LockError, LockMode, LockOptions, LockOutcome, LockReport, LockRequest, Lockfile, lock_spec,
+};
 pub use pipeline::{BuildOutcome, BuildRequest, build_image};
 pub use plan::{
     BuildPlan, LIBC_ATOM, PlanError, ROOTFS_DIR, STAGING_DIR, Step, StepKind, check_load_average,

@@ -2,6 +2,7 @@
 
 use crate::builder::{BuildOptions, BuildReport, Builder};
 use crate::image::{Compression, ImageReport, ImageWriter, Output};
+use crate::lock::{LockOptions, LockReport, LockedBuild, lock_path_for};
 use crate::plan::BuildPlan;
 use crate::portage::PlanOptions;
 use crate::spec::ImageSpec;
@@ -22,6 +23,8 @@ pub struct BuildRequest {
     pub compression: Compression,
     /// The engine that the `docker` output loads into (`DOCKER_HOST` or the local socket when `None`).
     pub docker_host: Option<String>,
+    /// Where `staves.lock` is and how to treat it (by default: next to the spec, used when present).
+    pub lock: LockOptions,
 }
 
 impl BuildRequest {
@@ -33,7 +36,14 @@ impl BuildRequest {
             load_average: None,
             compression: Compression::Gzip,
             docker_host: None,
+            lock: LockOptions::default(),
         }
+    }
+
+    /// How to treat `staves.lock`.
+    pub fn lock(mut self, lock: LockOptions) -> Self {
+        self.lock = lock;
+        self
     }
 
     /// Parallel jobs (`None`: one per CPU).
@@ -73,6 +83,8 @@ pub struct BuildOutcome {
     pub image: ImageReport,
     /// The build: packages, steps, timings.
     pub report: BuildReport,
+    /// Whether the build was locked, and what changed in the lock.
+    pub lock: LockReport,
 }
 
 /// Build `spec` with `builder` and write the image to the request's outputs.
@@ -88,7 +100,18 @@ pub fn build_image(
     if request.outputs.is_empty() {
         return Err(crate::image::ImageError::NoOutputs.into());
     }
-    let plan = BuildPlan::new(spec, &request.plan_options())?;
+    let locked = LockedBuild::prepare(spec, &request.lock)?;
+    let (plan, options) = match &locked {
+        Some(locked) => (
+            locked.plan(spec, &request.plan_options())?,
+            options.clone().with_output_check(locked.output_check()),
+        ),
+        None => (
+            BuildPlan::new(spec, &request.plan_options())?,
+            options.clone(),
+        ),
+    };
+    let options = &options;
     let writer = ImageWriter::new(spec)
         .compression(request.compression)
         .docker_host(request.docker_host.clone());
@@ -100,5 +123,20 @@ pub fn build_image(
     let image = image.ok_or_else(|| {
         crate::builder::BuildError::Export("the builder never produced a rootfs".into())
     })?;
-    Ok(BuildOutcome { image, report })
+    let lock = match locked {
+        Some(locked) => locked.finish(&report)?,
+        None => LockReport {
+            path: request
+                .lock
+                .path
+                .clone()
+                .or_else(|| spec.source_path().map(lock_path_for)),
+            ..LockReport::default()
+        },
+    };
+    Ok(BuildOutcome {
+        image,
+        report,
+        lock,
+    })
 }

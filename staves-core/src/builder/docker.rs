@@ -199,11 +199,10 @@ impl DockerBuilder {
         sink: &mut dyn RootfsSink,
         report: &mut BuildReport,
     ) -> crate::Result<()> {
-        self.run(options, async {
-            for image in [&self.builder_image, &self.portage_image] {
-                ensure_image(&session.docker, image, options).await?;
-            }
-            Ok(())
+        (report.builder_image_id, report.portage_image_id) = self.run(options, async {
+            let builder = ensure_image(&session.docker, &self.builder_image, options).await?;
+            let portage = ensure_image(&session.docker, &self.portage_image, options).await?;
+            Ok((builder, portage))
         })?;
         let mounts = self.credential_binds(options)?;
         self.run(options, session.create_containers(self, mounts, options))?;
@@ -217,7 +216,7 @@ impl DockerBuilder {
                 index: i + 1,
                 total,
                 step: step.clone(),
-                capture: step.kind == StepKind::PackageList,
+                capture: step.kind.captures_output(),
                 log: log.clone(),
             };
             if step.wait_background {
@@ -243,6 +242,9 @@ impl DockerBuilder {
             }
             let output = self.run(options, exec_step(&session.docker, &id, &run, options))?;
             let captured = output.finish(&run, options, report)?;
+            if step.kind.captures_output() {
+                options.check_output(&step.kind, &captured)?;
+            }
             if step.kind == StepKind::PackageList {
                 package_list = captured;
             }
@@ -255,6 +257,9 @@ impl DockerBuilder {
         );
         report.packages = parse_package_list(&package_list);
         report.resolve_binary_flags();
+        if !plan.produces_rootfs() {
+            return Ok(());
+        }
 
         options.emit(BuildEvent::Exporting);
         let export_started = Instant::now();
@@ -323,10 +328,14 @@ impl DockerBuilder {
     }
 }
 
-/// Check that `image` exists locally; pull it when it does not.
-async fn ensure_image(docker: &Docker, image: &str, options: &BuildOptions) -> crate::Result<()> {
+/// Check that `image` exists locally; pull it when it does not. Returns the image ID, when the engine gives one.
+async fn ensure_image(
+    docker: &Docker,
+    image: &str,
+    options: &BuildOptions,
+) -> crate::Result<Option<String>> {
     match docker.inspect_image(image).await {
-        Ok(_) => return Ok(()),
+        Ok(found) => return Ok(found.id),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => {}
@@ -367,14 +376,14 @@ async fn ensure_image(docker: &Docker, image: &str, options: &BuildOptions) -> c
             }
         }
     }
-    docker
+    let found = docker
         .inspect_image(image)
         .await
         .map_err(|e| EngineError::ImageUnavailable {
             image: image.to_owned(),
             reason: format!("the pull finished but the image is still missing: {e}"),
         })?;
-    Ok(())
+    Ok(found.id)
 }
 
 /// One step being run, with its position.

@@ -29,7 +29,14 @@ pub struct BuildOptions {
     pub events: Option<EventHandler>,
     /// Cancels the build when triggered (Ctrl-C); containers are still removed.
     pub cancel: CancelToken,
+    /// Reads the captured output of each step that captures it ([`StepKind::captures_output`]) as soon as the
+    /// step has finished; an error stops the build there (the lock check after the resolve step).
+    pub(crate) output_check: Option<OutputCheck>,
 }
+
+/// See [`BuildOptions::output_check`].
+pub(crate) type OutputCheck =
+    std::sync::Arc<dyn Fn(&StepKind, &str) -> crate::Result<()> + Send + Sync>;
 
 impl BuildOptions {
     /// Options that deliver events to `handler`.
@@ -44,6 +51,20 @@ impl BuildOptions {
         self
     }
 
+    /// These options with `check` reading every captured step output.
+    pub(crate) fn with_output_check(mut self, check: OutputCheck) -> Self {
+        self.output_check = Some(check);
+        self
+    }
+
+    /// Hand a captured step output to the check, if there is one.
+    pub(crate) fn check_output(&self, kind: &StepKind, output: &str) -> crate::Result<()> {
+        match &self.output_check {
+            Some(check) => check(kind, output),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn emit(&self, event: BuildEvent) {
         if let Some(handler) = &self.events {
             handler(&event);
@@ -56,6 +77,10 @@ impl std::fmt::Debug for BuildOptions {
         f.debug_struct("BuildOptions")
             .field("events", &self.events.as_ref().map(|_| "<handler>"))
             .field("cancel", &self.cancel)
+            .field(
+                "output_check",
+                &self.output_check.as_ref().map(|_| "<check>"),
+            )
             .finish()
     }
 }
@@ -81,7 +106,8 @@ where
 pub trait Builder {
     /// Run `plan`, then pass the rootfs tar stream to `sink` and return what happened.
     ///
-    /// The sink is only called when every step succeeded, so a failed build never produces an image.
+    /// The sink is only called when every step succeeded, so a failed build never produces an image, and only for
+    /// plans that fill a rootfs ([`BuildPlan::produces_rootfs`]).
     fn build(
         &self,
         plan: &BuildPlan,
@@ -123,6 +149,10 @@ pub struct BuildReport {
     /// Total wall time, including container setup and cleanup.
     #[serde(serialize_with = "seconds")]
     pub total_duration: Duration,
+    /// The ID (`sha256:…`) of the builder image, when the backend uses one.
+    pub builder_image_id: Option<String>,
+    /// The ID of the portage snapshot image, when the backend uses one.
+    pub portage_image_id: Option<String>,
     /// Every line the steps printed, in order.
     #[serde(skip_serializing)]
     pub log: Vec<String>,

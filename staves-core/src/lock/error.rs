@@ -73,18 +73,19 @@ pub enum LockError {
         /// The entries that would change, when a resolution was made.
         changes: Vec<LockChange>,
     },
-    /// Locked versions that the portage snapshot (or a repository) no longer has.
+    /// Locked versions that the portage snapshot (or a repository) no longer has. Nothing was built or tagged.
     #[error(
-        "the lock pins {} version(s) that the portage snapshot {portage_image} does not have:{}\n  help: run `staves lock` to resolve against this snapshot, or build with an older --portage image (the lock was made with {})",
+        "the lock pins {} version(s) that the portage snapshot{} does not have:{}\n  help: run `staves lock` to resolve against this snapshot, or build with an older --portage image{}",
         missing.len(),
+        portage_image.as_deref().map(|i| format!(" {i}")).unwrap_or_default(),
         missing.iter().map(|m| format!("\n  - {m}")).collect::<String>(),
-        locked_image.as_deref().unwrap_or("an unrecorded image")
+        locked_image.as_deref().map(|i| format!(" (the lock was made with {i})")).unwrap_or_default()
     )]
     MissingVersions {
         /// Each missing pin, `=category/package-version::repository`.
         missing: Vec<String>,
-        /// The snapshot image the build used.
-        portage_image: String,
+        /// The snapshot image the build used, when known.
+        portage_image: Option<String>,
         /// The snapshot image ID the lock was made with.
         locked_image: Option<String>,
     },

@@ -15,6 +15,7 @@
 //! `<cat/pkg-ver:slot` and `>cat/pkg-ver:slot`, see [`Pins`]) and then checks, with an `emerge --pretend` in the
 //! builder, that Portage's resolution equals the lock.
 
+mod build;
 mod check;
 mod error;
 mod parse;
@@ -23,6 +24,10 @@ mod resolve;
 mod version;
 mod write;
 
+pub(crate) use build::LockedBuild;
+pub use build::{
+    LockMode, LockOptions, LockOutcome, LockReport, LockRequest, PlannedPins, lock_spec, plan_for,
+};
 pub use check::{LockChange, LockChangeKind, Pins, changes};
 pub use error::LockError;
 pub(crate) use plan::LockPlan;
