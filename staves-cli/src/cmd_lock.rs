@@ -70,13 +70,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.format {
         crate::Format::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
         crate::Format::Text => {
-            if !args.quiet {
-                for change in &outcome.changes {
-                    eprintln!("{change}");
-                }
-                if outcome.changes.is_empty() {
-                    eprintln!("no entry changed");
-                }
+            for change in &outcome.changes {
+                println!("{change}");
+            }
+            if outcome.changes.is_empty() {
+                println!("no entry changed");
             }
             println!(
                 "wrote {}: {} rootfs packages, {} build dependencies",

@@ -116,10 +116,12 @@ pub fn build_image(
         .compression(request.compression)
         .docker_host(request.docker_host.clone());
     let mut image = None;
-    let report = builder.build(&plan, options, &mut |rootfs: &mut dyn Read| {
-        image = Some(writer.write_tar(rootfs, &request.outputs)?);
-        Ok(())
-    })?;
+    let report = builder
+        .build(&plan, options, &mut |rootfs: &mut dyn Read| {
+            image = Some(writer.write_tar(rootfs, &request.outputs)?);
+            Ok(())
+        })
+        .map_err(|e| crate::lock::name_portage_image(e, builder.portage_image()))?;
     let image = image.ok_or_else(|| {
         crate::builder::BuildError::Export("the builder never produced a rootfs".into())
     })?;

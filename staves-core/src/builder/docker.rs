@@ -188,6 +188,10 @@ impl Builder for DockerBuilder {
         report.total_duration = started.elapsed();
         result.map(|()| report)
     }
+
+    fn portage_image(&self) -> Option<&str> {
+        Some(&self.portage_image)
+    }
 }
 
 impl DockerBuilder {

@@ -114,6 +114,11 @@ pub trait Builder {
         options: &BuildOptions,
         sink: &mut dyn RootfsSink,
     ) -> crate::Result<BuildReport>;
+
+    /// The portage snapshot image this backend builds with, for messages (`None` for backends without one).
+    fn portage_image(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// What one step did.

@@ -367,3 +367,20 @@ pub fn plan_for(
         None => Ok((BuildPlan::new(spec, options)?, None)),
     }
 }
+
+/// Put the snapshot image's name into a [`LockError::MissingVersions`] that does not have it yet.
+pub(crate) fn name_portage_image(error: crate::Error, image: Option<&str>) -> crate::Error {
+    match error {
+        crate::Error::Lock(LockError::MissingVersions {
+            missing,
+            portage_image: None,
+            locked_image,
+        }) => LockError::MissingVersions {
+            missing,
+            portage_image: image.map(str::to_owned),
+            locked_image,
+        }
+        .into(),
+        other => other,
+    }
+}

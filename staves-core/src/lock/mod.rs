@@ -24,10 +24,10 @@ mod resolve;
 mod version;
 mod write;
 
-pub(crate) use build::LockedBuild;
 pub use build::{
     LockMode, LockOptions, LockOutcome, LockReport, LockRequest, PlannedPins, lock_spec, plan_for,
 };
+pub(crate) use build::{LockedBuild, name_portage_image};
 pub use check::{LockChange, LockChangeKind, Pins, changes};
 pub use error::LockError;
 pub(crate) use plan::LockPlan;

@@ -94,7 +94,7 @@ fi
                     want = shell_quote(want),
                     check = check_commit(
                         want,
-                        "that commit cannot be fetched from its sync-uri any more: run `staves lock` to lock the current one"
+                        "that commit cannot be fetched from its sync-uri any more: run 'staves lock' to lock the current one"
                     ),
                 );
                 (
