@@ -4,10 +4,11 @@
 //!
 //! Exit codes:
 //! - `0`: success;
-//! - `1`: the spec is invalid (or `validate` found errors);
+//! - `1`: the spec is invalid (or `validate` found errors), or `staves.lock` is invalid, or missing or out of date
+//!   under `--locked`;
 //! - `2`: usage error (bad flags);
 //! - `3`: the Docker engine failed or could not be reached;
-//! - `4`: the build failed (a step exited non-zero, or it was interrupted);
+//! - `4`: the build failed (a step exited non-zero, or it was interrupted, or the snapshot lacks a locked version);
 //! - `5`: any other error (I/O, image writing).
 
 mod cmd_assemble;
