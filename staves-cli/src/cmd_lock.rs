@@ -12,10 +12,10 @@ pub struct Args {
     #[arg(long, short = 'c', value_name = "PATH", default_value = "staves.toml")]
     config: PathBuf,
     /// The builder image: a Gentoo stage3 (or compatible).
-    #[arg(long, value_name = "IMAGE", default_value = staves_core::DEFAULT_BUILDER_IMAGE)]
+    #[arg(long, value_name = "IMAGE", default_value = staves_core::DEFAULT_BUILDER_IMAGE, value_parser = crate::parse_image_reference)]
     builder: String,
     /// The image holding the Portage tree as a volume (like gentoo/portage).
-    #[arg(long, value_name = "IMAGE", default_value = staves_core::DEFAULT_PORTAGE_IMAGE)]
+    #[arg(long, value_name = "IMAGE", default_value = staves_core::DEFAULT_PORTAGE_IMAGE, value_parser = crate::parse_image_reference)]
     portage: String,
     /// Where to write the lock (default: staves.lock next to the spec).
     #[arg(long, short = 'o', value_name = "PATH")]

@@ -8,7 +8,7 @@ use staves_core::{ImageSpec, LockError, Lockfile};
 use std::path::Path;
 
 fn spec(text: &str) -> ImageSpec {
-    ImageSpec::load_str(text, Some(Path::new("staves.toml"))).unwrap()
+    ImageSpec::parse(text, Some(Path::new("staves.toml"))).unwrap()
 }
 
 const SPEC: &str = "name = 'staves/versioned'\npackages = ['app-misc/versioned', 'app-misc/hello']\n\

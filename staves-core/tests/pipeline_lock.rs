@@ -48,7 +48,7 @@ impl Dir {
     }
 
     fn spec(&self) -> ImageSpec {
-        ImageSpec::load(&self.path("staves.toml")).unwrap()
+        ImageSpec::load(self.path("staves.toml")).unwrap()
     }
 
     fn set_spec(&self, spec: &str) {
@@ -323,7 +323,7 @@ fn a_hand_edited_lock_is_refused_with_its_position() {
 
 #[test]
 fn lock_output_can_go_elsewhere_and_specs_without_a_file_need_a_path() {
-    let spec = ImageSpec::load_str(SPEC, None).unwrap();
+    let spec = ImageSpec::parse(SPEC, None).unwrap();
     let mock = resolver(&resolution("1", false));
     let err = lock_spec(&spec, &mock, &LockRequest::new(), &BuildOptions::default()).unwrap_err();
     assert!(matches!(err, Error::Lock(LockError::NoLock { .. })));

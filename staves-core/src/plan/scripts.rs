@@ -135,19 +135,3 @@ echo "staves: copied $lib to /$libdir/"{q}
     }
     s
 }
-
-/// Print one line per package in the rootfs package database.
-pub(crate) fn package_list() -> String {
-    format!(
-        r#"set -eu
-cd {rootfs}/var/db/pkg 2>/dev/null || exit 0
-for d in */*/; do
-  [ -d "$d" ] || continue
-  d=${{d%/}}
-  printf '{marker}\t%s\t%s\t%s\t%s\n' "$d" "$(cat "$d/repository" 2>/dev/null || true)" "$(cat "$d/USE" 2>/dev/null || true)" "$(cat "$d/IUSE" 2>/dev/null || true)"
-done
-"#,
-        rootfs = ROOTFS_DIR,
-        marker = crate::portage::PACKAGE_LIST_MARKER,
-    )
-}
