@@ -15,9 +15,11 @@ mod cmd_assemble;
 mod cmd_build;
 mod cmd_lock;
 mod cmd_plan;
+mod cmd_prune;
 mod cmd_schema;
 mod cmd_validate;
 mod progress;
+mod signals;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -44,6 +46,8 @@ enum Command {
     Lock(cmd_lock::Args),
     /// Print the JSON Schema of staves.toml (for editors such as taplo / Even Better TOML).
     Schema(cmd_schema::Args),
+    /// Remove the containers and volumes of builds whose process is gone (--all: of every build).
+    Prune(cmd_prune::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Command::Build(args) => cmd_build::run(args),
         Command::Lock(args) => cmd_lock::run(args),
         Command::Schema(args) => cmd_schema::run(args),
+        Command::Prune(args) => cmd_prune::run(args),
     };
     match result {
         Ok(code) => code,
@@ -96,6 +101,9 @@ fn error_message(err: &anyhow::Error) -> String {
 
 /// Map an error to the documented exit code.
 fn exit_code_for(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<UsageError>().is_some() {
+        return 2;
+    }
     if let Some(hinted) = err.downcast_ref::<WithHelp>() {
         return hinted.error.exit_code();
     }
@@ -138,6 +146,17 @@ fn spec_error(err: staves_core::SpecError) -> anyhow::Error {
         error.into()
     }
 }
+/// A usage error found after the flags were parsed (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// Output format of the commands that print a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

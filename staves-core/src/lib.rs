@@ -36,19 +36,22 @@ pub mod portage;
 pub mod spec;
 
 pub use builder::{
-    BUILD_LABEL, BuildError, BuildEvent, BuildOptions, BuildReport, Builder, CancelToken,
-    DEFAULT_BUILD_CACHE, DEFAULT_BUILDER_IMAGE, DEFAULT_PORTAGE_IMAGE, DockerBuilder, EventHandler,
-    LogStream, MockBuilder, MockCall, MockEntry, RootfsSink, StepReport,
+    BUILD_LABEL, BuildError, BuildEvent, BuildFuture, BuildOptions, BuildOwner, BuildReport,
+    BuildResources, Builder, CancelToken, DEFAULT_BUILD_CACHE, DEFAULT_BUILDER_IMAGE,
+    DEFAULT_PORTAGE_IMAGE, DockerBuilder, EventHandler, LogStream, MockBuilder, MockCall,
+    MockEntry, Ownership, PruneOptions, PruneReport, Reaped, RootfsSink, StepReport, list_builds,
+    list_builds_async, prune, prune_async, remove_builds, remove_builds_async,
 };
-pub use engine::{DEFAULT_DOCKER_HOST, EngineError};
+pub use engine::{DEFAULT_DOCKER_HOST, Engine, EngineError};
 pub use error::{Error, Result};
 pub use image::{
     Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, WrittenOutput,
 };
 pub use lock::{
     LockError, LockMode, LockOptions, LockOutcome, LockReport, LockRequest, Lockfile, lock_spec,
+    lock_spec_async,
 };
-pub use pipeline::{BuildOutcome, BuildRequest, build_image};
+pub use pipeline::{BuildOutcome, BuildRequest, build_image, build_image_async};
 pub use plan::{BuildPlan, PlanError, PlanOptions, Step, StepKind};
 pub use portage::{BuildEnv, InstalledPackage, PortageFile};
 pub use spec::{

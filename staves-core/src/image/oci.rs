@@ -45,6 +45,8 @@ pub(crate) struct Documents {
     pub docker_manifest_oci: Vec<u8>,
     /// Docker's `manifest.json` for the docker archive (classic paths).
     pub docker_manifest_classic: Vec<u8>,
+    /// The same without `RepoTags`: what the `docker` output loads, so that nothing is tagged before the commit.
+    pub docker_manifest_untagged: Vec<u8>,
 }
 
 /// Sort every object's keys recursively, so the bytes never depend on hash-map order.
@@ -252,12 +254,21 @@ pub(crate) fn documents(w: &ImageWriter, layer: &LayerInfo) -> Result<Documents,
         }]),
         "manifest.json",
     )?;
+    let docker_manifest_untagged = to_json(
+        &serde_json::json!([{
+            "Config": format!("{}.json", config.hex()),
+            "RepoTags": null,
+            "Layers": [format!("{}/layer.tar", hex_of(&layer.diff_id))],
+        }]),
+        "manifest.json",
+    )?;
     Ok(Documents {
         config,
         manifest,
         index,
         docker_manifest_oci,
         docker_manifest_classic,
+        docker_manifest_untagged,
     })
 }
 
@@ -353,12 +364,14 @@ pub(crate) fn oci_members<'a>(
 /// The members of the docker archive (`docker save` layout), in canonical order.
 ///
 /// The layer file is `<diff_id>/layer.tar`; it holds `layer_path`, which is either the compressed blob or (for
-/// engines that cannot decompress zstd) the uncompressed layer of `layer_size` bytes.
+/// engines that cannot decompress zstd) the uncompressed layer of `layer_size` bytes. An untagged archive names no
+/// `RepoTags`: loading it tags nothing.
 pub(crate) fn docker_members<'a>(
     docs: &'a Documents,
     layer: &LayerInfo,
     layer_path: &'a Path,
     layer_size: u64,
+    tagged: bool,
 ) -> Vec<(String, Member<'a>)> {
     let mut members = vec![
         (
@@ -372,10 +385,12 @@ pub(crate) fn docker_members<'a>(
         ),
     ];
     members.sort_by(|a, b| entry::cmp_paths(a.0.as_bytes(), b.0.as_bytes()));
-    members.push((
-        "manifest.json".to_owned(),
-        Member::Bytes(&docs.docker_manifest_classic),
-    ));
+    let manifest = if tagged {
+        &docs.docker_manifest_classic
+    } else {
+        &docs.docker_manifest_untagged
+    };
+    members.push(("manifest.json".to_owned(), Member::Bytes(manifest)));
     members
 }
 

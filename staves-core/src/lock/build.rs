@@ -5,7 +5,7 @@ use super::{
     parse_resolution, spec_hash,
 };
 use crate::PlanOptions;
-use crate::builder::{BuildError, BuildOptions, BuildReport, Builder, OutputCheck};
+use crate::builder::{BuildError, BuildOptions, BuildReport, Builder, OutputCheck, RootfsSink};
 use crate::plan::{BuildPlan, StepKind};
 use crate::spec::ImageSpec;
 use serde::Serialize;
@@ -278,12 +278,25 @@ pub struct LockOutcome {
     pub report: BuildReport,
 }
 
+/// Resolve `spec` with Portage in `builder` without building anything, and write `staves.lock`, from sync code.
+///
+/// Works from any thread, as [`crate::build_image`] does. See [`lock_spec_async`].
+pub fn lock_spec(
+    spec: &ImageSpec,
+    builder: &dyn Builder,
+    request: &LockRequest,
+    options: &BuildOptions,
+) -> crate::Result<LockOutcome> {
+    crate::engine::block_on(lock_spec_async(spec, builder, request, options))?
+}
+
 /// Resolve `spec` with Portage in `builder` without building anything, and write `staves.lock`.
 ///
 /// The resolution starts from scratch (this is how a lock is upgraded): the builder syncs the repositories and
 /// runs `emerge --pretend --verbose` for the build dependencies and for the rootfs. The same spec, builder image,
-/// snapshot and repository commits always give the same lock bytes.
-pub fn lock_spec(
+/// snapshot and repository commits always give the same lock bytes. The lock goes next to the spec's file, or to
+/// [`LockRequest::output`].
+pub async fn lock_spec_async(
     spec: &ImageSpec,
     builder: &dyn Builder,
     request: &LockRequest,
@@ -308,10 +321,14 @@ pub fn lock_spec(
         }
         Ok(())
     });
-    let options = options.clone().with_output_check(check);
-    let report = builder.build(&plan, &options, &mut |_: &mut dyn std::io::Read| {
-        Err(BuildError::Export("a resolve plan has no rootfs".into()).into())
-    })?;
+    let (options, queue) = options.clone().with_output_check(check).queued();
+    // A resolve plan fills no rootfs: the backend never calls the sink.
+    let sink = RootfsSink::new(|_| Err(BuildError::NoRootfs.into()));
+    let result = builder.build(&plan, &options, sink).await;
+    if let Some(queue) = queue {
+        queue.finish().await;
+    }
+    let report = result?;
     let resolution = resolved
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

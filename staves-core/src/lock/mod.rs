@@ -25,7 +25,8 @@ mod version;
 mod write;
 
 pub use build::{
-    LockMode, LockOptions, LockOutcome, LockReport, LockRequest, PlannedPins, lock_spec, plan_for,
+    LockMode, LockOptions, LockOutcome, LockReport, LockRequest, PlannedPins, lock_spec,
+    lock_spec_async, plan_for,
 };
 pub(crate) use build::{LockedBuild, name_portage_image};
 pub use check::{LockChange, LockChangeKind, Pins, changes};

@@ -111,6 +111,10 @@ fi
 /// The newest version wins when several gcc versions are installed. The rootfs libdir is `/usr/lib64` when the
 /// builder has that directory (amd64, arm64), else `/usr/lib`; it is created when missing, so a library is never
 /// copied to a path that should have been a directory.
+///
+/// When the rootfs has its own `/sbin/ldconfig` (glibc installs it), the loader cache is then regenerated the way
+/// Portage's env-update does after every merge (`ldconfig -X -r ROOT`), so `/etc/ld.so.cache` lists the copied
+/// libraries too; a loader whose built-in search path lacks the libdir finds them through the cache.
 pub(crate) fn libraries(names: &[&str]) -> String {
     let mut s = format!(
         r#"set -eu
@@ -133,5 +137,13 @@ echo "staves: copied $lib to /$libdir/"{q}
             rootfs = ROOTFS_DIR
         ));
     }
+    s.push_str(&format!(
+        r#"if [ -x {rootfs}/sbin/ldconfig ]; then
+  {rootfs}/sbin/ldconfig -X -r {rootfs}
+  echo "staves: regenerated /etc/ld.so.cache"
+fi
+"#,
+        rootfs = ROOTFS_DIR
+    ));
     s
 }

@@ -204,10 +204,16 @@ pub fn dir_names(dir: &Path) -> Vec<String> {
     names
 }
 
-/// The fixture images `tests/fixtures/build-images.sh` makes.
-pub const BUILDER_IMAGE: &str = "staves-test/stage3:latest";
-/// The fixture portage snapshot image.
-pub const PORTAGE_IMAGE: &str = "staves-test/portage:latest";
+/// The fixture images `tests/fixtures/build-images.sh` makes (`STAVES_TEST_BUILDER` at build time names another).
+pub const BUILDER_IMAGE: &str = match option_env!("STAVES_TEST_BUILDER") {
+    Some(image) => image,
+    None => "staves-test/stage3:latest",
+};
+/// The fixture portage snapshot image (`STAVES_TEST_PORTAGE` at build time names another).
+pub const PORTAGE_IMAGE: &str = match option_env!("STAVES_TEST_PORTAGE") {
+    Some(image) => image,
+    None => "staves-test/portage:latest",
+};
 
 /// Whether the engine tests can run. With `STAVES_REQUIRE_DOCKER=1` a missing engine or fixture fails the test.
 pub fn docker_ready() -> bool {
@@ -255,6 +261,27 @@ pub fn staves_containers() -> Vec<String> {
             "label=io.staves.build",
             "--format",
             "{{.Names}}",
+        ])
+        .output()
+        .unwrap();
+    let prefix = format!("staves-{}-", std::process::id());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Volumes carrying the Staves build label that this process created (their names start with its pid).
+pub fn staves_volumes() -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "volume",
+            "ls",
+            "--filter",
+            "label=io.staves.build",
+            "--format",
+            "{{.Name}}",
         ])
         .output()
         .unwrap();
