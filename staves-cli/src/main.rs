@@ -9,9 +9,11 @@
 //! - `2`: usage error (bad flags);
 //! - `3`: the Docker engine failed or could not be reached;
 //! - `4`: the build failed (a step exited non-zero, or it was interrupted, or the snapshot lacks a locked version);
-//! - `5`: any other error (I/O, image writing).
+//! - `5`: any other error (I/O, image writing);
+//! - `6`: security advisories apply (`audit`, and `build --deny-advisories`).
 
 mod cmd_assemble;
+mod cmd_audit;
 mod cmd_build;
 mod cmd_lock;
 mod cmd_plan;
@@ -44,6 +46,8 @@ enum Command {
     Build(cmd_build::Args),
     /// Resolve a staves.toml with Portage, without building, and write staves.lock next to it.
     Lock(cmd_lock::Args),
+    /// Check an SBOM written earlier against the security advisories (GLSAs) of a Portage snapshot.
+    Audit(cmd_audit::Args),
     /// Print the JSON Schema of staves.toml (for editors such as taplo / Even Better TOML).
     Schema(cmd_schema::Args),
     /// Remove the containers and volumes of builds whose process is gone (--all: of every build).
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         Command::Assemble(args) => cmd_assemble::run(args),
         Command::Build(args) => cmd_build::run(args),
         Command::Lock(args) => cmd_lock::run(args),
+        Command::Audit(args) => cmd_audit::run(args),
         Command::Schema(args) => cmd_schema::run(args),
         Command::Prune(args) => cmd_prune::run(args),
     };

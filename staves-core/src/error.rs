@@ -22,6 +22,15 @@ pub enum Error {
     /// Writing an image failed.
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    /// An SBOM could not be written or read.
+    #[error(transparent)]
+    Sbom(#[from] crate::sbom::SbomError),
+    /// Security advisories could not be read.
+    #[error(transparent)]
+    Advisory(#[from] crate::advisory::AdvisoryError),
+    /// A Portage snapshot could not be read.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// An I/O error outside any more specific area.
     #[error("{context}: {source}")]
     Io {
@@ -42,7 +51,12 @@ impl Error {
             Error::Plan(_) => 1,
             Error::Build(_) => 4,
             Error::Lock(e) => e.exit_code(),
-            Error::Image(_) | Error::Io { .. } => 5,
+            Error::Snapshot(crate::snapshot::SnapshotError::Engine(_)) => 3,
+            Error::Image(_)
+            | Error::Io { .. }
+            | Error::Sbom(_)
+            | Error::Advisory(_)
+            | Error::Snapshot(_) => 5,
         }
     }
 }

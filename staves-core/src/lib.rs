@@ -24,6 +24,8 @@
 //! (paths inside the builder, load-average check), [`portage`] (what the rendered configuration holds) and [`lock`]
 //! (`staves.lock`: its model, pins, changes and the `emerge --pretend` parser).
 
+pub mod advisory;
+pub mod audit;
 mod builder;
 pub mod defaults;
 mod engine;
@@ -33,6 +35,8 @@ pub mod lock;
 mod pipeline;
 pub mod plan;
 pub mod portage;
+pub mod sbom;
+pub mod snapshot;
 pub mod spec;
 
 pub use builder::{
@@ -45,7 +49,8 @@ pub use builder::{
 pub use engine::{DEFAULT_DOCKER_HOST, Engine, EngineError};
 pub use error::{Error, Result};
 pub use image::{
-    Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, WrittenOutput,
+    Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, Referrer,
+    ReferrerSource, WrittenOutput,
 };
 pub use lock::{
     LockError, LockMode, LockOptions, LockOutcome, LockReport, LockRequest, Lockfile, lock_spec,

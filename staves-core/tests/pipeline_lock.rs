@@ -166,6 +166,10 @@ fn a_locked_build_pins_versions_checks_the_resolution_and_keeps_the_lock() {
     assert_eq!(dir.lock_text(), before);
     let json = serde_json::to_value(&outcome).unwrap();
     assert_eq!(json["lock"]["locked"], true);
+    // The hash an SBOM names: the lock's canonical bytes.
+    let lock = Lockfile::load(dir.path("staves.lock")).unwrap();
+    assert_eq!(outcome.lock.hash.as_deref(), Some(lock.hash().as_str()));
+    assert_eq!(lock.to_toml_string(), before);
 }
 
 #[test]

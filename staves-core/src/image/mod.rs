@@ -345,6 +345,33 @@ pub struct ImageReport {
     pub outputs: Vec<WrittenOutput>,
 }
 
+/// A document attached to an image as an OCI 1.1 referrer (an artifact manifest whose `subject` is the image).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Referrer {
+    /// The artifact type and the media type of its one blob, e.g. `application/spdx+json`.
+    pub artifact_type: String,
+    /// The blob's file name (`org.opencontainers.image.title`), e.g. `sbom.spdx.json`.
+    pub title: String,
+    /// The document.
+    pub bytes: Vec<u8>,
+}
+
+impl Referrer {
+    /// A referrer holding `bytes` of `artifact_type`, named `title`.
+    pub fn new(artifact_type: impl Into<String>, title: impl Into<String>, bytes: Vec<u8>) -> Self {
+        Self {
+            artifact_type: artifact_type.into(),
+            title: title.into(),
+            bytes,
+        }
+    }
+}
+
+/// Makes the referrer for an image once its manifest digest is known (e.g. an SBOM that names the image).
+pub type ReferrerSource =
+    std::sync::Arc<dyn Fn(&str) -> Result<Referrer, ImageError> + Send + Sync>;
+
 /// Turns a rootfs into an image; built from an [`ImageSpec`] and adjusted with builder methods.
 ///
 /// `write_*` are blocking and work from any thread (inside a Tokio runtime the `docker` output's API calls run on
@@ -372,6 +399,17 @@ pub struct ImageWriter {
     engine: Engine,
     cancel: Option<CancelToken>,
     block_size: usize,
+    referrer: Option<ReferrerSourceField>,
+}
+
+/// [`ReferrerSource`] with a `Debug` that says only whether there is one.
+#[derive(Clone)]
+struct ReferrerSourceField(ReferrerSource);
+
+impl std::fmt::Debug for ReferrerSourceField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<referrer source>")
+    }
 }
 
 /// `SOURCE_DATE_EPOCH` when set to an integer, else [`DEFAULT_EPOCH`].
@@ -423,7 +461,19 @@ impl ImageWriter {
             engine: Engine::default(),
             cancel: None,
             block_size: layer::COMPRESSION_BLOCK,
+            referrer: None,
         }
+    }
+
+    /// Attach a document to the `oci:` and `oci-archive:` outputs as an OCI 1.1 referrer of the image: `source` is
+    /// called with the image manifest's digest once it is known, before anything is written.
+    pub fn referrer(mut self, source: ReferrerSource) -> Self {
+        self.referrer = Some(ReferrerSourceField(source));
+        self
+    }
+
+    pub(crate) fn referrer_source(&self) -> Option<&ReferrerSource> {
+        self.referrer.as_ref().map(|r| &r.0)
     }
 
     /// Use `c` for the layer.

@@ -72,6 +72,8 @@ pub struct LockReport {
     pub changes: Vec<LockChange>,
     /// Pins left out because the changed spec excludes them (`=cat/pkg-ver::repo`).
     pub dropped: Vec<String>,
+    /// [`Lockfile::hash`] of the lock the build followed (as rewritten, when it was); for the SBOM's `lock_hash`.
+    pub hash: Option<String>,
 }
 
 /// A build that honours a lock: made by [`LockedBuild::prepare`] before the build, checks the resolve step's
@@ -200,12 +202,14 @@ impl LockedBuild {
             written: false,
             changes: changes(&self.old, &new),
             dropped: self.pins.dropped.iter().map(|p| p.atom()).collect(),
+            hash: Some(self.old.hash()),
         };
         if self.mode == LockMode::Update && !self.old.same_pins(&new) {
             new.builder_image.clone_from(&report.builder_image_id);
             new.portage_image.clone_from(&report.portage_image_id);
             write_lock(&self.path, &new)?;
             out.written = true;
+            out.hash = Some(new.hash());
         }
         Ok(out)
     }

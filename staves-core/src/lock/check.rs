@@ -3,7 +3,7 @@
 
 use super::resolve::PIN_COMMENT;
 use super::{LockedPackage, LockedRepository, Lockfile, spec_hash};
-use crate::spec::{Atom, Diagnostic, ImageSpec, Operator};
+use crate::spec::{Atom, Diagnostic, ImageSpec, Operator, Version};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -122,21 +122,19 @@ fn matches(atom: &Atom, package: &LockedPackage) -> bool {
     }
 }
 
-/// Does `have` satisfy `op version` (`*` when `wildcard`)?
+/// Does `have` satisfy `op version` (`*` when `wildcard`)? Versions that do not parse never match.
 fn version_matches(op: Operator, wildcard: bool, version: &str, have: &str) -> bool {
-    use std::cmp::Ordering;
-    let order = crate::lock::version::compare(have, version);
+    let (Ok(want), Ok(have)) = (Version::parse(version), Version::parse(have)) else {
+        return false;
+    };
     match op {
-        Operator::Equal if wildcard => crate::lock::version::has_prefix(have, version),
-        Operator::Equal => order == Ordering::Equal,
-        Operator::Approximate => {
-            crate::lock::version::without_revision(have)
-                == crate::lock::version::without_revision(version)
-        }
-        Operator::Less => order == Ordering::Less,
-        Operator::LessOrEqual => order != Ordering::Greater,
-        Operator::Greater => order == Ordering::Greater,
-        Operator::GreaterOrEqual => order != Ordering::Less,
+        Operator::Equal if wildcard => have.matches_wildcard(version),
+        Operator::Equal => have == want,
+        Operator::Approximate => have.same_base(&want),
+        Operator::Less => have < want,
+        Operator::LessOrEqual => have <= want,
+        Operator::Greater => have > want,
+        Operator::GreaterOrEqual => have >= want,
     }
 }
 

@@ -21,7 +21,6 @@ mod error;
 mod parse;
 mod plan;
 mod resolve;
-mod version;
 mod write;
 
 pub use build::{
@@ -253,6 +252,16 @@ impl Lockfile {
     /// bytes.
     pub fn to_toml_string(&self) -> String {
         write::to_toml(self)
+    }
+
+    /// `sha256:` and the hex digest of the lock's canonical text ([`Lockfile::to_toml_string`], the bytes `staves
+    /// lock` writes): what an SBOM names as the lock a build followed.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(self.to_toml_string().as_bytes()))
+        )
     }
 
     /// Sort every list the way the file is written; called before writing and comparing.

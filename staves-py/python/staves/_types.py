@@ -254,6 +254,8 @@ class LockReport(_Record):
     """The entries that changed."""
     dropped: List[str]
     """Pins left out because the changed spec excludes them."""
+    hash: Optional[str] = None
+    """``sha256:...`` of the lock the build followed (as rewritten, when it was)."""
 
 
 @dataclass(frozen=True)
@@ -404,6 +406,7 @@ def _lock_report(data: Mapping[str, Any]) -> LockReport:
         written=bool(data.get("written", False)),
         changes=[_lock_change(c) for c in data.get("changes", [])],
         dropped=list(data.get("dropped", [])),
+        hash=data.get("hash"),
     )
 
 
