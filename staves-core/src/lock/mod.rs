@@ -14,6 +14,23 @@
 //! A build pins what the lock says by masking every other version of each locked package (`package.mask` entries
 //! `<cat/pkg-ver:slot` and `>cat/pkg-ver:slot`, see [`Pins`]) and then checks, with an `emerge --pretend` in the
 //! builder, that Portage's resolution equals the lock.
+//!
+//! ```
+//! use staves_core::Lockfile;
+//! use staves_core::lock::LockedPackage;
+//!
+//! let mut lock = Lockfile::new(format!("sha256:{}", "0".repeat(64)));
+//! lock.rootfs.push(LockedPackage::new("app-misc/hello", "1", "gentoo", "0", vec!["nls".into()]));
+//! let text = lock.to_toml_string();
+//! assert!(text.contains("atom = \"=app-misc/hello-1::gentoo\""));
+//! assert_eq!(Lockfile::parse(&text, None)?, lock);
+//!
+//! // Problems carry positions, as spec diagnostics do.
+//! let err = Lockfile::parse(&text.replace("=app-misc/hello-1", "app-misc/hello"), None).unwrap_err();
+//! let d = &err.diagnostics()[0];
+//! assert_eq!((d.line, d.column), (Some(9), Some(8)));
+//! # Ok::<(), staves_core::LockError>(())
+//! ```
 
 mod build;
 mod check;
