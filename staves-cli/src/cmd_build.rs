@@ -67,6 +67,12 @@ pub struct Args {
     /// Print every line the builder prints.
     #[arg(long, short = 'v')]
     verbose: bool,
+    /// Refuse to build unless staves.lock exists and matches the spec and Portage's resolution (never write it).
+    #[arg(long)]
+    locked: bool,
+    /// As --locked, and do not sync repositories (they must be in the builder at the locked commit).
+    #[arg(long)]
+    frozen: bool,
     /// Output format of the final report (on stdout).
     #[arg(long, default_value = "text")]
     format: crate::Format,
@@ -211,7 +217,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let request = staves_core::BuildRequest::new(outputs)
         .jobs(args.jobs)
         .load_average(args.load_average)
-        .compression(args.compression);
+        .compression(args.compression)
+        .lock(staves_core::LockOptions::new(if args.frozen {
+            staves_core::LockMode::Frozen
+        } else if args.locked {
+            staves_core::LockMode::Locked
+        } else {
+            staves_core::LockMode::Update
+        }));
     let result = staves_core::build_image(&spec, &builder, &request, &options);
     reporter.finish();
     let outcome = match (result, args.log_format) {
@@ -261,6 +274,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 );
                 for output in &outcome.image.outputs {
                     eprintln!("wrote {} ({} bytes)", output.output, output.size);
+                }
+                let lock = &outcome.lock;
+                if let (true, Some(path)) = (lock.locked, &lock.path) {
+                    let what = if lock.written { "updated" } else { "unchanged" };
+                    eprintln!("locked by {} ({what})", path.display());
+                    for change in &lock.changes {
+                        eprintln!("  {change}");
+                    }
+                    for pin in &lock.dropped {
+                        eprintln!("  the spec no longer allows the pin {pin}: resolved again");
+                    }
                 }
             }
             println!("{}", outcome.image.digest);

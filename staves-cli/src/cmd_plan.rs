@@ -35,9 +35,24 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let spec = crate::load_spec(&args.config)?;
     let options = staves_core::PlanOptions::new(args.jobs, args.load_average);
-    let plan = staves_core::BuildPlan::new(&spec, &options).map_err(staves_core::Error::from)?;
+    let lock = staves_core::LockOptions::default();
+    let (plan, pins) = staves_core::lock::plan_for(&spec, &options, &lock)?;
     match args.format {
-        PlanFormat::Text => print!("{}", plan.render_text()),
+        PlanFormat::Text => {
+            if let Some(pins) = &pins {
+                println!(
+                    "Pinned by {}: {} package(s), {} repository commit(s) (see package.mask/staves-lock below)\n",
+                    pins.path.display(),
+                    pins.pins.packages.len(),
+                    pins.pins
+                        .repositories
+                        .iter()
+                        .filter(|r| r.commit.is_some())
+                        .count()
+                );
+            }
+            print!("{}", plan.render_text())
+        }
         PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
         PlanFormat::Script => print!("{}", plan.render_script()),
     }

@@ -4,16 +4,18 @@
 //!
 //! Exit codes:
 //! - `0`: success;
-//! - `1`: the spec is invalid (or `validate` found errors);
+//! - `1`: the spec is invalid (or `validate` found errors), or `staves.lock` is invalid, or missing or out of date
+//!   under `--locked`;
 //! - `2`: usage error (bad flags);
 //! - `3`: the Docker engine failed or could not be reached;
-//! - `4`: the build failed (a step exited non-zero, or it was interrupted);
+//! - `4`: the build failed (a step exited non-zero, or it was interrupted, or the snapshot lacks a locked version);
 //! - `5`: any other error (I/O, image writing);
 //! - `6`: security advisories apply (`audit`).
 
 mod cmd_assemble;
 mod cmd_audit;
 mod cmd_build;
+mod cmd_lock;
 mod cmd_plan;
 mod cmd_prune;
 mod cmd_schema;
@@ -42,6 +44,8 @@ enum Command {
     Assemble(cmd_assemble::Args),
     /// Build an image from a staves.toml in a Gentoo builder container.
     Build(cmd_build::Args),
+    /// Resolve a staves.toml with Portage, without building, and write staves.lock next to it.
+    Lock(cmd_lock::Args),
     /// Check an SBOM written earlier against the security advisories (GLSAs) of a Portage snapshot.
     Audit(cmd_audit::Args),
     /// Print the JSON Schema of staves.toml (for editors such as taplo / Even Better TOML).
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => cmd_plan::run(args),
         Command::Assemble(args) => cmd_assemble::run(args),
         Command::Build(args) => cmd_build::run(args),
+        Command::Lock(args) => cmd_lock::run(args),
         Command::Audit(args) => cmd_audit::run(args),
         Command::Schema(args) => cmd_schema::run(args),
         Command::Prune(args) => cmd_prune::run(args),
@@ -64,7 +69,13 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", error_message(&err));
+            match err.downcast_ref::<staves_core::Error>() {
+                // Lock diagnostics point into the lock file: show them rustc-style.
+                Some(staves_core::Error::Lock(lock)) if !lock.diagnostics().is_empty() => {
+                    eprint!("{}", lock.render());
+                }
+                _ => eprintln!("error: {}", error_message(&err)),
+            }
             ExitCode::from(exit_code_for(&err))
         }
     }

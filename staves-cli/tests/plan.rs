@@ -131,3 +131,67 @@ fn load_average_is_optional_and_checked() {
         assert!(stderr.contains("load average"), "{bad}: {stderr}");
     }
 }
+
+#[test]
+fn plan_shows_the_pins_of_a_lock_next_to_the_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("staves.toml");
+    std::fs::write(
+        &spec,
+        "name = 'x/y'\npackages = ['app-misc/versioned']\n[[repositories]]\nname = 'extra'\ntype = 'git'\nuri = '/r.git'\n",
+    )
+    .unwrap();
+    let config = spec.to_str().unwrap();
+    // Without a lock: no pins, no resolve step.
+    let out = plan(&["--config", config, "--jobs", "1"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !text.contains("Pinned by") && !text.contains("staves-lock"),
+        "{text}"
+    );
+
+    // A lock for another spec (its hash differs): the pins still apply and are shown; the repository is held at
+    // its commit.
+    let lock = format!(
+        "version = 1\nspec-hash = 'sha256:{}'\n\n[[repository]]\nname = 'extra'\ncommit = '0123456789abcdef'\n\n\
+         [[rootfs]]\natom = '=app-misc/versioned-1::gentoo'\nslot = '0'\n",
+        "0".repeat(64)
+    );
+    std::fs::write(dir.path().join("staves.lock"), lock).unwrap();
+    let out = plan(&["--config", config, "--jobs", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("Pinned by "), "{text}");
+    assert!(
+        text.contains("1 package(s), 1 repository commit(s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--- /etc/portage/package.mask/staves-lock\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("<app-misc/versioned-1:0\n>app-misc/versioned-1:0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("check out the locked commit 0123456789ab"),
+        "{text}"
+    );
+    assert!(text.contains("Resolve the packages with Portage and check them against staves.lock"));
+
+    // A broken lock: a positioned error, exit 1.
+    std::fs::write(
+        dir.path().join("staves.lock"),
+        "version = 1\nspec-hash = 3\n",
+    )
+    .unwrap();
+    let out = plan(&["--config", config]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("staves.lock:2:"), "{stderr}");
+}

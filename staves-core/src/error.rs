@@ -16,6 +16,9 @@ pub enum Error {
     /// A `staves.toml` could not be read, parsed or validated.
     #[error(transparent)]
     Spec(#[from] crate::spec::SpecError),
+    /// A `staves.lock` could not be read or honoured.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     /// Writing an image failed.
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
@@ -47,6 +50,7 @@ impl Error {
             Error::Engine(_) => 3,
             Error::Plan(_) => 1,
             Error::Build(_) => 4,
+            Error::Lock(e) => e.exit_code(),
             Error::Snapshot(crate::snapshot::SnapshotError::Engine(_)) => 3,
             Error::Image(_)
             | Error::Io { .. }

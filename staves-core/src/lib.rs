@@ -21,7 +21,8 @@
 //! ```
 //!
 //! The crate root holds the concepts. Helpers live in named modules: [`spec`] (atoms, value checks), [`plan`]
-//! (paths inside the builder, load-average check) and [`portage`] (what the rendered configuration holds).
+//! (paths inside the builder, load-average check), [`portage`] (what the rendered configuration holds) and [`lock`]
+//! (`staves.lock`: its model, pins, changes and the `emerge --pretend` parser).
 
 pub mod advisory;
 pub mod audit;
@@ -30,6 +31,7 @@ pub mod defaults;
 mod engine;
 mod error;
 mod image;
+pub mod lock;
 mod pipeline;
 pub mod plan;
 pub mod portage;
@@ -49,6 +51,10 @@ pub use error::{Error, Result};
 pub use image::{
     Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, Referrer,
     ReferrerSource, WrittenOutput,
+};
+pub use lock::{
+    LockError, LockMode, LockOptions, LockOutcome, LockReport, LockRequest, Lockfile, lock_spec,
+    lock_spec_async,
 };
 pub use pipeline::{BuildOutcome, BuildRequest, build_image, build_image_async};
 pub use plan::{BuildPlan, PlanError, PlanOptions, Step, StepKind};

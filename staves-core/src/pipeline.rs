@@ -4,6 +4,7 @@
 use crate::builder::{BuildError, BuildEvent, BuildOptions, BuildReport, Builder, RootfsSink};
 use crate::engine::Engine;
 use crate::image::{Compression, ImageReport, ImageWriter, Output, PreparedImage};
+use crate::lock::{LockOptions, LockReport, LockedBuild, lock_path_for};
 use crate::plan::BuildPlan;
 use crate::plan::PlanOptions;
 use crate::spec::ImageSpec;
@@ -25,6 +26,8 @@ pub struct BuildRequest {
     /// The engine of the `docker` output for a backend that has none of its own (the mock). A
     /// [`DockerBuilder`](crate::DockerBuilder) always loads into the engine it builds on, and this is ignored.
     pub docker_host: Option<String>,
+    /// Where `staves.lock` is and how to treat it (by default: next to the spec, used when present).
+    pub lock: LockOptions,
 }
 
 impl BuildRequest {
@@ -36,7 +39,14 @@ impl BuildRequest {
             load_average: None,
             compression: Compression::Gzip,
             docker_host: None,
+            lock: LockOptions::default(),
         }
+    }
+
+    /// How to treat `staves.lock`.
+    pub fn lock(mut self, lock: LockOptions) -> Self {
+        self.lock = lock;
+        self
     }
 
     /// Parallel jobs (`None`: one per CPU).
@@ -76,6 +86,8 @@ pub struct BuildOutcome {
     pub image: ImageReport,
     /// The build: packages, steps, timings.
     pub report: BuildReport,
+    /// Whether the build was locked, and what changed in the lock.
+    pub lock: LockReport,
 }
 
 /// Build `spec` with `builder` and write the image to the request's outputs, from sync code.
@@ -112,9 +124,20 @@ pub async fn build_image_async(
     if request.outputs.is_empty() {
         return Err(crate::image::ImageError::NoOutputs.into());
     }
-    let plan = BuildPlan::new(spec, &request.plan_options())?;
+    // The lock is read (and a missing or stale one refused under --locked) before any container exists.
+    let locked = LockedBuild::prepare(spec, &request.lock)?;
+    let (plan, options) = match &locked {
+        Some(locked) => (
+            locked.plan(spec, &request.plan_options())?,
+            options.clone().with_output_check(locked.output_check()),
+        ),
+        None => (
+            BuildPlan::new(spec, &request.plan_options())?,
+            options.clone(),
+        ),
+    };
     let (options, queue) = options.queued();
-    let result = run(&plan, spec, builder, request, &options).await;
+    let result = run(&plan, spec, builder, request, &options, locked).await;
     if let Some(queue) = queue {
         queue.finish().await;
     }
@@ -127,6 +150,7 @@ async fn run(
     builder: &dyn Builder,
     request: &BuildRequest,
     options: &BuildOptions,
+    locked: Option<LockedBuild>,
 ) -> crate::Result<BuildOutcome> {
     let engine = builder
         .engine()
@@ -144,7 +168,10 @@ async fn run(
         let _ = sender.send(prepared);
         Ok(())
     });
-    let report = builder.build(plan, options, sink).await?;
+    let report = builder
+        .build(plan, options, sink)
+        .await
+        .map_err(|e| crate::lock::name_portage_image(e, builder.portage_image()))?;
     let mut prepared = receiver.await.map_err(|_| BuildError::NoRootfs)?;
 
     let docker = if prepared.wants_engine() {
@@ -170,7 +197,23 @@ async fn run(
     }
     // The commit: from here on a cancel is too late, and the build reports what it wrote.
     let image = prepared.commit(docker.as_ref()).await?;
-    Ok(BuildOutcome { image, report })
+    // The lock is rewritten only once the image is committed, so it always describes a build that worked.
+    let lock = match locked {
+        Some(locked) => locked.finish(&report)?,
+        None => LockReport {
+            path: request
+                .lock
+                .path
+                .clone()
+                .or_else(|| spec.source_path().map(lock_path_for)),
+            ..LockReport::default()
+        },
+    };
+    Ok(BuildOutcome {
+        image,
+        report,
+        lock,
+    })
 }
 
 /// The environment variable that makes a build pause at a named point, for tests only: `STAVES_TEST_PAUSE=POINT`

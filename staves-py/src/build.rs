@@ -21,7 +21,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// Builds in a Gentoo builder container on a Docker engine.
 #[pyclass(name = "DockerBuilder", module = "staves", frozen)]
 pub(crate) struct PyDockerBuilder {
-    inner: DockerBuilder,
+    pub(crate) inner: DockerBuilder,
     build_cache: String,
     ssh: bool,
     netrc: bool,
@@ -122,10 +122,24 @@ impl PyDockerBuilder {
     }
 }
 
+impl PyDockerBuilder {
+    /// The same backend with another portage snapshot image.
+    pub(crate) fn with_portage_image(&self, image: String) -> staves_core::Result<DockerBuilder> {
+        Ok(DockerBuilder::new(self.inner.builder_image_name())?
+            .portage_image(image)
+            .build_cache(self.build_cache.clone())
+            .ssh(self.ssh)
+            .netrc(self.netrc)
+            .locale(self.locale.clone())
+            .docker_host(self.inner.docker_host_address().map(str::to_owned))
+            .cancel_on_ctrl_c(false))
+    }
+}
+
 /// A backend for tests: runs nothing, emits the events a real build would, and yields `rootfs_dir` as the rootfs.
 #[pyclass(name = "MockBuilder", module = "staves", frozen)]
 pub(crate) struct PyMockBuilder {
-    inner: MockBuilder,
+    pub(crate) inner: MockBuilder,
     rootfs_dir: PathBuf,
 }
 
@@ -175,7 +189,7 @@ pub(crate) struct PyCancelToken {
 }
 
 impl PyCancelToken {
-    fn cancelled(&self) -> bool {
+    pub(crate) fn cancelled(&self) -> bool {
         self.own.is_cancelled() || self.parents.iter().any(CancelToken::is_cancelled)
     }
 }
@@ -223,13 +237,13 @@ fn py_bool(value: bool) -> &'static str {
 }
 
 /// The first exception a Python callback raised; it cancels the build and is re-raised afterwards.
-type CallbackError = Arc<Mutex<Option<PyErr>>>;
+pub(crate) type CallbackError = Arc<Mutex<Option<PyErr>>>;
 
 /// The event handler: calls `on_log` for each log line and `on_event` for every event, with the GIL taken per call.
 ///
 /// Events become the records of `staves/_types.py` through its `_event` converter; a kind it does not know is
 /// not passed on.
-fn event_handler(
+pub(crate) fn event_handler(
     on_log: Option<Py<PyAny>>,
     on_event: Option<Py<PyAny>>,
     convert: Py<PyAny>,
@@ -268,7 +282,7 @@ fn event_handler(
 }
 
 /// A converter of `staves/_types.py`.
-fn converter<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn converter<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     py.import("staves._types")?.getattr(name)
 }
 
@@ -320,7 +334,8 @@ fn with_overrides<'a>(
 #[pyfunction]
 #[pyo3(signature = (
     spec, builder, outputs = None, on_log = None, *, on_event = None, jobs = None, load_average = None,
-    compression = defaults::COMPRESSION.to_string(), version = None, stdlib = None, locale = None, cancel = None
+    compression = defaults::COMPRESSION.to_string(), version = None, stdlib = None, locale = None, cancel = None,
+    locked = false, frozen = false
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build(
@@ -337,6 +352,8 @@ pub(crate) fn build(
     stdlib: Option<bool>,
     locale: Option<&Bound<'_, PyAny>>,
     cancel: Option<Py<PyCancelToken>>,
+    locked: bool,
+    frozen: bool,
 ) -> PyResult<Py<PyAny>> {
     let outputs = args::outputs("build", outputs)?;
     let compression = args::compression("build", &compression)?;
@@ -361,7 +378,8 @@ pub(crate) fn build(
         .jobs(jobs)
         .load_average(load_average)
         .compression(compression)
-        .docker_host(docker_host);
+        .docker_host(docker_host)
+        .lock(crate::lock::lock_options(locked, frozen));
     // The library sees a token of its own, so that Ctrl-C or a failed callback never cancels the caller's token.
     let token = CancelToken::new();
     let callback_error = CallbackError::default();

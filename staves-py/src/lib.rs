@@ -6,6 +6,7 @@
 
 mod args;
 mod build;
+mod lock;
 mod plan;
 mod spec;
 
@@ -83,6 +84,13 @@ pub(crate) fn to_py_err(py: Python<'_>, err: Error) -> PyErr {
         | Error::Image(ImageError::DockerLoad { .. })
         | Error::Image(ImageError::Engine(_)) => Ok(DockerError::new_err(message)),
         Error::Build(_) => Ok(BuildError::new_err(message)),
+        // A lock with positioned problems (syntax, atoms, newer format, hand-edited entries) is reported like a spec.
+        Error::Lock(lock) if !lock.diagnostics().is_empty() => {
+            let path = lock.diagnostics().first().and_then(|d| d.path.clone());
+            spec_error(py, message, path.as_deref(), lock.diagnostics())
+        }
+        // Locked versions the snapshot lacks, or a resolution that failed: the build cannot go on.
+        Error::Lock(lock) if lock.exit_code() == 4 => Ok(BuildError::new_err(message)),
         _ => Ok(StavesError::new_err(message)),
     };
     match result {
@@ -225,6 +233,7 @@ fn _staves(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<build::PyCancelToken>()?;
     m.add_function(wrap_pyfunction!(plan::plan, m)?)?;
     m.add_function(wrap_pyfunction!(build::build, m)?)?;
+    m.add_function(wrap_pyfunction!(lock::lock, m)?)?;
     m.add_function(wrap_pyfunction!(build::assemble, m)?)?;
     m.add_function(wrap_pyfunction!(spec::_restore_spec, m)?)?;
     m.add("DEFAULT_PORTAGE_IMAGE", staves_core::DEFAULT_PORTAGE_IMAGE)?;

@@ -72,6 +72,7 @@ pub struct MockBuilder {
     source: Source,
     packages: Vec<InstalledPackage>,
     fail_at: Option<StepKind>,
+    outputs: Vec<(StepKind, String)>,
     calls: Arc<Mutex<Vec<MockCall>>>,
 }
 
@@ -91,6 +92,7 @@ impl MockBuilder {
             source,
             packages: Vec::new(),
             fail_at: None,
+            outputs: Vec::new(),
             calls: Arc::new(Mutex::new(Vec::new())),
         }
     }
@@ -104,6 +106,13 @@ impl MockBuilder {
     /// Fail with a step error when the first step of this kind runs.
     pub fn fail_at(mut self, kind: StepKind) -> Self {
         self.fail_at = Some(kind);
+        self
+    }
+
+    /// Print `output` as the standard output of every step of this `kind` (e.g. an `emerge --pretend`
+    /// resolution for [`StepKind::Resolve`]).
+    pub fn step_output(mut self, kind: StepKind, output: impl Into<String>) -> Self {
+        self.outputs.push((kind, output.into()));
         self
     }
 
@@ -250,6 +259,15 @@ impl MockBuilder {
                 }
                 .into());
             }
+            if step.kind.captures_output() {
+                let output = self
+                    .outputs
+                    .iter()
+                    .filter(|(kind, _)| kind == &step.kind)
+                    .map(|(_, output)| output.as_str())
+                    .collect::<String>();
+                options.check_output(&step.kind, &output)?;
+            }
             if step.kind == StepKind::Rootfs {
                 let n = self.packages.len();
                 for (k, package) in self.packages.iter().enumerate() {
@@ -276,6 +294,10 @@ impl MockBuilder {
             });
         }
         report.packages = self.packages.clone();
+        if !plan.produces_rootfs() {
+            report.total_duration = started.elapsed();
+            return Ok(report);
+        }
         let tar = self.rootfs_tar()?;
         options.emit(BuildEvent::Exporting);
         self.record(MockCall::Export);

@@ -40,7 +40,14 @@ pub struct BuildOptions {
     pub cancel: CancelToken,
     /// Set once `events` is the queueing handler of a running [`EventQueue`].
     queued: bool,
+    /// Reads the captured output of each step that captures it ([`StepKind::captures_output`]) as soon as the
+    /// step has finished; an error stops the build there (the lock check after the resolve step).
+    pub(crate) output_check: Option<OutputCheck>,
 }
+
+/// See [`BuildOptions::output_check`].
+pub(crate) type OutputCheck =
+    std::sync::Arc<dyn Fn(&StepKind, &str) -> crate::Result<()> + Send + Sync>;
 
 impl BuildOptions {
     /// Options that deliver events to `handler`.
@@ -54,6 +61,20 @@ impl BuildOptions {
     pub fn with_cancel(mut self, cancel: CancelToken) -> Self {
         self.cancel = cancel;
         self
+    }
+
+    /// These options with `check` reading every captured step output.
+    pub(crate) fn with_output_check(mut self, check: OutputCheck) -> Self {
+        self.output_check = Some(check);
+        self
+    }
+
+    /// Hand a captured step output to the check, if there is one.
+    pub(crate) fn check_output(&self, kind: &StepKind, output: &str) -> crate::Result<()> {
+        match &self.output_check {
+            Some(check) => check(kind, output),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn emit(&self, event: BuildEvent) {
@@ -72,6 +93,7 @@ impl BuildOptions {
                     events: Some(handler),
                     cancel: self.cancel.clone(),
                     queued: true,
+                    output_check: self.output_check.clone(),
                 };
                 (options, Some(queue))
             }
@@ -85,6 +107,10 @@ impl std::fmt::Debug for BuildOptions {
         f.debug_struct("BuildOptions")
             .field("events", &self.events.as_ref().map(|_| "<handler>"))
             .field("cancel", &self.cancel)
+            .field(
+                "output_check",
+                &self.output_check.as_ref().map(|_| "<check>"),
+            )
             .finish()
     }
 }
@@ -145,8 +171,9 @@ pub type BuildFuture<'a> = Pin<Box<dyn Future<Output = crate::Result<BuildReport
 pub trait Builder: Send + Sync {
     /// Run `plan`, then pass the rootfs tar stream to `sink` and return what happened.
     ///
-    /// The sink is only called when every step succeeded, so a failed build never produces an image. Dropping
-    /// the future cancels the build; what it created is then removed in the background.
+    /// The sink is only called when every step succeeded, so a failed build never produces an image, and only for
+    /// plans that fill a rootfs ([`BuildPlan::produces_rootfs`]). Dropping the future cancels the build; what it
+    /// created is then removed in the background.
     fn build<'a>(
         &'a self,
         plan: &'a BuildPlan,
@@ -168,6 +195,11 @@ pub trait Builder: Send + Sync {
         sink: RootfsSink,
     ) -> crate::Result<BuildReport> {
         crate::engine::block_on(self.build(plan, options, sink))?
+    }
+
+    /// The portage snapshot image this backend builds with, for messages (`None` for backends without one).
+    fn portage_image(&self) -> Option<&str> {
+        None
     }
 }
 
@@ -208,6 +240,10 @@ pub struct BuildReport {
     pub build_id: String,
     /// What the build removed of earlier builds whose process is gone, before it started.
     pub reaped: Reaped,
+    /// The ID (`sha256:…`) of the builder image, when the backend uses one.
+    pub builder_image_id: Option<String>,
+    /// The ID of the portage snapshot image, when the backend uses one.
+    pub portage_image_id: Option<String>,
     /// The last [`BuildReport::LOG_LIMIT`] lines the steps printed, in order. The whole log streams to the
     /// event handler ([`BuildEvent::Log`]).
     #[serde(skip_serializing)]

@@ -52,6 +52,10 @@ pub enum StepKind {
     /// Print the rootfs package database, one line per package (read back into
     /// [`BuildReport::packages`](crate::BuildReport::packages)).
     PackageList,
+    /// Resolve the spec with `emerge --pretend` (build dependencies and rootfs) without building anything, and
+    /// check that the snapshot still has every pinned version (see [`crate::lock`]). Its output is captured and
+    /// read back with [`crate::lock::parse_resolution`].
+    Resolve,
     /// Remove `/var/db/pkg` and `/var/cache` from the rootfs.
     Cleanup,
 }
@@ -74,6 +78,14 @@ pub struct Step {
     /// Wait for every background step started before this one (and fail if one failed) before running it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub wait_background: bool,
+}
+
+impl StepKind {
+    /// True for steps whose standard output a backend captures and hands back (the package list, the
+    /// resolution).
+    pub fn captures_output(&self) -> bool {
+        matches!(self, StepKind::PackageList | StepKind::Resolve)
+    }
 }
 
 impl Step {
@@ -127,6 +139,50 @@ pub struct BuildPlan {
 impl BuildPlan {
     /// Validate `spec`, render its Portage configuration and lay out the steps.
     pub fn new(spec: &ImageSpec, options: &PlanOptions) -> Result<Self, PlanError> {
+        Self::assemble(spec, options, None)
+    }
+
+    /// Like [`BuildPlan::new`], holding every version that `pins` lists: the pins are written as a `package.mask`
+    /// file, locked repository commits are checked out after the sync (with `frozen`, repositories are not synced
+    /// but must already be in the builder at the locked commit), and a [`StepKind::Resolve`] step before the build
+    /// dependencies resolves everything once more, so the build can be checked against the lock before anything
+    /// is built.
+    pub fn locked(
+        spec: &ImageSpec,
+        options: &PlanOptions,
+        pins: &crate::lock::Pins,
+        frozen: bool,
+    ) -> Result<Self, PlanError> {
+        let lock = crate::lock::LockPlan {
+            pins: pins.clone(),
+            frozen,
+            resolve_only: false,
+        };
+        Self::assemble(spec, options, Some(&lock))
+    }
+
+    /// The plan of `staves lock`: write the configuration, sync the repositories, and resolve the spec with
+    /// `emerge --pretend` ([`StepKind::Resolve`]). Nothing is built and there is no rootfs to export.
+    pub fn resolve(spec: &ImageSpec, options: &PlanOptions) -> Result<Self, PlanError> {
+        let lock = crate::lock::LockPlan {
+            pins: crate::lock::Pins::default(),
+            frozen: false,
+            resolve_only: true,
+        };
+        Self::assemble(spec, options, Some(&lock))
+    }
+
+    /// True when the plan fills the rootfs (it has a [`StepKind::Rootfs`] step); a backend exports the rootfs only
+    /// then. A [`BuildPlan::resolve`] plan does not.
+    pub fn produces_rootfs(&self) -> bool {
+        self.steps.iter().any(|s| s.kind == StepKind::Rootfs)
+    }
+
+    fn assemble(
+        spec: &ImageSpec,
+        options: &PlanOptions,
+        lock: Option<&crate::lock::LockPlan>,
+    ) -> Result<Self, PlanError> {
         let errors: Vec<Diagnostic> = spec
             .validate()
             .into_iter()
@@ -142,6 +198,10 @@ impl BuildPlan {
         }
         options.check()?;
         let env = BuildEnv::render(spec, options);
+        let mut files = env.files().to_vec();
+        if let Some(lock) = lock {
+            files.extend(lock.files());
+        }
         let mut rootfs_atoms = spec.packages.clone();
         if !rootfs_atoms.iter().any(|a| a == LIBC_ATOM) {
             rootfs_atoms.push(LIBC_ATOM.to_owned());
@@ -155,10 +215,14 @@ impl BuildPlan {
         let mut steps = vec![Step::new(
             StepKind::WriteFiles,
             "Write the Portage configuration",
-            sh(scripts::install_files(env.files())),
+            sh(scripts::install_files(&files)),
             BTreeMap::new(),
         )];
         for repo in &spec.repositories {
+            if let Some(lock) = lock {
+                steps.push(lock.sync_step(repo, emerge_env.clone()));
+                continue;
+            }
             steps.push(Step::new(
                 StepKind::Sync {
                     repository: repo.name.clone(),
@@ -167,6 +231,16 @@ impl BuildPlan {
                 strings(&["emaint", "sync", "--repo", &repo.name]),
                 emerge_env.clone(),
             ));
+        }
+        if let Some(lock) = lock {
+            steps.push(lock.resolve_step(spec, &rootfs_atoms, emerge_env.clone()));
+            if lock.resolve_only {
+                return Ok(Self {
+                    files,
+                    steps,
+                    rootfs_atoms,
+                });
+            }
         }
         let mut build_deps = strings(&[
             "emerge",
@@ -253,7 +327,7 @@ impl BuildPlan {
             BTreeMap::new(),
         ));
         Ok(Self {
-            files: env.files().to_vec(),
+            files,
             steps,
             rootfs_atoms,
         })

@@ -19,7 +19,9 @@ mod version;
 mod write;
 
 pub use atom::{Atom, AtomError, Operator};
+pub(crate) use atom::{is_repo_name, is_use_flag_name};
 pub use builder::ImageSpecBuilder;
+pub(crate) use diagnostic::LineIndex;
 pub use diagnostic::{Diagnostic, Severity};
 pub use error::SpecError;
 pub(crate) use error::summary;

@@ -27,6 +27,7 @@ from staves._staves import (
     Step,
     assemble,
     build,
+    lock,
     plan,
 )
 from staves._types import (
@@ -38,6 +39,10 @@ from staves._types import (
     ImageReport,
     ImageSpecDict,
     Locale,
+    LockChange,
+    LockedPackage,
+    LockReport,
+    LockResult,
     LogEvent,
     LogStream,
     Package,
@@ -72,6 +77,10 @@ __all__ = [
     "ImageSpec",
     "ImageSpecDict",
     "Locale",
+    "LockChange",
+    "LockReport",
+    "LockResult",
+    "LockedPackage",
     "LogEvent",
     "LogStream",
     "MockBuilder",
@@ -90,6 +99,7 @@ __all__ = [
     "WrittenOutput",
     "assemble",
     "build",
+    "lock",
     "build_async",
     "plan",
 ]

@@ -24,6 +24,8 @@ async def build_async(
     stdlib: Optional[bool] = None,
     locale: Optional[Locale] = None,
     cancel: Optional[CancelToken] = None,
+    locked: bool = False,
+    frozen: bool = False,
 ) -> BuildReport:
     """``build()`` as a coroutine: ``report = await staves.build_async(spec, builder, ["docker"])``.
 
@@ -74,6 +76,8 @@ async def build_async(
         stdlib=stdlib,
         locale=locale,
         cancel=token,
+        locked=locked,
+        frozen=frozen,
     )
     future = loop.run_in_executor(None, call)
     try:

@@ -11,6 +11,7 @@ from staves._types import (
     ImageReport,
     ImageSpecDict,
     Locale,
+    LockResult,
     PackageConfig,
     Repository,
     StepKind,
@@ -30,6 +31,7 @@ __all__ = [
     "CancelToken",
     "plan",
     "build",
+    "lock",
     "assemble",
     "_restore_spec",
     "DEFAULT_PORTAGE_IMAGE",
@@ -328,14 +330,35 @@ def build(
     stdlib: Optional[bool] = None,
     locale: Optional[Locale] = None,
     cancel: Optional[CancelToken] = None,
+    locked: bool = False,
+    frozen: bool = False,
 ) -> BuildReport:
     """Build ``spec`` with ``builder`` and write the image to every output: ``docker`` (the default), ``oci:DIR``,
     ``oci-archive:FILE``, ``docker-archive:FILE`` or ``rootfs:FILE``.
 
     ``version``, ``stdlib`` and ``locale`` override the spec's settings of the same name for this build.
+    A ``staves.lock`` next to the spec's file pins the versions (``report.lock`` says what it did); ``locked=True``
+    requires it to exist and match (a missing or stale lock raises), ``frozen=True`` also forbids syncing
+    repositories.
     Runs with the GIL released. ``on_log(line)`` gets each output line as it is printed; ``on_event(event)`` gets
     every progress event. ``cancel``, KeyboardInterrupt, or an exception raised by a callback cancels the build and
     removes its containers; the exception (``BuildError`` for ``cancel``) is raised after."""
+
+def lock(
+    spec: ImageSpec,
+    builder: Union[DockerBuilder, MockBuilder],
+    *,
+    portage_image: Optional[str] = None,
+    output: Optional[_Path] = None,
+    on_log: Optional[Callable[[str], object]] = None,
+    on_event: Optional[Callable[[Event], object]] = None,
+    cancel: Optional[CancelToken] = None,
+) -> LockResult:
+    """Resolve ``spec`` with Portage in ``builder`` without building anything, and write ``staves.lock`` next to the
+    spec's file (or to ``output``). ``portage_image`` resolves against another snapshot than the builder's.
+
+    Runs with the GIL released; ``on_log``, ``on_event`` and ``cancel`` work as in ``build()``. A spec without a
+    file needs ``output``."""
 
 def assemble(
     rootfs: _Path,

@@ -22,6 +22,7 @@ StepKind = Literal[
     "libraries",
     "package-list",
     "cleanup",
+    "resolve",
 ]
 """What a step does."""
 
@@ -225,6 +226,70 @@ class ImageReport(_Record):
 
 
 @dataclass(frozen=True)
+class LockChange(_Record):
+    """One entry that differs between the old and the new ``staves.lock``."""
+
+    section: Literal["rootfs", "builder", "repository"]
+    """Which list of the lock: rootfs packages, builder packages (build dependencies), or repositories."""
+    name: str
+    """``category/package`` (with ``:slot`` when not 0), or the repository name."""
+    kind: Literal["added", "removed", "changed"]
+    old: Optional[str]
+    """The entry before: ``=category/package-version::repository`` with its USE flags, or ``name commit``."""
+    new: Optional[str]
+    """The entry after."""
+
+
+@dataclass(frozen=True)
+class LockReport(_Record):
+    """What a build did with ``staves.lock``."""
+
+    locked: bool
+    """True when the build installed the versions pinned by a lock."""
+    path: Optional[str]
+    """The lock file used, or looked for."""
+    written: bool
+    """True when the build rewrote the lock (the spec or Portage's resolution changed)."""
+    changes: List[LockChange]
+    """The entries that changed."""
+    dropped: List[str]
+    """Pins left out because the changed spec excludes them."""
+    hash: Optional[str] = None
+    """``sha256:...`` of the lock the build followed (as rewritten, when it was)."""
+
+
+@dataclass(frozen=True)
+class LockedPackage(_Record):
+    """One pinned package of a lock."""
+
+    atom: str
+    """``=category/package-version::repository``."""
+    slot: str
+    use: List[str]
+    """The USE flags Portage chose: ``flag``, ``-flag``, ``(flag)``/``(-flag)`` (forced or masked by the profile)."""
+
+
+@dataclass(frozen=True)
+class LockResult(_Record):
+    """What ``lock()`` wrote."""
+
+    path: str
+    """The lock file."""
+    spec_hash: str
+    """``sha256:...`` of the spec settings that decide the resolution."""
+    builder_image: Optional[str]
+    """The builder image ID the resolution ran in."""
+    portage_image: Optional[str]
+    """The portage snapshot image ID."""
+    rootfs: List[LockedPackage]
+    """Every package the rootfs gets."""
+    builder: List[LockedPackage]
+    """Every build dependency the builder gets."""
+    changes: List[LockChange]
+    """How the lock differs from the one that was there before (every entry is new the first time)."""
+
+
+@dataclass(frozen=True)
 class BuildReport(_Record):
     """What ``build()`` did: the image it wrote, the packages in it, every step, and timings in seconds."""
 
@@ -244,6 +309,8 @@ class BuildReport(_Record):
     """Total wall time, including container setup and cleanup."""
     log: List[str] = field(repr=False)
     """The lines the steps printed, in order (``on_log`` receives every line as it is printed)."""
+    lock: LockReport = field(default_factory=lambda: LockReport(False, None, False, [], []))
+    """Whether the build was locked by ``staves.lock``, and what changed in it."""
 
     @property
     def image_digest(self) -> str:
@@ -321,5 +388,42 @@ def _build_report(data: Mapping[str, Any], log: List[str]) -> BuildReport:
         installed_from_binary=report["installed_from_binary"],
         export_seconds=report["export_duration"],
         total_seconds=report["total_duration"],
+        lock=_lock_report(data.get("lock") or {}),
         log=log,
+    )
+
+
+def _lock_change(data: Mapping[str, Any]) -> LockChange:
+    return LockChange(
+        section=data["section"], name=data["name"], kind=data["kind"], old=data.get("old"), new=data.get("new")
+    )
+
+
+def _lock_report(data: Mapping[str, Any]) -> LockReport:
+    return LockReport(
+        locked=bool(data.get("locked", False)),
+        path=data.get("path"),
+        written=bool(data.get("written", False)),
+        changes=[_lock_change(c) for c in data.get("changes", [])],
+        dropped=list(data.get("dropped", [])),
+        hash=data.get("hash"),
+    )
+
+
+def _locked_package(data: Mapping[str, Any]) -> LockedPackage:
+    return LockedPackage(
+        atom="={}-{}::{}".format(data["cp"], data["version"], data["repository"]), slot=data["slot"], use=data["use"]
+    )
+
+
+def _lock_result(data: Mapping[str, Any]) -> LockResult:
+    lock = data["lock"]
+    return LockResult(
+        path=data["path"],
+        spec_hash=lock["spec_hash"],
+        builder_image=lock.get("builder_image"),
+        portage_image=lock.get("portage_image"),
+        rootfs=[_locked_package(p) for p in lock["rootfs"]],
+        builder=[_locked_package(p) for p in lock["builder"]],
+        changes=[_lock_change(c) for c in data["changes"]],
     )

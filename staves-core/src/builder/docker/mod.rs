@@ -40,6 +40,10 @@ impl Builder for DockerBuilder {
     fn engine(&self) -> Option<&Engine> {
         Some(&self.engine)
     }
+
+    fn portage_image(&self) -> Option<&str> {
+        Some(&self.portage_image)
+    }
 }
 
 /// Await `future`, or stop with [`BuildError::Interrupted`] as soon as `options.cancel` is triggered (dropping
@@ -159,11 +163,10 @@ impl DockerBuilder {
         sink: RootfsSink,
         report: &mut BuildReport,
     ) -> crate::Result<()> {
-        cancellable(options, async {
-            for image in [&self.builder_image, &self.portage_image] {
-                ensure_image(&session.docker, image, options).await?;
-            }
-            Ok(())
+        (report.builder_image_id, report.portage_image_id) = cancellable(options, async {
+            let builder = ensure_image(&session.docker, &self.builder_image, options).await?;
+            let portage = ensure_image(&session.docker, &self.portage_image, options).await?;
+            Ok((builder, portage))
         })
         .await?;
         let binds = self.credential_binds(options)?;
@@ -184,7 +187,7 @@ impl DockerBuilder {
                 index: i + 1,
                 total,
                 step: step.clone(),
-                capture: step.kind == StepKind::PackageList,
+                capture: step.kind.captures_output(),
                 log: log.clone(),
             };
             if step.wait_background {
@@ -218,6 +221,10 @@ impl DockerBuilder {
             )
             .await?;
             let captured = output.finish(&run, options, report)?;
+            if step.kind.captures_output() {
+                // The lock check reads the resolution here, before anything is built.
+                options.check_output(&step.kind, &captured)?;
+            }
             if step.kind == StepKind::PackageList {
                 package_list = captured;
             }
@@ -227,6 +234,9 @@ impl DockerBuilder {
         report.packages = parse_package_list(&package_list);
         report.resolve_binary_flags();
 
+        if !plan.produces_rootfs() {
+            return Ok(());
+        }
         options.emit(BuildEvent::Exporting);
         let export_started = Instant::now();
         rootfs::export_rootfs(session, &options.cancel, sink).await?;
@@ -301,10 +311,14 @@ async fn upload_files(docker: &Docker, container: &str, plan: &BuildPlan) -> cra
     Ok(())
 }
 
-/// Check that `image` exists locally; pull it when it does not.
-async fn ensure_image(docker: &Docker, image: &str, options: &BuildOptions) -> crate::Result<()> {
+/// Check that `image` exists locally; pull it when it does not. Returns the image ID, when the engine gives one.
+async fn ensure_image(
+    docker: &Docker,
+    image: &str,
+    options: &BuildOptions,
+) -> crate::Result<Option<String>> {
     match docker.inspect_image(image).await {
-        Ok(_) => return Ok(()),
+        Ok(found) => return Ok(found.id),
         Err(e) if crate::engine::is_not_found(&e) => {}
         Err(e) => return Err(EngineError::request(format!("inspecting image {image}"), e).into()),
     }
@@ -343,7 +357,7 @@ async fn ensure_image(docker: &Docker, image: &str, options: &BuildOptions) -> c
             }
         }
     }
-    docker
+    let found = docker
         .inspect_image(image)
         .await
         .map_err(|e| EngineError::ImageUnavailable {
@@ -353,5 +367,5 @@ async fn ensure_image(docker: &Docker, image: &str, options: &BuildOptions) -> c
                 crate::engine::describe(&e)
             ),
         })?;
-    Ok(())
+    Ok(found.id)
 }
