@@ -20,6 +20,7 @@
 //! ```
 
 mod builder;
+pub mod cache;
 pub mod defaults;
 mod engine;
 mod error;
@@ -41,8 +42,8 @@ pub use image::{
 };
 pub use pipeline::{BuildOutcome, BuildRequest, build_image};
 pub use plan::{
-    BuildPlan, LIBC_ATOM, PlanError, ROOTFS_DIR, STAGING_DIR, Step, StepKind, check_load_average,
-    command_line,
+    BuildPlan, LIBC_ATOM, PlanError, ROOTFS_DIR, STAGING_DIR, Step, StepKind, StepSkip,
+    check_load_average, command_line,
 };
 pub use portage::{
     BuildEnv, CONTAINER_FEATURES, EmergeEvent, InstalledPackage, PlanOptions, PortageFile,

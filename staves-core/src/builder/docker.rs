@@ -398,6 +398,7 @@ struct StepOutput {
     tail: Vec<String>,
     captured: String,
     emerged: Vec<(String, bool)>,
+    skipped: Option<String>,
 }
 
 impl StepOutput {
@@ -426,6 +427,8 @@ impl StepOutput {
             label: run.step.label.clone(),
             duration: self.duration,
             exit_code: self.exit_code,
+            skipped: self.skipped.is_some(),
+            reason: self.skipped,
         });
         options.emit(BuildEvent::StepFinished {
             index: run.index,
@@ -732,7 +735,7 @@ async fn exec_step(
         .create_exec(
             id,
             CreateExecOptions {
-                cmd: Some(run.step.argv.clone()),
+                cmd: Some(run.step.exec_argv()),
                 env: Some(env),
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
@@ -776,6 +779,7 @@ struct LineSplitter<'a> {
     tail: VecDeque<String>,
     captured: String,
     emerged: Vec<(String, bool)>,
+    skipped: Option<String>,
 }
 
 impl<'a> LineSplitter<'a> {
@@ -787,6 +791,7 @@ impl<'a> LineSplitter<'a> {
             tail: VecDeque::new(),
             captured: String::new(),
             emerged: Vec::new(),
+            skipped: None,
         }
     }
 
@@ -806,6 +811,9 @@ impl<'a> LineSplitter<'a> {
         if self.run.capture && stream == LogStream::Stdout {
             self.captured.push_str(&line);
             self.captured.push('\n');
+        }
+        if let Some(reason) = crate::cache::parse_skipped_line(&line) {
+            self.skipped = Some(reason.to_owned());
         }
         if let Some(EmergeEvent::Emerging {
             index,
@@ -851,6 +859,7 @@ impl<'a> LineSplitter<'a> {
             tail: self.tail.into_iter().collect(),
             captured: self.captured,
             emerged: self.emerged,
+            skipped: self.skipped,
         }
     }
 }

@@ -254,6 +254,8 @@ impl Builder for MockBuilder {
                 label: step.label.clone(),
                 duration: Duration::ZERO,
                 exit_code: 0,
+                skipped: false,
+                reason: None,
             });
             options.emit(BuildEvent::StepFinished {
                 index,

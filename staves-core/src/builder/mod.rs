@@ -103,6 +103,11 @@ pub struct StepReport {
     pub duration: Duration,
     /// The command's exit code.
     pub exit_code: i64,
+    /// The step decided there was nothing to do (e.g. no build dependencies when nothing is compiled).
+    pub skipped: bool,
+    /// Why the step was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What a build did: steps, packages, logs.
@@ -136,7 +141,10 @@ impl BuildReport {
             .filter(|s| {
                 matches!(
                     s.kind,
-                    StepKind::BuildDeps | StepKind::Rootfs | StepKind::Sync { .. }
+                    StepKind::CheckBinaries
+                        | StepKind::BuildDeps
+                        | StepKind::Rootfs
+                        | StepKind::Sync { .. }
                 )
             })
             .map(|s| s.duration)
