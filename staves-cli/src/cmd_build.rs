@@ -68,6 +68,15 @@ pub struct Args {
     /// Output format of the final report.
     #[arg(long, default_value = "text")]
     format: crate::Format,
+    /// The local image store (default: $XDG_CACHE_HOME/staves, else ~/.cache/staves).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Build even when the local image store has the image of an unchanged spec.
+    #[arg(long)]
+    rebuild: bool,
+    /// Reuse a stored image of a spec with [[repositories]] without syncing them (they are assumed unchanged).
+    #[arg(long)]
+    offline: bool,
 }
 
 /// Run `staves build`.
@@ -98,11 +107,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let handler = progress.clone();
     let options =
         staves_core::BuildOptions::default().with_events(Arc::new(move |e| handler.event(e)));
+    // Only fails when no directory is given and neither XDG_CACHE_HOME nor HOME is set: build without a store.
+    let store = match staves_core::store::ImageStore::open(args.cache_dir.as_deref()) {
+        Ok(store) => Some(store),
+        Err(err) => {
+            if !args.quiet {
+                eprintln!("warning: {err}; building without the local image store");
+            }
+            None
+        }
+    };
     let request = staves_core::BuildRequest::new(outputs)
         .jobs(args.jobs)
         .load_average(args.load_average)
         .compression(args.compression)
-        .docker_host(args.docker_host);
+        .docker_host(args.docker_host)
+        .store(store)
+        .rebuild(args.rebuild)
+        .offline(args.offline);
     let result = staves_core::build_image(&spec, &builder, &request, &options);
     progress.finish();
     let outcome = result?;
@@ -110,7 +132,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         crate::Format::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
         crate::Format::Text => {
             let report = &outcome.report;
-            if !args.quiet {
+            if let (Some(reused), false) = (&outcome.reused, args.quiet) {
+                eprintln!(
+                    "unchanged: the image comes from the local image store ({}; {} packages); no container was \
+                     created (--rebuild builds anyway)",
+                    reused.reason,
+                    report.packages.len()
+                );
+            } else if !args.quiet {
+                for step in report.steps.iter().filter(|s| s.skipped) {
+                    eprintln!(
+                        "skipped: {} ({})",
+                        step.label,
+                        step.reason.as_deref().unwrap_or("nothing to do")
+                    );
+                }
                 eprintln!(
                     "{} packages in the image; emerge built {} from source and installed {} from binary \
                      packages; {:.1}s in all",

@@ -64,14 +64,22 @@ impl Case {
         self.dir.path().join(file)
     }
 
-    /// Build `spec_body` (the image name and tag are added) and return the JSON report.
+    /// Build `spec_body` (the image name and tag are added) with `--rebuild`, so the binary package cache is what
+    /// is tested, and return the JSON report.
     fn build(&self, spec_body: &str) -> Value {
+        let (report, _) = self.build_with(spec_body, &["--rebuild"]);
+        report
+    }
+
+    /// Build `spec_body` with `extra` flags; return the JSON report and the pid of the `staves` process (its
+    /// containers are named `staves-PID-…`).
+    fn build_with(&self, spec_body: &str, extra: &[&str]) -> (Value, u32) {
         let (repo, version) = self.tag.split_once(':').unwrap();
         let spec = format!("name = '{repo}'\nversion = '{version}'\n{spec_body}");
         std::fs::write(self.path("staves.toml"), spec).unwrap();
         let rootfs = self.path("rootfs.tar");
         let _ = std::fs::remove_file(&rootfs);
-        let out = Command::new(env!("CARGO_BIN_EXE_staves"))
+        let child = Command::new(env!("CARGO_BIN_EXE_staves"))
             .arg("build")
             .arg("--config")
             .arg(self.path("staves.toml"))
@@ -84,11 +92,18 @@ impl Case {
                 "--no-ssh",
                 "--no-netrc",
             ])
+            .arg("--cache-dir")
+            .arg(self.path("store"))
             .args(["--output", &format!("rootfs:{}", rootfs.display())])
             .args(["--format", "json"])
+            .args(extra)
             .env_remove("DOCKER_HOST")
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),
             "{}: staves build failed ({:?}):\n{}",
@@ -96,7 +111,7 @@ impl Case {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).unwrap()
+        (serde_json::from_slice(&out.stdout).unwrap(), pid)
     }
 
     /// A file of the last build's rootfs.
@@ -148,6 +163,115 @@ fn step<'a>(report: &'a Value, kind: &str) -> &'a Value {
 }
 
 const HELLO: &str = "app-misc/hello-1";
+
+/// Seconds since the epoch, as `docker events` takes them.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The containers the engine created between `since` and `until` for the `staves` process `pid`.
+fn containers_created(since: f64, until: f64, pid: u32) -> Vec<String> {
+    let out = docker(&[
+        "events",
+        "--since",
+        &format!("{:.3}", since - 1.0),
+        "--until",
+        &format!("{:.3}", until + 1.0),
+        "--filter",
+        "type=container",
+        "--filter",
+        "event=create",
+        "--filter",
+        "label=io.staves.build",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|name| name.starts_with(&format!("staves-{pid}-")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn an_unchanged_spec_creates_no_container_and_a_config_change_keeps_the_layer() {
+    if !engine_ready() {
+        return;
+    }
+    let _lock = lock();
+    let case = Case::new("noop");
+    let spec = "packages = ['app-misc/hello']\ncommand = ['/usr/bin/hello']\n";
+    let docker_out = ["--output", "docker"];
+
+    let started = unix_now();
+    let (first, pid) = case.build_with(spec, &docker_out);
+    // The check works: the build itself shows up.
+    assert!(!containers_created(started, unix_now(), pid).is_empty());
+    assert!(first.get("reused").is_none(), "{first}");
+    let first_rootfs = std::fs::read(case.path("rootfs.tar")).unwrap();
+
+    let started = unix_now();
+    let (again, pid) = case.build_with(spec, &docker_out);
+    assert_eq!(
+        containers_created(started, unix_now(), pid),
+        Vec::<String>::new()
+    );
+    assert!(
+        again["reused"]["key"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{again}"
+    );
+    assert_eq!(again["image"]["digest"], first["image"]["digest"]);
+    assert_eq!(
+        std::fs::read(case.path("rootfs.tar")).unwrap(),
+        first_rootfs
+    );
+    let id = docker(&["image", "inspect", "--format", "{{.Id}}", &case.tag]);
+    assert_eq!(
+        String::from_utf8_lossy(&id.stdout).trim(),
+        again["image"]["config_digest"].as_str().unwrap()
+    );
+
+    // Only the image config changes: a new image from the stored layer, still without a container.
+    let changed = format!("{spec}[annotations]\n'org.opencontainers.image.title' = 'changed'\n");
+    let started = unix_now();
+    let (config_only, pid) = case.build_with(&changed, &docker_out);
+    assert_eq!(
+        containers_created(started, unix_now(), pid),
+        Vec::<String>::new()
+    );
+    assert_ne!(config_only["image"]["digest"], first["image"]["digest"]);
+    assert_eq!(
+        config_only["image"]["layer_digest"],
+        first["image"]["layer_digest"]
+    );
+    let labels = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        &case.tag,
+    ]);
+    assert!(String::from_utf8_lossy(&labels.stdout).contains("changed"));
+    let run = docker(&["run", "--rm", &case.tag]);
+    assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "Hello, world");
+
+    // --rebuild builds.
+    let started = unix_now();
+    let (rebuilt, pid) = case.build_with(spec, &["--rebuild"]);
+    assert!(!containers_created(started, unix_now(), pid).is_empty());
+    assert!(rebuilt.get("reused").is_none());
+}
 
 fn named_env_spec(mark: &str) -> String {
     format!(

@@ -19,6 +19,9 @@ pub enum Error {
     /// Writing an image failed.
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    /// The local image store could not be read or written.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// An I/O error outside any more specific area.
     #[error("{context}: {source}")]
     Io {
@@ -38,7 +41,7 @@ impl Error {
             Error::Engine(_) => 3,
             Error::Plan(_) => 1,
             Error::Build(_) => 4,
-            Error::Image(_) | Error::Io { .. } => 5,
+            Error::Image(_) | Error::Store(_) | Error::Io { .. } => 5,
         }
     }
 }

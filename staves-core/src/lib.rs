@@ -29,6 +29,7 @@ mod pipeline;
 mod plan;
 mod portage;
 mod spec;
+pub mod store;
 
 pub use builder::{
     BUILD_LABEL, BuildError, BuildEvent, BuildOptions, BuildReport, Builder, CancelToken,
@@ -40,7 +41,7 @@ pub use error::{Error, Result};
 pub use image::{
     Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, WrittenOutput,
 };
-pub use pipeline::{BuildOutcome, BuildRequest, build_image};
+pub use pipeline::{BuildOutcome, BuildRequest, ReusedImage, build_image};
 pub use plan::{
     BuildPlan, LIBC_ATOM, PlanError, ROOTFS_DIR, STAGING_DIR, Step, StepKind, StepSkip,
     check_load_average, command_line,

@@ -98,8 +98,8 @@ impl PyStep {
         self.inner.env.clone()
     }
 
-    /// What the step does: `write-files`, `sync`, `build-deps`, `rootfs`, `locale-generate`, `locale-install`,
-    /// `libraries`, `package-list` or `cleanup`.
+    /// What the step does: `write-files`, `sync`, `check-binaries`, `build-deps`, `rootfs`, `locale-generate`,
+    /// `locale-install`, `verify-binaries`, `libraries`, `package-list` or `cleanup`.
     #[getter]
     fn kind(&self) -> String {
         self.kind_field("kind").unwrap_or_default()

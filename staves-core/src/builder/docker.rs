@@ -154,6 +154,25 @@ impl DockerBuilder {
 }
 
 impl Builder for DockerBuilder {
+    fn key_context(&self) -> crate::Result<Option<crate::store::KeyContext>> {
+        let options = BuildOptions::default();
+        self.run(&options, async {
+            let docker = connect(self.docker_host.as_deref()).await?;
+            let mut ids = Vec::new();
+            for image in [&self.builder_image, &self.portage_image] {
+                match crate::store::image_id(&docker, image).await? {
+                    Some(id) => ids.push(id),
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some(crate::store::KeyContext::new(
+                ids[0].clone(),
+                ids[1].clone(),
+                self.locale.clone(),
+            )))
+        })
+    }
+
     fn build(
         &self,
         plan: &BuildPlan,

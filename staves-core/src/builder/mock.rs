@@ -72,6 +72,7 @@ pub struct MockBuilder {
     packages: Vec<InstalledPackage>,
     fail_at: Option<StepKind>,
     calls: Arc<Mutex<Vec<MockCall>>>,
+    key_context: Option<crate::store::KeyContext>,
 }
 
 impl MockBuilder {
@@ -91,12 +92,20 @@ impl MockBuilder {
             packages: Vec::new(),
             fail_at: None,
             calls: Arc::new(Mutex::new(Vec::new())),
+            key_context: None,
         }
     }
 
     /// Report these packages as installed.
     pub fn packages(mut self, packages: Vec<InstalledPackage>) -> Self {
         self.packages = packages;
+        self
+    }
+
+    /// Report `context` as [`Builder::key_context`], so builds with a local image store can be tested without an
+    /// engine.
+    pub fn with_key_context(mut self, context: crate::store::KeyContext) -> Self {
+        self.key_context = Some(context);
         self
     }
 
@@ -194,6 +203,10 @@ impl MockBuilder {
 }
 
 impl Builder for MockBuilder {
+    fn key_context(&self) -> crate::Result<Option<crate::store::KeyContext>> {
+        Ok(self.key_context.clone())
+    }
+
     fn build(
         &self,
         plan: &BuildPlan,

@@ -88,6 +88,13 @@ pub trait Builder {
         options: &BuildOptions,
         sink: &mut dyn RootfsSink,
     ) -> crate::Result<BuildReport>;
+
+    /// What, besides the spec, decides the rootfs this backend builds (its images' IDs, its locale), for the
+    /// local image store's build key. `None` (the default) when the backend cannot say, or an image is missing:
+    /// the build then always runs.
+    fn key_context(&self) -> crate::Result<Option<crate::store::KeyContext>> {
+        Ok(None)
+    }
 }
 
 /// What one step did.

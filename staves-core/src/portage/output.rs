@@ -51,7 +51,7 @@ pub fn parse_emerge_line(line: &str) -> Option<EmergeEvent> {
 }
 
 /// A package installed in the rootfs, read from its `/var/db/pkg` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct InstalledPackage {
     /// `category/package-version` (with revision).
     pub cpv: String,
