@@ -675,7 +675,7 @@ mod tests {
         let l = layer(&store, b"layer bytes");
         let build = record_for(&store, &key, &spec(BASE), l.clone(), Vec::new());
         store.put_record(&build).unwrap();
-        assert_eq!(store.lookup(&key).unwrap().layers, [l.clone()]);
+        assert_eq!(store.lookup(&key).unwrap().layers, std::slice::from_ref(&l));
         // Stored once, read-only.
         let blob = store.blob_path(&l.digest).unwrap();
         assert!(std::fs::metadata(&blob).unwrap().permissions().readonly());
