@@ -603,7 +603,7 @@ mod tests {
     use super::*;
 
     fn spec(text: &str) -> ImageSpec {
-        ImageSpec::load_str(text, None).unwrap()
+        ImageSpec::parse(text, None).unwrap()
     }
 
     fn context() -> KeyContext {

@@ -13,7 +13,7 @@ const SPEC: &str =
     "name = 'staves-test/store'\npackages = ['app-misc/hello']\ncommand = ['/usr/bin/hello']\n";
 
 fn spec(text: &str) -> ImageSpec {
-    ImageSpec::load_str(text, None).unwrap()
+    ImageSpec::parse(text, None).unwrap()
 }
 
 fn mock() -> MockBuilder {

@@ -251,7 +251,7 @@ mod tests {
     fn spec_variables_join_the_fixed_list_but_portage_controls_do_not() {
         let text = "name = 'x'\npackages = ['a/b']\n[env]\nCFLAGS = '-O3'\nMY_FLAG = '1'\nMAKEOPTS = '-j9'\n\
                     PORTAGE_NICENESS = '3'\nFEATURES = 'nostrip'\n[env.fast]\nOTHER = '2'\nACCEPT_LICENSE = '*'\n";
-        let spec = ImageSpec::load_str(text, None).unwrap();
+        let spec = ImageSpec::parse(text, None).unwrap();
         let names = fingerprint_variables(&spec);
         for wanted in ["CFLAGS", "MY_FLAG", "OTHER", "FEATURES", "LDFLAGS", "CHOST"] {
             assert!(
@@ -281,7 +281,7 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&bash.stderr)
         );
-        let spec = ImageSpec::load_str("name = 'x'\npackages = ['a/b']\n", None).unwrap();
+        let spec = ImageSpec::parse("name = 'x'\npackages = ['a/b']\n", None).unwrap();
         for script in [check_script(&spec, &["a/b".to_owned()]), verify_script()] {
             let sh = std::process::Command::new("sh")
                 .args(["-n", "-c", &script])
