@@ -12,6 +12,7 @@
 
 mod cmd_assemble;
 mod cmd_build;
+mod cmd_cache;
 mod cmd_plan;
 mod cmd_schema;
 mod cmd_validate;
@@ -40,6 +41,8 @@ enum Command {
     Build(cmd_build::Args),
     /// Print the JSON Schema of staves.toml (for editors such as taplo / Even Better TOML).
     Schema(cmd_schema::Args),
+    /// Inspect and clean the binary package volume and the local image store.
+    Cache(cmd_cache::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Assemble(args) => cmd_assemble::run(args),
         Command::Build(args) => cmd_build::run(args),
         Command::Schema(args) => cmd_schema::run(args),
+        Command::Cache(args) => cmd_cache::run(args),
     };
     match result {
         Ok(code) => code,

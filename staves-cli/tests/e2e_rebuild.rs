@@ -114,6 +114,49 @@ impl Case {
         (serde_json::from_slice(&out.stdout).unwrap(), pid)
     }
 
+    /// `staves cache SUBCOMMAND ARGS --format json` on this case's volume and store; the JSON it printed.
+    fn cache(&self, args: &[&str]) -> Value {
+        let child = Command::new(env!("CARGO_BIN_EXE_staves"))
+            .arg("cache")
+            .args(args)
+            .args([
+                "--build-cache",
+                &self.cache,
+                "--builder",
+                BUILDER,
+                "--format",
+                "json",
+            ])
+            .arg("--cache-dir")
+            .arg(self.path("store"))
+            .env_remove("DOCKER_HOST")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "staves cache {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let left = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name=staves-{pid}-"),
+            "--format",
+            "{{.Names}}",
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&left.stdout).trim(),
+            "",
+            "staves cache left a container"
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     /// A file of the last build's rootfs.
     fn rootfs_file(&self, wanted: &str) -> String {
         let file = std::fs::File::open(self.path("rootfs.tar")).unwrap();
@@ -338,6 +381,86 @@ fn a_named_env_change_rebuilds_only_its_package_and_flipping_back_reuses_the_fir
         "{back}"
     );
     assert_eq!(step(&back, "rootfs")["skipped"], false);
+
+    // `staves cache` on this volume: both hello binary packages, with different environment fingerprints.
+    let listing = case.cache(&["list", "--binpkgs"]);
+    let packages = listing["binpkgs"]["packages"].as_array().unwrap();
+    let hellos: Vec<&Value> = packages.iter().filter(|p| p["cpv"] == HELLO).collect();
+    assert_eq!(hellos.len(), 2, "{listing}");
+    assert_ne!(hellos[0]["fingerprint"], hellos[1]["fingerprint"]);
+    assert!(
+        hellos
+            .iter()
+            .all(|p| p["size"].as_u64().unwrap() > 0 && p["build_time"].is_u64())
+    );
+    let marks: Vec<&str> = hellos
+        .iter()
+        .map(|p| p["environment"]["CFLAGS"].as_str().unwrap())
+        .collect();
+    assert!(
+        marks.contains(&"-O2 -pipe -DMARK_A") && marks.contains(&"-O2 -pipe -DMARK_B"),
+        "{marks:?}"
+    );
+    assert_eq!(listing["binpkgs"]["builds"], 3);
+    let before = packages.len();
+
+    // The last build (MARK_A) used neither the MARK_B hello nor the build-only dependency (its build-dependency
+    // step was skipped): keeping what the last build used removes exactly those two.
+    let dry = case.cache(&["prune", "--keep-last", "1", "--binpkgs", "--dry-run"]);
+    assert_eq!(
+        dry["binpkgs"]["removed"].as_array().unwrap().len(),
+        2,
+        "{dry}"
+    );
+    assert_eq!(
+        case.cache(&["list", "--binpkgs"])["binpkgs"]["packages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        before
+    );
+    let pruned = case.cache(&["prune", "--keep-last", "1", "--binpkgs"]);
+    let removed = pruned["binpkgs"]["removed"].as_array().unwrap();
+    let mut gone: Vec<(&str, &str)> = removed
+        .iter()
+        .map(|p| {
+            (
+                p["cpv"].as_str().unwrap(),
+                p["environment"]["CFLAGS"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    gone.sort();
+    assert_eq!(
+        gone,
+        [
+            (HELLO, "-O2 -pipe -DMARK_B"),
+            ("dev-util/buildtool-1", "-O2 -pipe")
+        ],
+        "{pruned}"
+    );
+    let after = case.cache(&["list", "--binpkgs"]);
+    assert_eq!(
+        after["binpkgs"]["packages"].as_array().unwrap().len(),
+        before - 2
+    );
+    // What is left is consistent for Portage: the MARK_A build reuses it all, from binary packages.
+    let again = case.build(&named_env_spec("MARK_A"));
+    assert_eq!(
+        cpvs(&again, "built_from_source"),
+        Vec::<String>::new(),
+        "{again}"
+    );
+
+    let usage = case.cache(&["du", "--binpkgs"]);
+    assert!(usage["binpkgs"]["bytes"].as_u64().unwrap() > 0);
+    let cleared = case.cache(&["clear", "--binpkgs"]);
+    assert_eq!(
+        cleared["binpkgs"]["packages"].as_u64().unwrap() as usize,
+        before - 1,
+        "{cleared}"
+    );
+    assert_eq!(case.cache(&["du", "--binpkgs"])["binpkgs"]["bytes"], 0);
 }
 
 #[test]

@@ -22,6 +22,9 @@ pub enum Error {
     /// The local image store could not be read or written.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// An operation on a build cache volume failed.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
     /// An I/O error outside any more specific area.
     #[error("{context}: {source}")]
     Io {
@@ -41,7 +44,7 @@ impl Error {
             Error::Engine(_) => 3,
             Error::Plan(_) => 1,
             Error::Build(_) => 4,
-            Error::Image(_) | Error::Store(_) | Error::Io { .. } => 5,
+            Error::Image(_) | Error::Store(_) | Error::Cache(_) | Error::Io { .. } => 5,
         }
     }
 }

@@ -11,7 +11,10 @@
 #   verify ROOT...   after the emerge steps: every package merged from a binary package in this build has a
 #                    matching record (a concurrent build may have added an instance after `check`); record usage
 #   list             every instance as JSON (cpv, build ID, USE, fingerprint, size, build time, last use)
-#   prune            remove instances (JSON options on stdin), through Portage so the index stays consistent
+#   prune JSON       remove instances ({"keep_last": N} or {"older_than": UNIX}, "dry_run"), through Portage so
+#                    the index stays consistent
+#   du               bytes, files and binary packages under PKGDIR, as JSON
+#   clear            remove everything under PKGDIR (the volume itself stays), as JSON
 #
 # Exit codes: 0 ok, 1 failure (message on stderr), 97 this Python cannot import Portage (the caller tries another).
 import hashlib
@@ -443,11 +446,13 @@ def cmd_list():
     sys.stdout.write("\n")
 
 
-def cmd_prune():
+def cmd_prune(args):
     try:
-        options = json.load(sys.stdin)
+        options = json.loads(args[0] if args else "{}")
     except ValueError as e:
         fail(f"prune options are not JSON: {e}")
+    if not isinstance(options, dict) or (options.get("keep_last") is None) == (options.get("older_than") is None):
+        fail("prune needs exactly one of keep_last and older_than")
     keep_last = options.get("keep_last")
     older_than = options.get("older_than")
     dry_run = bool(options.get("dry_run"))
@@ -483,9 +488,63 @@ def cmd_prune():
     sys.stdout.write("\n")
 
 
+BINPKG_SUFFIXES = (".gpkg.tar", ".xpak", ".tbz2")
+
+
+def walk_pkgdir(pkgdir):
+    """(path, size, is a binary package) of every file under PKGDIR."""
+    for root, _, files in os.walk(pkgdir):
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                size = os.lstat(path).st_size
+            except OSError:
+                continue
+            yield path, size, name.endswith(BINPKG_SUFFIXES)
+
+
+def pkgdir_of():
+    return portage.settings.get("PKGDIR") or "/var/cache/binpkgs"
+
+
+def cmd_du():
+    pkgdir = pkgdir_of()
+    total = files = packages = 0
+    for _, size, binary in walk_pkgdir(pkgdir):
+        total += size
+        files += 1
+        packages += binary
+    json.dump({"pkgdir": pkgdir, "bytes": total, "files": files, "packages": packages}, sys.stdout)
+    sys.stdout.write("\n")
+
+
+def cmd_clear(args):
+    dry_run = args[:1] == ["--dry-run"]
+    pkgdir = pkgdir_of()
+    total = files = packages = 0
+    for path, size, binary in list(walk_pkgdir(pkgdir)):
+        if not dry_run:
+            try:
+                os.remove(path)
+            except OSError as e:
+                fail(f"cannot remove {path}: {e}")
+        total += size
+        files += 1
+        packages += binary
+    if not dry_run:
+        for root, dirs, _ in os.walk(pkgdir, topdown=False):
+            for name in dirs:
+                try:
+                    os.rmdir(os.path.join(root, name))
+                except OSError:
+                    pass
+    json.dump({"freed_bytes": total, "files": files, "packages": packages, "dry_run": dry_run}, sys.stdout)
+    sys.stdout.write("\n")
+
+
 def main(argv):
     if not argv:
-        fail("usage: binpkg-env.py check VAR... | verify ROOT... | list | prune")
+        fail("usage: binpkg-env.py check VAR... | verify ROOT... | list | prune JSON | du | clear [--dry-run]")
     mode, args = argv[0], argv[1:]
     if mode == "check":
         cmd_check(args)
@@ -494,7 +553,11 @@ def main(argv):
     elif mode == "list":
         cmd_list()
     elif mode == "prune":
-        cmd_prune()
+        cmd_prune(args)
+    elif mode == "du":
+        cmd_du()
+    elif mode == "clear":
+        cmd_clear(args)
     else:
         fail(f"unknown mode {mode}")
 

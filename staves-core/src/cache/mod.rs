@@ -28,10 +28,13 @@
 //! less those that only steer Portage ([`PORTAGE_CONTROL_VARIABLES`]), `USE` and the `USE_EXPAND` variables (USE is
 //! matched by Portage already). A package whose values did not change keeps its binary package.
 
+mod volume;
+
 use crate::plan::ROOTFS_DIR;
 use crate::portage::{PortageFile, WriteMode, shell_quote};
 use crate::spec::ImageSpec;
-use std::collections::BTreeSet;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Variables that change what the compiler produces, compared for every package.
 ///
@@ -233,6 +236,237 @@ fi
 /// Why the build-dependency step is skipped when the check found that the rootfs comes from binary packages only.
 pub(crate) const BUILD_DEPS_SKIP_REASON: &str = "every package of the rootfs comes from a binary package built with \
                                                  the environment this spec gives it, so nothing is compiled";
+
+/// The script of a `staves cache` container: write the check script from the environment, then run it with
+/// the arguments the container is given.
+fn cache_container_script() -> String {
+    format!(
+        "set -eu\nmkdir -p /var/tmp/staves\nprintf '%s' \"$STAVES_BINPKG_ENV_PY\" > {SCRIPT_PATH}\n{}staves_python \"$@\"\n",
+        python_launcher()
+    )
+}
+
+/// Errors of `staves cache` on a binary package volume.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// The volume does not exist.
+    #[error(
+        "there is no build cache volume named {volume}\n  \
+         help: builds create it; list volumes with `docker volume ls`, or pass --build-cache NAME"
+    )]
+    NoVolume {
+        /// The volume name.
+        volume: String,
+    },
+    /// The script in the cache container failed.
+    #[error("the cache container for volume {volume} failed (exit code {exit_code}):\n{stderr}")]
+    Failed {
+        /// The volume.
+        volume: String,
+        /// The container's exit code.
+        exit_code: i64,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// The script's output could not be read.
+    #[error("the cache container printed something Staves cannot read ({reason}):\n{output}")]
+    Output {
+        /// What is wrong.
+        reason: String,
+        /// The output.
+        output: String,
+    },
+}
+
+/// One binary package instance in a build cache volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BinaryPackage {
+    /// `category/package-version`.
+    pub cpv: String,
+    /// The instance's build ID (`binpkg-multi-instance`), when it has one.
+    pub build_id: Option<u64>,
+    /// The file, relative to the volume.
+    pub path: String,
+    /// The USE flags it was built with (flags in its IUSE), sorted.
+    #[serde(rename = "use")]
+    pub use_flags: Vec<String>,
+    /// A short hash of its recorded build environment; `None` when it has no record (it is never reused).
+    pub fingerprint: Option<String>,
+    /// Its recorded build environment (variable → value); `None` without a record.
+    pub environment: Option<BTreeMap<String, String>>,
+    /// Size of the file in bytes.
+    pub size: u64,
+    /// When it was built (unix seconds).
+    pub build_time: Option<u64>,
+    /// When a Staves build last used it (unix seconds), if one recorded it.
+    pub last_used: Option<f64>,
+}
+
+/// What a build cache volume holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BinpkgListing {
+    /// The volume.
+    #[serde(default)]
+    pub volume: String,
+    /// How many builds recorded what they used.
+    pub builds: usize,
+    /// Every binary package instance.
+    pub packages: Vec<BinaryPackage>,
+}
+
+/// What [`BinpkgCache::prune`] removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BinpkgPruneReport {
+    /// The removed instances.
+    pub removed: Vec<BinaryPackage>,
+    /// How many instances were kept.
+    pub kept: usize,
+    /// Nothing was removed: this is what would have been.
+    pub dry_run: bool,
+}
+
+impl BinpkgPruneReport {
+    /// Bytes the removed instances took.
+    pub fn freed_bytes(&self) -> u64 {
+        self.removed.iter().map(|p| p.size).sum()
+    }
+}
+
+/// Space a build cache volume takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BinpkgUsage {
+    /// Bytes of every file in the volume.
+    pub bytes: u64,
+    /// Files in the volume (packages, the index, Staves' records).
+    pub files: u64,
+    /// Binary package files.
+    pub packages: u64,
+}
+
+/// What [`BinpkgCache::clear`] removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BinpkgClearReport {
+    /// Bytes freed.
+    pub freed_bytes: u64,
+    /// Files removed.
+    pub files: u64,
+    /// Binary package files among them.
+    pub packages: u64,
+    /// Nothing was removed: this is what would have been.
+    pub dry_run: bool,
+}
+
+/// Which instances [`BinpkgCache::prune`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BinpkgPrune {
+    /// Every instance that one of the last `n` builds used (built or installed); the others go.
+    KeepLast(usize),
+    /// Instances neither built nor used at or after this time (unix seconds) go.
+    OlderThan(u64),
+}
+
+/// A build cache volume (`--build-cache`), inspected and cleaned in short-lived containers of the builder image.
+///
+/// ```no_run
+/// use staves_core::cache::BinpkgCache;
+/// let cache = BinpkgCache::new("staves-binpkgs", "gentoo/stage3:latest");
+/// for package in cache.list()?.packages {
+///     println!("{} {:?} {}", package.cpv, package.fingerprint, package.size);
+/// }
+/// # Ok::<(), staves_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinpkgCache {
+    volume: String,
+    builder_image: String,
+    docker_host: Option<String>,
+}
+
+impl BinpkgCache {
+    /// The volume `volume`, handled in containers of `builder_image` (it must be in the engine: it is not pulled).
+    pub fn new(volume: impl Into<String>, builder_image: impl Into<String>) -> Self {
+        Self {
+            volume: volume.into(),
+            builder_image: builder_image.into(),
+            docker_host: None,
+        }
+    }
+
+    /// The engine address (`DOCKER_HOST` or the local socket when `None`).
+    pub fn docker_host(mut self, host: Option<String>) -> Self {
+        self.docker_host = host;
+        self
+    }
+
+    /// The volume's name.
+    pub fn volume(&self) -> &str {
+        &self.volume
+    }
+
+    fn run<T: serde::de::DeserializeOwned>(
+        &self,
+        read_only: bool,
+        args: &[String],
+    ) -> crate::Result<T> {
+        let output = volume::run(
+            self.docker_host.as_deref(),
+            &self.builder_image,
+            &self.volume,
+            read_only,
+            args,
+        )?;
+        let line = output
+            .stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or("");
+        serde_json::from_str(line).map_err(|e| {
+            CacheError::Output {
+                reason: e.to_string(),
+                output: output.stdout.clone(),
+            }
+            .into()
+        })
+    }
+
+    /// Every binary package instance, with its USE flags, build environment fingerprint, size and build time.
+    pub fn list(&self) -> crate::Result<BinpkgListing> {
+        let mut listing: BinpkgListing = self.run(true, &["list".to_owned()])?;
+        listing.volume = self.volume.clone();
+        Ok(listing)
+    }
+
+    /// Remove the instances `rule` does not keep (through Portage, so the volume's index stays consistent).
+    pub fn prune(&self, rule: BinpkgPrune, dry_run: bool) -> crate::Result<BinpkgPruneReport> {
+        let options = match rule {
+            BinpkgPrune::KeepLast(n) => serde_json::json!({"keep_last": n, "dry_run": dry_run}),
+            BinpkgPrune::OlderThan(t) => serde_json::json!({"older_than": t, "dry_run": dry_run}),
+        };
+        self.run(dry_run, &["prune".to_owned(), options.to_string()])
+    }
+
+    /// Remove every file in the volume (the volume itself stays).
+    pub fn clear(&self, dry_run: bool) -> crate::Result<BinpkgClearReport> {
+        let mut args = vec!["clear".to_owned()];
+        if dry_run {
+            args.push("--dry-run".to_owned());
+        }
+        self.run(dry_run, &args)
+    }
+
+    /// How much space the volume takes.
+    pub fn disk_usage(&self) -> crate::Result<BinpkgUsage> {
+        self.run(true, &["du".to_owned()])
+    }
+}
 
 /// The verify step: packages merged from binary packages in this build still have the spec's environment.
 pub(crate) fn verify_script() -> String {
