@@ -454,10 +454,18 @@ fn a_named_env_change_rebuilds_only_its_package_and_flipping_back_reuses_the_fir
 
     let usage = case.cache(&["du", "--binpkgs"]);
     assert!(usage["binpkgs"]["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(
+        usage["binpkgs"]["packages"].as_u64().unwrap() as usize,
+        before - 2,
+        "{usage}"
+    );
     let cleared = case.cache(&["clear", "--binpkgs"]);
     assert_eq!(
-        cleared["binpkgs"]["packages"].as_u64().unwrap() as usize,
-        before - 1,
+        cleared["binpkgs"]["packages"], usage["binpkgs"]["packages"],
+        "{cleared}"
+    );
+    assert_eq!(
+        cleared["binpkgs"]["freed_bytes"], usage["binpkgs"]["bytes"],
         "{cleared}"
     );
     assert_eq!(case.cache(&["du", "--binpkgs"])["binpkgs"]["bytes"], 0);
