@@ -27,6 +27,7 @@ from staves._staves import (
     Step,
     assemble,
     build,
+    cache,
     plan,
 )
 from staves._types import (
@@ -91,5 +92,6 @@ __all__ = [
     "assemble",
     "build",
     "build_async",
+    "cache",
     "plan",
 ]
