@@ -214,9 +214,13 @@ class Step:
     @property
     def wait_background(self) -> bool:
         """Whether the builder waits for every background step started before this one before running it."""
+    @property
+    def skip_if(self) -> Optional[Dict[str, str]]:
+        """When the step is skipped: ``{"path": FILE, "reason": TEXT}`` (it does nothing when an earlier step created
+        FILE in the builder); None for steps that always run."""
     def to_dict(self) -> Dict[str, Any]:
         """The step as a dict: ``kind``, ``label``, ``argv``, ``env``, and ``repository``, ``background``,
-        ``wait_background`` when set (the shape ``staves plan --format json`` prints)."""
+        ``wait_background``, ``skip_if`` when set (the shape ``staves plan --format json`` prints)."""
 
 @final
 class BuildPlan:
