@@ -8,15 +8,19 @@
 //! - `2`: usage error (bad flags);
 //! - `3`: the Docker engine failed or could not be reached;
 //! - `4`: the build failed (a step exited non-zero, or it was interrupted);
-//! - `5`: any other error (I/O, image writing).
+//! - `5`: any other error (I/O, image writing);
+//! - `6`: security advisories apply (`audit`, and `build --deny-advisories`).
 
 mod cmd_assemble;
+mod cmd_audit;
 mod cmd_build;
 mod cmd_cache;
 mod cmd_plan;
+mod cmd_prune;
 mod cmd_schema;
 mod cmd_validate;
 mod progress;
+mod signals;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -39,8 +43,12 @@ enum Command {
     Assemble(cmd_assemble::Args),
     /// Build an image from a staves.toml in a Gentoo builder container.
     Build(cmd_build::Args),
+    /// Check an SBOM written earlier against the security advisories (GLSAs) of a Portage snapshot.
+    Audit(cmd_audit::Args),
     /// Print the JSON Schema of staves.toml (for editors such as taplo / Even Better TOML).
     Schema(cmd_schema::Args),
+    /// Remove the containers and volumes of builds whose process is gone (--all: of every build).
+    Prune(cmd_prune::Args),
     /// Inspect and clean the binary package volume and the local image store.
     Cache(cmd_cache::Args),
 }
@@ -52,7 +60,9 @@ fn main() -> ExitCode {
         Command::Plan(args) => cmd_plan::run(args),
         Command::Assemble(args) => cmd_assemble::run(args),
         Command::Build(args) => cmd_build::run(args),
+        Command::Audit(args) => cmd_audit::run(args),
         Command::Schema(args) => cmd_schema::run(args),
+        Command::Prune(args) => cmd_prune::run(args),
         Command::Cache(args) => cmd_cache::run(args),
     };
     match result {
@@ -89,6 +99,9 @@ fn error_message(err: &anyhow::Error) -> String {
 
 /// Map an error to the documented exit code.
 fn exit_code_for(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<UsageError>().is_some() {
+        return 2;
+    }
     if let Some(hinted) = err.downcast_ref::<WithHelp>() {
         return hinted.error.exit_code();
     }
@@ -131,6 +144,17 @@ fn spec_error(err: staves_core::SpecError) -> anyhow::Error {
         error.into()
     }
 }
+/// A usage error found after the flags were parsed (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// Output format of the commands that print a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

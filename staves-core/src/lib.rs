@@ -24,6 +24,8 @@
 //! (paths inside the builder, load-average check), [`portage`] (what the rendered configuration holds), [`cache`]
 //! (which binary packages a build may reuse) and [`store`] (the local image store and build keys).
 
+pub mod advisory;
+pub mod audit;
 mod builder;
 pub mod cache;
 pub mod defaults;
@@ -33,20 +35,25 @@ mod image;
 mod pipeline;
 pub mod plan;
 pub mod portage;
+pub mod sbom;
+pub mod snapshot;
 pub mod spec;
 pub mod store;
 
 pub use builder::{
-    BUILD_LABEL, BuildError, BuildEvent, BuildOptions, BuildReport, Builder, CancelToken,
-    DEFAULT_BUILD_CACHE, DEFAULT_BUILDER_IMAGE, DEFAULT_PORTAGE_IMAGE, DockerBuilder, EventHandler,
-    LogStream, MockBuilder, MockCall, MockEntry, RootfsSink, StepReport,
+    BUILD_LABEL, BuildError, BuildEvent, BuildFuture, BuildOptions, BuildOwner, BuildReport,
+    BuildResources, Builder, CancelToken, DEFAULT_BUILD_CACHE, DEFAULT_BUILDER_IMAGE,
+    DEFAULT_PORTAGE_IMAGE, DockerBuilder, EventHandler, KeyContextFuture, LogStream, MockBuilder,
+    MockCall, MockEntry, Ownership, PruneOptions, PruneReport, Reaped, RootfsSink, StepReport,
+    list_builds, list_builds_async, prune, prune_async, remove_builds, remove_builds_async,
 };
-pub use engine::{DEFAULT_DOCKER_HOST, EngineError};
+pub use engine::{DEFAULT_DOCKER_HOST, Engine, EngineError};
 pub use error::{Error, Result};
 pub use image::{
-    Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, WrittenOutput,
+    Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, Referrer,
+    ReferrerSource, WrittenOutput,
 };
-pub use pipeline::{BuildOutcome, BuildRequest, ReusedImage, build_image};
+pub use pipeline::{BuildOutcome, BuildRequest, ReusedImage, build_image, build_image_async};
 pub use plan::{BuildPlan, PlanError, PlanOptions, Step, StepKind, StepSkip};
 pub use portage::{BuildEnv, InstalledPackage, PortageFile};
 pub use spec::{

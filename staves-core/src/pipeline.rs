@@ -1,14 +1,15 @@
-//! The whole build: spec → plan → builder → image writer. The CLI and the Python module call [`build_image`].
+//! The whole build: spec → plan → builder → image writer. The CLI and the Python module call [`build_image`];
+//! async programs call [`build_image_async`].
 
-use crate::builder::{BuildOptions, BuildReport, Builder};
-use crate::image::{Compression, ImageReport, ImageWriter, Output};
+use crate::builder::{BuildError, BuildEvent, BuildOptions, BuildReport, Builder, RootfsSink};
+use crate::engine::Engine;
+use crate::image::{Compression, ImageReport, ImageWriter, Output, PreparedImage};
 use crate::plan::BuildPlan;
 use crate::plan::PlanOptions;
 use crate::spec::ImageSpec;
 use crate::store::{BuildKey, ImageStore, StoredBuild, StoredLayer};
 use serde::Serialize;
-use std::io::Read;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What to produce from a build, besides the spec itself.
 #[derive(Debug, Clone)]
@@ -22,7 +23,8 @@ pub struct BuildRequest {
     pub load_average: Option<f64>,
     /// Layer compression.
     pub compression: Compression,
-    /// The engine that the `docker` output loads into (`DOCKER_HOST` or the local socket when `None`).
+    /// The engine of the `docker` output for a backend that has none of its own (the mock). A
+    /// [`DockerBuilder`](crate::DockerBuilder) always loads into the engine it builds on, and this is ignored.
     pub docker_host: Option<String>,
     /// The local image store: an unchanged spec is served from it without a container, and every build's layer
     /// is kept in it. `None`: no store.
@@ -49,24 +51,6 @@ impl BuildRequest {
         }
     }
 
-    /// Use `store` as the local image store (`None`: no store).
-    pub fn store(mut self, store: Option<ImageStore>) -> Self {
-        self.store = store;
-        self
-    }
-
-    /// Build even when the store has an image with this build's key.
-    pub fn rebuild(mut self, rebuild: bool) -> Self {
-        self.rebuild = rebuild;
-        self
-    }
-
-    /// Reuse stored images of specs with `[[repositories]]` without syncing them.
-    pub fn offline(mut self, offline: bool) -> Self {
-        self.offline = offline;
-        self
-    }
-
     /// Parallel jobs (`None`: one per CPU).
     pub fn jobs(mut self, jobs: Option<usize>) -> Self {
         self.jobs = jobs;
@@ -85,9 +69,27 @@ impl BuildRequest {
         self
     }
 
-    /// The engine for the `docker` output.
+    /// The engine of the `docker` output when the backend has none (the mock); a `DockerBuilder` uses its own.
     pub fn docker_host(mut self, host: Option<String>) -> Self {
         self.docker_host = host;
+        self
+    }
+
+    /// Use `store` as the local image store (`None`: no store).
+    pub fn store(mut self, store: Option<ImageStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Build even when the store has an image with this build's key.
+    pub fn rebuild(mut self, rebuild: bool) -> Self {
+        self.rebuild = rebuild;
+        self
+    }
+
+    /// Reuse stored images of specs with `[[repositories]]` without syncing them.
+    pub fn offline(mut self, offline: bool) -> Self {
+        self.offline = offline;
         self
     }
 
@@ -130,11 +132,32 @@ fn reuse_allowed(spec: &ImageSpec, request: &BuildRequest) -> bool {
     !request.rebuild && (spec.repositories.is_empty() || request.offline)
 }
 
+/// Build `spec` with `builder` and write the image to the request's outputs, from sync code.
+///
+/// Works from any thread, including a Tokio runtime's worker (the build then runs on a private runtime on a
+/// helper thread, and this thread waits). Cancel it from any thread with [`BuildOptions::cancel`]. See
+/// [`build_image_async`] for what is written when.
+pub fn build_image(
+    spec: &ImageSpec,
+    builder: &dyn Builder,
+    request: &BuildRequest,
+    options: &BuildOptions,
+) -> crate::Result<BuildOutcome> {
+    crate::engine::block_on(build_image_async(spec, builder, request, options))?
+}
+
 /// Build `spec` with `builder` and write the image to the request's outputs.
 ///
-/// The spec is validated first. The image is written only after every step succeeded, straight from the builder's
-/// rootfs stream; a failed or interrupted build writes and tags nothing.
-pub fn build_image(
+/// The spec is validated first. The image is written only after every step succeeded, straight from the
+/// builder's rootfs stream, on a blocking thread. Every output is all-or-nothing: files are written under
+/// temporary names next to their destinations and renamed at the end; the `docker` output is loaded untagged and
+/// tagged last. A failed, cancelled or dropped build leaves no output, no tag and (once its background cleanup
+/// has run, within seconds) no container or volume.
+///
+/// Must run inside a Tokio runtime. Dropping the future cancels the build. A cancel (through
+/// [`BuildOptions::cancel`]) that arrives once the outputs are being committed is too late: the build then
+/// succeeds, and says so.
+pub async fn build_image_async(
     spec: &ImageSpec,
     builder: &dyn Builder,
     request: &BuildRequest,
@@ -143,34 +166,59 @@ pub fn build_image(
     if request.outputs.is_empty() {
         return Err(crate::image::ImageError::NoOutputs.into());
     }
-    let started = Instant::now();
     let plan = BuildPlan::new(spec, &request.plan_options())?;
+    let (options, queue) = options.queued();
+    let result = run(&plan, spec, builder, request, &options).await;
+    if let Some(queue) = queue {
+        queue.finish().await;
+    }
+    result
+}
+
+async fn run(
+    plan: &BuildPlan,
+    spec: &ImageSpec,
+    builder: &dyn Builder,
+    request: &BuildRequest,
+    options: &BuildOptions,
+) -> crate::Result<BuildOutcome> {
+    let started = Instant::now();
+    let engine = builder
+        .engine()
+        .cloned()
+        .unwrap_or_else(|| Engine::new(request.docker_host.clone()));
     let store = request.store.as_ref();
     let key = match store {
         Some(_) => builder
-            .key_context()?
+            .key_context()
+            .await?
             .map(|context| BuildKey::new(spec, &context)),
         None => None,
     };
     let writer = ImageWriter::new(spec)
         .compression(request.compression)
-        .docker_host(request.docker_host.clone())
+        .engine(engine)
+        .cancel(options.cancel.clone())
         .keep_layers_in(key.as_ref().and(store.cloned()));
     if let (Some(store), Some(key)) = (store, &key) {
         if reuse_allowed(spec, request) {
             if let Some(stored) = store.lookup(key) {
-                return serve_stored(store, key, &stored, &writer, request, started);
+                return serve_stored(store, key, &stored, writer, request, options, started).await;
             }
         }
     }
-    let mut image = None;
-    let report = builder.build(&plan, options, &mut |rootfs: &mut dyn Read| {
-        image = Some(writer.write_tar(rootfs, &request.outputs)?);
+    let (sender, receiver) = tokio::sync::oneshot::channel::<PreparedImage>();
+    let outputs = request.outputs.clone();
+    let sink_writer = writer.clone();
+    let sink = RootfsSink::new(move |rootfs| {
+        let prepared = sink_writer.prepare_tar(rootfs, &outputs)?;
+        // The receiver is gone only when the build was dropped; the prepared image then deletes itself.
+        let _ = sender.send(prepared);
         Ok(())
-    })?;
-    let image = image.ok_or_else(|| {
-        crate::builder::BuildError::Export("the builder never produced a rootfs".into())
-    })?;
+    });
+    let report = builder.build(plan, options, sink).await?;
+    let prepared = receiver.await.map_err(|_| BuildError::NoRootfs)?;
+    let image = commit(prepared, options, &report.build_id).await?;
     if let (Some(store), Some(key)) = (store, &key) {
         remember(store, key, spec, &image, request.compression, &report);
     }
@@ -182,22 +230,62 @@ pub fn build_image(
     })
 }
 
+/// Load the `docker` output (when asked for) and make every output visible, unless the build was cancelled first.
+async fn commit(
+    mut prepared: PreparedImage,
+    options: &BuildOptions,
+    build_id: &str,
+) -> crate::Result<ImageReport> {
+    let docker = if prepared.wants_engine() {
+        Some(prepared.engine().connect().await?)
+    } else {
+        None
+    };
+    if let Some(docker) = &docker {
+        // Not cancellable: a load cut short may still complete in the engine. It is undone below instead.
+        prepared.load(docker).await?;
+    }
+    test_pause("write", options).await;
+    if options.cancel.is_cancelled() {
+        prepared
+            .discard(docker.as_ref())
+            .await
+            .map_err(|e| BuildError::LeftBehind {
+                build_id: build_id.to_owned(),
+                reason: e.to_string(),
+                cause: Some(Box::new(BuildError::Interrupted.into())),
+            })?;
+        return Err(BuildError::Interrupted.into());
+    }
+    // The commit: from here on a cancel is too late, and the build reports what it wrote.
+    prepared.commit(docker.as_ref()).await
+}
+
 /// Write the request's outputs from the stored rootfs of `key`: no builder, no container.
-fn serve_stored(
+async fn serve_stored(
     store: &ImageStore,
     key: &BuildKey,
     stored: &StoredBuild,
-    writer: &ImageWriter,
+    writer: ImageWriter,
     request: &BuildRequest,
+    options: &BuildOptions,
     started: Instant,
 ) -> crate::Result<BuildOutcome> {
     let layer = stored
         .layer(request.compression)
         .or_else(|| stored.layers.first())
-        .ok_or_else(|| {
-            crate::builder::BuildError::Export("the stored build has no layer".into())
-        })?;
-    let image = writer.write_stored(store, layer, &request.outputs)?;
+        .cloned()
+        .ok_or(BuildError::NoRootfs)?;
+    let (blocking_store, blocking_layer, outputs) =
+        (store.clone(), layer.clone(), request.outputs.clone());
+    let prepared = tokio::task::spawn_blocking(move || {
+        writer.prepare_stored(&blocking_store, &blocking_layer, &outputs)
+    })
+    .await
+    .map_err(|e| BuildError::WriterStopped {
+        reason: e.to_string(),
+    })??;
+    let image = commit(prepared, options, "").await?;
     let mut used = stored.clone();
     if layer.compression != request.compression {
         // The layer was compressed again for this request; keep that one too.
@@ -253,5 +341,25 @@ fn remember(
     if let Some(layer) = stored_layer(store, image, compression) {
         let record = crate::store::record_for(store, key, spec, layer, report.packages.clone());
         let _ = store.put_record(&record);
+    }
+}
+
+/// The environment variable that makes a build pause at a named point, for tests only: `STAVES_TEST_PAUSE=POINT`
+/// waits up to 5 s at POINT (`setup`: between creating the snapshot and the builder container; `write`: with the
+/// outputs written to temporary files and the `docker` output loaded, before the commit), ending early on cancel.
+/// It emits a [`BuildEvent::Preparing`] naming the point, so a test can send a signal at exactly that moment.
+pub(crate) const TEST_PAUSE_VAR: &str = "STAVES_TEST_PAUSE";
+
+/// Pause at `point` when [`TEST_PAUSE_VAR`] names it (tests only).
+pub(crate) async fn test_pause(point: &str, options: &BuildOptions) {
+    if std::env::var(TEST_PAUSE_VAR).ok().as_deref() != Some(point) {
+        return;
+    }
+    options.emit(BuildEvent::Preparing {
+        message: format!("test pause at {point} ({TEST_PAUSE_VAR})"),
+    });
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        () = options.cancel.cancelled() => {}
     }
 }

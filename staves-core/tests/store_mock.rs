@@ -33,6 +33,7 @@ fn mock() -> MockBuilder {
         use_flags: vec![],
         repository: "gentoo".into(),
         binary: Some(false),
+        ..InstalledPackage::default()
     }])
     .with_key_context(KeyContext::new(
         "sha256:builder",

@@ -2,7 +2,7 @@
 //! builder image (no network, the volume at `/var/cache/binpkgs`), which is removed whatever happens.
 
 use super::CacheError;
-use crate::engine::{EngineError, connect};
+use crate::engine::{Engine, EngineError};
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
@@ -28,15 +28,10 @@ pub(super) fn run(
     read_only: bool,
     args: &[String],
 ) -> crate::Result<ScriptOutput> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| crate::Error::Io {
-            context: "starting a runtime to talk to the Docker engine".into(),
-            source,
-        })?;
-    runtime.block_on(async {
-        let docker = connect(docker_host).await?;
+    crate::engine::block_on(async {
+        let docker = Engine::new(docker_host.map(str::to_owned))
+            .connect()
+            .await?;
         check_volume(&docker, volume).await?;
         if let Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
@@ -69,7 +64,7 @@ pub(super) fn run(
             }
             (Ok(output), _) => Ok(output),
         }
-    })
+    })?
 }
 
 fn is_not_found(e: &bollard::errors::Error) -> bool {
@@ -91,6 +86,20 @@ async fn check_volume(docker: &Docker, volume: &str) -> crate::Result<()> {
         .into()),
         Err(e) => Err(EngineError::request(format!("inspecting volume {volume}"), e).into()),
     }
+}
+
+/// The labels of every Staves container: the build label (this container's own id), the role, and the owner, so
+/// that `staves prune` finds it if this process dies before removing it.
+fn labels(name: &str) -> HashMap<String, String> {
+    let mut labels = HashMap::from([
+        (
+            crate::BUILD_LABEL.to_owned(),
+            name.trim_start_matches("staves-").to_owned(),
+        ),
+        (crate::builder::ROLE_LABEL.to_owned(), "cache".to_owned()),
+    ]);
+    labels.extend(crate::BuildOwner::current().labels());
+    labels
 }
 
 fn container_name() -> String {
@@ -139,10 +148,7 @@ async fn run_in(
                     format!("STAVES_BINPKG_ENV_PY={}", super::CHECK_SCRIPT),
                     "NOCOLOR=true".to_owned(),
                 ]),
-                labels: Some(HashMap::from([(
-                    crate::BUILD_LABEL.to_owned(),
-                    name.trim_start_matches("staves-").to_owned(),
-                )])),
+                labels: Some(labels(name)),
                 host_config: Some(host_config),
                 ..Default::default()
             },
