@@ -79,6 +79,15 @@ pub struct Args {
     /// Format of the progress log on stderr: text, or one JSON event per line (`{"kind": "step-started", …}`).
     #[arg(long, value_enum, default_value_t = crate::Format::Text)]
     log_format: crate::Format,
+    /// The local image store (default: $XDG_CACHE_HOME/staves, else ~/.cache/staves).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Build even when the local image store has the image of an unchanged spec.
+    #[arg(long)]
+    rebuild: bool,
+    /// Reuse a stored image of a spec with [[repositories]] without syncing them (they are assumed unchanged).
+    #[arg(long)]
+    offline: bool,
 }
 
 /// Where progress goes: the terminal (spinner or plain lines), or one JSON object per line on stderr.
@@ -214,6 +223,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             4
         },
     )?;
+    // Only fails when no directory is given and neither XDG_CACHE_HOME nor HOME is set: build without a store.
+    let store = match staves_core::store::ImageStore::open(args.cache_dir.as_deref()) {
+        Ok(store) => Some(store),
+        Err(err) => {
+            reporter.note(
+                "warning",
+                &format!("{err}; building without the local image store"),
+            );
+            None
+        }
+    };
     let request = staves_core::BuildRequest::new(outputs)
         .jobs(args.jobs)
         .load_average(args.load_average)
@@ -224,7 +244,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             staves_core::LockMode::Locked
         } else {
             staves_core::LockMode::Update
-        }));
+        }))
+        .store(store)
+        .rebuild(args.rebuild)
+        .offline(args.offline);
     let result = staves_core::build_image(&spec, &builder, &request, &options);
     reporter.finish();
     let outcome = match (result, args.log_format) {
@@ -264,14 +287,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         report.reaped.volumes.len()
                     );
                 }
-                eprintln!(
-                    "{} packages in the image; emerge built {} from source and installed {} from binary \
+                for step in report.steps.iter().filter(|s| s.skipped) {
+                    eprintln!(
+                        "skipped: {} ({})",
+                        step.label,
+                        step.reason.as_deref().unwrap_or("nothing to do")
+                    );
+                }
+                if let Some(reused) = &outcome.reused {
+                    eprintln!(
+                        "unchanged: the image comes from the local image store ({}; {} packages); no container \
+                         was created (--rebuild builds anyway)",
+                        reused.reason,
+                        report.packages.len()
+                    );
+                } else {
+                    eprintln!(
+                        "{} packages in the image; emerge built {} from source and installed {} from binary \
                      packages; {:.1}s in all",
-                    report.packages.len(),
-                    report.built_from_source.len(),
-                    report.installed_from_binary.len(),
-                    report.total_duration.as_secs_f64()
-                );
+                        report.packages.len(),
+                        report.built_from_source.len(),
+                        report.installed_from_binary.len(),
+                        report.total_duration.as_secs_f64()
+                    );
+                }
                 for output in &outcome.image.outputs {
                     eprintln!("wrote {} ({} bytes)", output.output, output.size);
                 }

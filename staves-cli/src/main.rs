@@ -16,6 +16,7 @@ mod cmd_assemble;
 mod cmd_audit;
 mod cmd_build;
 mod cmd_lock;
+mod cmd_cache;
 mod cmd_plan;
 mod cmd_prune;
 mod cmd_schema;
@@ -52,6 +53,8 @@ enum Command {
     Schema(cmd_schema::Args),
     /// Remove the containers and volumes of builds whose process is gone (--all: of every build).
     Prune(cmd_prune::Args),
+    /// Inspect and clean the binary package volume and the local image store.
+    Cache(cmd_cache::Args),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => cmd_audit::run(args),
         Command::Schema(args) => cmd_schema::run(args),
         Command::Prune(args) => cmd_prune::run(args),
+        Command::Cache(args) => cmd_cache::run(args),
     };
     match result {
         Ok(code) => code,

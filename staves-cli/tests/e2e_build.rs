@@ -374,7 +374,8 @@ fn warm_rebuild_builds_nothing_from_source() {
             .is_empty(),
         "{cold}"
     );
-    let warm = case.build(&["--format", "json"]);
+    // --rebuild: the local image store would otherwise serve the unchanged spec without a build.
+    let warm = case.build(&["--format", "json", "--rebuild"]);
     assert_ok(&warm);
     let warm: serde_json::Value = serde_json::from_slice(&warm.stdout).unwrap();
     assert_eq!(

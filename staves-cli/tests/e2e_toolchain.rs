@@ -112,6 +112,9 @@ impl Scratch {
             ])
             .arg("--image-path")
             .arg(self.path(&format!("{name}.tar")))
+            // A local image store of this test's own: it must build, and leave the user's store alone.
+            .arg("--cache-dir")
+            .arg(self.path("store"))
             .args(["--format", "json"])
             .env_remove("DOCKER_HOST")
             .stdout(Stdio::piped())

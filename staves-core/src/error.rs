@@ -22,6 +22,12 @@ pub enum Error {
     /// Writing an image failed.
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    /// The local image store could not be read or written.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// An operation on a build cache volume failed.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
     /// An SBOM could not be written or read.
     #[error(transparent)]
     Sbom(#[from] crate::sbom::SbomError),
@@ -54,6 +60,8 @@ impl Error {
             Error::Snapshot(crate::snapshot::SnapshotError::Engine(_)) => 3,
             Error::Image(_)
             | Error::Io { .. }
+            | Error::Store(_)
+            | Error::Cache(_)
             | Error::Sbom(_)
             | Error::Advisory(_)
             | Error::Snapshot(_) => 5,

@@ -21,12 +21,14 @@
 //! ```
 //!
 //! The crate root holds the concepts. Helpers live in named modules: [`spec`] (atoms, value checks), [`plan`]
-//! (paths inside the builder, load-average check), [`portage`] (what the rendered configuration holds) and [`lock`]
-//! (`staves.lock`: its model, pins, changes and the `emerge --pretend` parser).
+//! (paths inside the builder, load-average check), [`portage`] (what the rendered configuration holds), [`lock`]
+//! (`staves.lock`: its model, pins, changes and the `emerge --pretend` parser), [`cache`] (which binary packages a
+//! build may reuse) and [`store`] (the local image store and build keys).
 
 pub mod advisory;
 pub mod audit;
 mod builder;
+pub mod cache;
 pub mod defaults;
 mod engine;
 mod error;
@@ -38,13 +40,14 @@ pub mod portage;
 pub mod sbom;
 pub mod snapshot;
 pub mod spec;
+pub mod store;
 
 pub use builder::{
     BUILD_LABEL, BuildError, BuildEvent, BuildFuture, BuildOptions, BuildOwner, BuildReport,
     BuildResources, Builder, CancelToken, DEFAULT_BUILD_CACHE, DEFAULT_BUILDER_IMAGE,
-    DEFAULT_PORTAGE_IMAGE, DockerBuilder, EventHandler, LogStream, MockBuilder, MockCall,
-    MockEntry, Ownership, PruneOptions, PruneReport, Reaped, RootfsSink, StepReport, list_builds,
-    list_builds_async, prune, prune_async, remove_builds, remove_builds_async,
+    DEFAULT_PORTAGE_IMAGE, DockerBuilder, EventHandler, KeyContextFuture, LogStream, MockBuilder,
+    MockCall, MockEntry, Ownership, PruneOptions, PruneReport, Reaped, RootfsSink, StepReport,
+    list_builds, list_builds_async, prune, prune_async, remove_builds, remove_builds_async,
 };
 pub use engine::{DEFAULT_DOCKER_HOST, Engine, EngineError};
 pub use error::{Error, Result};
@@ -56,8 +59,8 @@ pub use lock::{
     LockError, LockMode, LockOptions, LockOutcome, LockReport, LockRequest, Lockfile, lock_spec,
     lock_spec_async,
 };
-pub use pipeline::{BuildOutcome, BuildRequest, build_image, build_image_async};
-pub use plan::{BuildPlan, PlanError, PlanOptions, Step, StepKind};
+pub use pipeline::{BuildOutcome, BuildRequest, ReusedImage, build_image, build_image_async};
+pub use plan::{BuildPlan, PlanError, PlanOptions, Step, StepKind, StepSkip};
 pub use portage::{BuildEnv, InstalledPackage, PortageFile};
 pub use spec::{
     Diagnostic, ImageConfig, ImageSpec, ImageSpecBuilder, Locale, PackageConfig, Repository,

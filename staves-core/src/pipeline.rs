@@ -8,8 +8,9 @@ use crate::lock::{LockOptions, LockReport, LockedBuild, lock_path_for};
 use crate::plan::BuildPlan;
 use crate::plan::PlanOptions;
 use crate::spec::ImageSpec;
+use crate::store::{BuildKey, ImageStore, StoredBuild, StoredLayer};
 use serde::Serialize;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What to produce from a build, besides the spec itself.
 #[derive(Debug, Clone)]
@@ -26,6 +27,14 @@ pub struct BuildRequest {
     /// The engine of the `docker` output for a backend that has none of its own (the mock). A
     /// [`DockerBuilder`](crate::DockerBuilder) always loads into the engine it builds on, and this is ignored.
     pub docker_host: Option<String>,
+    /// The local image store: an unchanged spec is served from it without a container, and every build's layer
+    /// is kept in it. `None`: no store.
+    pub store: Option<ImageStore>,
+    /// Build even when the store has an image with this build's key.
+    pub rebuild: bool,
+    /// Reuse a stored image of a spec with `[[repositories]]` too (whose remotes may have changed: without this,
+    /// such a spec always builds, and syncs them).
+    pub offline: bool,
     /// Where `staves.lock` is and how to treat it (by default: next to the spec, used when present).
     pub lock: LockOptions,
 }
@@ -39,6 +48,9 @@ impl BuildRequest {
             load_average: None,
             compression: Compression::Gzip,
             docker_host: None,
+            store: None,
+            rebuild: false,
+            offline: false,
             lock: LockOptions::default(),
         }
     }
@@ -73,6 +85,24 @@ impl BuildRequest {
         self
     }
 
+    /// Use `store` as the local image store (`None`: no store).
+    pub fn store(mut self, store: Option<ImageStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Build even when the store has an image with this build's key.
+    pub fn rebuild(mut self, rebuild: bool) -> Self {
+        self.rebuild = rebuild;
+        self
+    }
+
+    /// Reuse stored images of specs with `[[repositories]]` without syncing them.
+    pub fn offline(mut self, offline: bool) -> Self {
+        self.offline = offline;
+        self
+    }
+
     fn plan_options(&self) -> PlanOptions {
         PlanOptions::new(self.jobs, self.load_average)
     }
@@ -84,10 +114,34 @@ impl BuildRequest {
 pub struct BuildOutcome {
     /// The image: digests, size, destinations.
     pub image: ImageReport,
-    /// The build: packages, steps, timings.
+    /// The build: packages, steps, timings. When the image came from the store, only `packages` and
+    /// `total_duration` are filled in: no step ran.
     pub report: BuildReport,
     /// Whether the build was locked, and what changed in the lock.
     pub lock: LockReport,
+    /// Set when the image came from the local image store and no build ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reused: Option<ReusedImage>,
+    /// The build key (`sha256:…`), when the request had a store and the builder could name its images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_key: Option<String>,
+}
+
+/// An image served from the local image store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ReusedImage {
+    /// The build key that matched.
+    pub key: String,
+    /// When the stored rootfs was built (unix seconds).
+    pub built: u64,
+    /// Why the store was used: the spec's rootfs inputs are unchanged.
+    pub reason: String,
+}
+
+/// Whether a stored image may stand for a build of `spec` (see [`crate::store`]).
+fn reuse_allowed(spec: &ImageSpec, request: &BuildRequest) -> bool {
+    !request.rebuild && (spec.repositories.is_empty() || request.offline)
 }
 
 /// Build `spec` with `builder` and write the image to the request's outputs, from sync code.
@@ -152,18 +206,42 @@ async fn run(
     options: &BuildOptions,
     locked: Option<LockedBuild>,
 ) -> crate::Result<BuildOutcome> {
+    let started = Instant::now();
     let engine = builder
         .engine()
         .cloned()
         .unwrap_or_else(|| Engine::new(request.docker_host.clone()));
+    let store = request.store.as_ref();
+    let key = match store {
+        Some(_) => builder
+            .key_context()
+            .await?
+            .map(|context| BuildKey::new(spec, &context.lock(locked.as_ref().map(LockedBuild::pins_hash)))),
+        None => None,
+    };
     let writer = ImageWriter::new(spec)
         .compression(request.compression)
         .engine(engine)
-        .cancel(options.cancel.clone());
+        .cancel(options.cancel.clone())
+        .keep_layers_in(key.as_ref().and(store.cloned()));
+    if let (Some(store), Some(key)) = (store, &key) {
+        if reuse_allowed(spec, request) && locked.as_ref().is_none_or(LockedBuild::reusable) {
+            if let Some(stored) = store.lookup(key) {
+                let mut outcome =
+                    serve_stored(store, key, &stored, writer, request, options, started).await?;
+                outcome.lock = match locked {
+                    Some(locked) => locked.unchanged(),
+                    None => unlocked_report(spec, request),
+                };
+                return Ok(outcome);
+            }
+        }
+    }
     let (sender, receiver) = tokio::sync::oneshot::channel::<PreparedImage>();
     let outputs = request.outputs.clone();
+    let sink_writer = writer.clone();
     let sink = RootfsSink::new(move |rootfs| {
-        let prepared = writer.prepare_tar(rootfs, &outputs)?;
+        let prepared = sink_writer.prepare_tar(rootfs, &outputs)?;
         // The receiver is gone only when the build was dropped; the prepared image then deletes itself.
         let _ = sender.send(prepared);
         Ok(())
@@ -172,8 +250,43 @@ async fn run(
         .build(plan, options, sink)
         .await
         .map_err(|e| crate::lock::name_portage_image(e, builder.portage_image()))?;
-    let mut prepared = receiver.await.map_err(|_| BuildError::NoRootfs)?;
+    let prepared = receiver.await.map_err(|_| BuildError::NoRootfs)?;
+    let image = commit(prepared, options, &report.build_id).await?;
+    // The lock is rewritten only once the image is committed, so it always describes a build that worked.
+    let lock = match locked {
+        Some(locked) => locked.finish(&report)?,
+        None => unlocked_report(spec, request),
+    };
+    if let (Some(store), Some(key)) = (store, &key) {
+        remember(store, key, spec, &image, request.compression, &report);
+    }
+    Ok(BuildOutcome {
+        image,
+        report,
+        lock,
+        reused: None,
+        build_key: key.map(|k| k.digest),
+    })
+}
 
+/// The lock report of a build without a lock: where the lock would be.
+fn unlocked_report(spec: &ImageSpec, request: &BuildRequest) -> LockReport {
+    LockReport {
+        path: request
+            .lock
+            .path
+            .clone()
+            .or_else(|| spec.source_path().map(lock_path_for)),
+        ..LockReport::default()
+    }
+}
+
+/// Load the `docker` output (when asked for) and make every output visible, unless the build was cancelled first.
+async fn commit(
+    mut prepared: PreparedImage,
+    options: &BuildOptions,
+    build_id: &str,
+) -> crate::Result<ImageReport> {
     let docker = if prepared.wants_engine() {
         Some(prepared.engine().connect().await?)
     } else {
@@ -189,31 +302,98 @@ async fn run(
             .discard(docker.as_ref())
             .await
             .map_err(|e| BuildError::LeftBehind {
-                build_id: report.build_id.clone(),
+                build_id: build_id.to_owned(),
                 reason: e.to_string(),
                 cause: Some(Box::new(BuildError::Interrupted.into())),
             })?;
         return Err(BuildError::Interrupted.into());
     }
     // The commit: from here on a cancel is too late, and the build reports what it wrote.
-    let image = prepared.commit(docker.as_ref()).await?;
-    // The lock is rewritten only once the image is committed, so it always describes a build that worked.
-    let lock = match locked {
-        Some(locked) => locked.finish(&report)?,
-        None => LockReport {
-            path: request
-                .lock
-                .path
-                .clone()
-                .or_else(|| spec.source_path().map(lock_path_for)),
-            ..LockReport::default()
-        },
+    prepared.commit(docker.as_ref()).await
+}
+
+/// Write the request's outputs from the stored rootfs of `key`: no builder, no container.
+async fn serve_stored(
+    store: &ImageStore,
+    key: &BuildKey,
+    stored: &StoredBuild,
+    writer: ImageWriter,
+    request: &BuildRequest,
+    options: &BuildOptions,
+    started: Instant,
+) -> crate::Result<BuildOutcome> {
+    let layer = stored
+        .layer(request.compression)
+        .or_else(|| stored.layers.first())
+        .cloned()
+        .ok_or(BuildError::NoRootfs)?;
+    let (blocking_store, blocking_layer, outputs) =
+        (store.clone(), layer.clone(), request.outputs.clone());
+    let prepared = tokio::task::spawn_blocking(move || {
+        writer.prepare_stored(&blocking_store, &blocking_layer, &outputs)
+    })
+    .await
+    .map_err(|e| BuildError::WriterStopped {
+        reason: e.to_string(),
+    })??;
+    let image = commit(prepared, options, "").await?;
+    let mut used = stored.clone();
+    if layer.compression != request.compression {
+        // The layer was compressed again for this request; keep that one too.
+        if let Some(again) = stored_layer(store, &image, request.compression) {
+            used.layers.retain(|l| l.compression != again.compression);
+            used.layers.push(again);
+        }
+    }
+    store.touch(&used);
+    let report = BuildReport {
+        packages: stored.packages.clone(),
+        total_duration: started.elapsed(),
+        ..BuildReport::default()
     };
     Ok(BuildOutcome {
         image,
         report,
-        lock,
+        lock: LockReport::default(),
+        reused: Some(ReusedImage {
+            key: key.digest.clone(),
+            built: stored.created,
+            reason: "the spec's rootfs inputs and the builder and Portage images are unchanged"
+                .to_owned(),
+        }),
+        build_key: Some(key.digest.clone()),
     })
+}
+
+/// The layer `image` was written with, when the writer kept it in `store`.
+fn stored_layer(
+    store: &ImageStore,
+    image: &ImageReport,
+    compression: Compression,
+) -> Option<StoredLayer> {
+    let blob = store.blob_path(&image.layer_digest)?;
+    blob.exists().then(|| StoredLayer {
+        digest: image.layer_digest.clone(),
+        diff_id: image.diff_id.clone(),
+        size: image.layer_size,
+        uncompressed_size: image.uncompressed_size,
+        compression,
+    })
+}
+
+/// Record a finished build in the store (best effort: the image is written whatever happens here).
+fn remember(
+    store: &ImageStore,
+    key: &BuildKey,
+    spec: &ImageSpec,
+    image: &ImageReport,
+    compression: Compression,
+    report: &BuildReport,
+) {
+    if let Some(layer) = stored_layer(store, image, compression) {
+        let record = crate::store::record_for(store, key, spec, layer, report.packages.clone());
+        let _ = store.put_record(&record);
+    }
 }
 
 /// The environment variable that makes a build pause at a named point, for tests only: `STAVES_TEST_PAUSE=POINT`

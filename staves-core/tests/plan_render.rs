@@ -115,16 +115,18 @@ fn plan_has_the_steps_in_order() {
             &StepKind::Sync {
                 repository: "my-repo".into()
             },
+            &StepKind::CheckBinaries,
             &StepKind::BuildDeps,
             &StepKind::LocaleGenerate,
             &StepKind::Rootfs,
             &StepKind::LocaleInstall,
+            &StepKind::VerifyBinaries,
             &StepKind::Libraries,
             &StepKind::PackageList,
             &StepKind::Cleanup,
         ]
     );
-    let deps = &plan.steps[2].argv;
+    let deps = &plan.steps[3].argv;
     assert_eq!(
         deps,
         &[
@@ -140,7 +142,7 @@ fn plan_has_the_steps_in_order() {
             "=dev-utils/mylibrary-9999"
         ]
     );
-    let rootfs = &plan.steps[4].argv;
+    let rootfs = &plan.steps[5].argv;
     assert_eq!(
         &rootfs[..6],
         &[
@@ -154,24 +156,41 @@ fn plan_has_the_steps_in_order() {
     );
     assert_eq!(rootfs.last().unwrap(), "virtual/libc");
     assert_eq!(
-        plan.steps[4].env.get("NOCOLOR").map(String::as_str),
+        plan.steps[5].env.get("NOCOLOR").map(String::as_str),
         Some("true")
     );
     // Merges into the rootfs never wait for builds (they cannot affect them); merges into the builder do.
     assert_eq!(
-        plan.steps[4].env.get("FEATURES").map(String::as_str),
+        plan.steps[5].env.get("FEATURES").map(String::as_str),
         Some("-merge-wait")
     );
-    assert_eq!(plan.steps[2].env.get("FEATURES"), None);
-    let libs = plan.steps[6].shell_script().unwrap();
-    assert!(plan.steps[3].background && !plan.steps[3].wait_background);
-    assert!(plan.steps[5].wait_background && !plan.steps[5].background);
+    assert_eq!(plan.steps[3].env.get("FEATURES"), None);
+    // Build dependencies are skipped when the check finds that the rootfs comes from binary packages only.
+    let skip = plan.steps[3].skip_if.as_ref().unwrap();
+    assert_eq!(skip.path, "/var/tmp/staves/rootfs-from-binaries");
+    assert!(plan.steps.iter().filter(|s| s.skip_if.is_some()).count() == 1);
+    let exec = plan.steps[3].exec_argv();
+    assert_eq!(exec[..2], ["/bin/sh", "-c"]);
+    assert_eq!(
+        exec[3..],
+        ["sh".to_owned()]
+            .iter()
+            .chain(deps)
+            .cloned()
+            .collect::<Vec<_>>()[..]
+    );
+    assert_eq!(plan.steps[5].exec_argv(), plan.steps[5].argv);
+    let libs = plan.steps[8].shell_script().unwrap();
+    assert!(plan.steps[4].background && !plan.steps[4].wait_background);
+    assert!(plan.steps[6].wait_background && !plan.steps[6].background);
+    assert!(plan.steps[7].background && !plan.steps[7].wait_background);
+    assert!(plan.steps[10].wait_background && !plan.steps[10].background);
     assert!(
         plan.steps
             .iter()
             .filter(|s| s.background || s.wait_background)
             .count()
-            == 2
+            == 4
     );
     assert!(libs.contains("libgcc_s.so.1") && libs.contains("libstdc++.so.6"));
 }
@@ -180,7 +199,7 @@ fn plan_has_the_steps_in_order() {
 fn load_average_reaches_both_emerge_calls_and_makeopts() {
     let spec = rich_spec();
     let plain = BuildPlan::new(&spec, &opts()).unwrap();
-    for step in [&plain.steps[2], &plain.steps[4]] {
+    for step in [&plain.steps[3], &plain.steps[5]] {
         assert!(!step.argv.iter().any(|a| a == "--load-average"), "{step:?}");
     }
     let make_conf = |plan: &BuildPlan| {
@@ -195,7 +214,7 @@ fn load_average_reaches_both_emerge_calls_and_makeopts() {
 
     for (load, text) in [(2.5, "2.5"), (4.0, "4")] {
         let plan = BuildPlan::new(&spec, &opts().load_average(Some(load))).unwrap();
-        for step in [&plan.steps[2], &plan.steps[4]] {
+        for step in [&plan.steps[3], &plan.steps[5]] {
             let at = step
                 .argv
                 .iter()
@@ -266,6 +285,9 @@ fn generated_scripts_pass_sh_n() {
     for step in &plan.steps {
         if let Some(script) = step.shell_script() {
             assert_sh_parses(script);
+        }
+        if step.skip_if.is_some() {
+            assert_sh_parses(&step.exec_argv()[2]);
         }
     }
 }

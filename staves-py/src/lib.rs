@@ -7,6 +7,7 @@
 mod args;
 mod build;
 mod lock;
+mod cache;
 mod plan;
 mod spec;
 
@@ -235,6 +236,7 @@ fn _staves(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build::build, m)?)?;
     m.add_function(wrap_pyfunction!(lock::lock, m)?)?;
     m.add_function(wrap_pyfunction!(build::assemble, m)?)?;
+    m.add_function(wrap_pyfunction!(cache::cache, m)?)?;
     m.add_function(wrap_pyfunction!(spec::_restore_spec, m)?)?;
     m.add("DEFAULT_PORTAGE_IMAGE", staves_core::DEFAULT_PORTAGE_IMAGE)?;
     m.add("DEFAULT_BUILDER_IMAGE", staves_core::DEFAULT_BUILDER_IMAGE)?;

@@ -98,8 +98,8 @@ impl PyStep {
         self.inner.env.clone()
     }
 
-    /// What the step does: `write-files`, `sync`, `build-deps`, `rootfs`, `locale-generate`, `locale-install`,
-    /// `libraries`, `package-list` or `cleanup`.
+    /// What the step does: `write-files`, `sync`, `check-binaries`, `build-deps`, `rootfs`, `locale-generate`,
+    /// `locale-install`, `verify-binaries`, `libraries`, `package-list` or `cleanup`.
     #[getter]
     fn kind(&self) -> String {
         self.kind_field("kind").unwrap_or_default()
@@ -123,8 +123,20 @@ impl PyStep {
         self.inner.wait_background
     }
 
-    /// The step as a dict: `kind`, `label`, `argv`, `env`, and `repository`, `background`, `wait_background` when
-    /// set (the shape `staves plan --format json` prints).
+    /// When the step is skipped: `{"path": FILE, "reason": TEXT}` (it does nothing when an earlier step created
+    /// FILE in the builder); None for steps that always run.
+    #[getter]
+    fn skip_if(&self) -> Option<BTreeMap<String, String>> {
+        self.inner.skip_if.as_ref().map(|skip| {
+            BTreeMap::from([
+                ("path".to_owned(), skip.path.clone()),
+                ("reason".to_owned(), skip.reason.clone()),
+            ])
+        })
+    }
+
+    /// The step as a dict: `kind`, `label`, `argv`, `env`, and `repository`, `background`, `wait_background`,
+    /// `skip_if` when set (the shape `staves plan --format json` prints).
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &self.inner)
     }

@@ -7,6 +7,8 @@ import inspect
 import re
 from pathlib import Path
 
+import pytest
+
 import staves
 import staves._staves
 from conftest import run_cli
@@ -159,3 +161,20 @@ def test_docker_builder_defaults_are_the_cli_defaults():
     assert builder.ssh is True and builder.netrc is True
     assert builder.docker_host is None
     assert flags["compression"] == "gzip"  # build()'s default, checked through the written image in test_build_mock
+
+
+def test_cache_checks_its_arguments_and_reads_an_empty_store(tmp_path):
+    with pytest.raises(ValueError, match="unknown cache command"):
+        staves.cache("vacuum", binpkgs=False, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="exactly one"):
+        staves.cache("prune", binpkgs=False, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="exactly one"):
+        staves.cache("prune", binpkgs=False, cache_dir=tmp_path, keep_last=1, older_than=0)
+    assert staves.cache("list", binpkgs=False, cache_dir=tmp_path) == {
+        "binpkgs": None,
+        "store": {"path": str(tmp_path), "images": []},
+    }
+    usage = staves.cache("du", binpkgs=False, cache_dir=tmp_path)["store"]
+    assert (usage["builds"], usage["blobs"], usage["bytes"]) == (0, 0, 0)
+    pruned = staves.cache("prune", binpkgs=False, cache_dir=tmp_path, keep_last=0, dry_run=True)["store"]
+    assert pruned["removed_builds"] == [] and pruned["dry_run"] is True

@@ -70,6 +70,15 @@ def test_hello_build_streams_log_lines_while_it_runs(tmp_path, unique_images, ca
     assert "usr/bin/hello" in layer_names(out)
     assert "var/db/pkg" not in layer_names(out)
 
+    # The binary packages the build left in its volume, as `staves cache list` sees them.
+    listing = staves.cache("list", build_cache=cache_volume, builder=builder_image, store=False)
+    assert listing["store"] is None
+    packages = listing["binpkgs"]["packages"]
+    assert any(p["cpv"].startswith("app-misc/hello-") and p["fingerprint"] for p in packages), packages
+    usage = staves.cache("du", build_cache=cache_volume, builder=builder_image, store=False)["binpkgs"]
+    assert usage["packages"] == len(packages) and usage["bytes"] > 0
+    assert containers_from(builder_image, portage_image) == [], "staves.cache left a container behind"
+
 
 def test_a_missing_package_is_a_build_error(tmp_path, unique_images, cache_volume):
     builder_image, portage_image = unique_images

@@ -17,7 +17,13 @@ def bash_plan():
 
 def test_files_of_the_bash_example(bash_plan):
     files = bash_plan.files
-    assert sorted(files) == ["/etc/portage/make.conf", "/etc/portage/package.use/staves"]
+    assert sorted(files) == [
+        "/etc/portage/bashrc",
+        "/etc/portage/make.conf",
+        "/etc/portage/package.mask/staves-binpkg-env",
+        "/etc/portage/package.use/staves",
+        "/var/tmp/staves/binpkg-env.py",
+    ]
     assert files["/etc/portage/package.use/staves"] == "app-shells/bash -nls\n"
     make_conf = files["/etc/portage/make.conf"].splitlines()
     assert make_conf[0].startswith("# BEGIN staves")
@@ -30,15 +36,17 @@ def test_steps_of_the_bash_example(bash_plan):
     steps = bash_plan.steps
     assert [s.kind for s in steps] == [
         "write-files",
+        "check-binaries",
         "build-deps",
         "locale-generate",
         "rootfs",
         "locale-install",
+        "verify-binaries",
         "libraries",
         "package-list",
         "cleanup",
     ]
-    build_deps, rootfs = steps[1], steps[3]
+    build_deps, rootfs = steps[2], steps[4]
     # The two emerge calls of the original Staves, with the jobs asked for.
     assert build_deps.argv == [
         "emerge", "--verbose", "--onlydeps", "--usepkg", "--with-bdeps=y", "--emptytree",
@@ -52,16 +60,16 @@ def test_steps_of_the_bash_example(bash_plan):
     # Merges into the rootfs cannot disturb builds in the builder, so they do not wait for them.
     assert rootfs.env == {"NOCOLOR": "true", "FEATURES": "-merge-wait"}
     assert rootfs.label == "Install runtime dependencies into the rootfs"
-    assert steps[2].label == "Generate locale C UTF-8"
-    assert steps[4].label == "Copy locale C UTF-8 into the rootfs"
-    assert steps[5].label == "Copy libgcc_s.so.1 into the rootfs"
+    assert steps[3].label == "Generate locale C UTF-8"
+    assert steps[5].label == "Copy locale C UTF-8 into the rootfs"
+    assert steps[7].label == "Copy libgcc_s.so.1 into the rootfs"
     assert steps[0].argv[:2] == ["/bin/sh", "-c"]
     assert bash_plan.rootfs_atoms == ["app-shells/bash", "virtual/libc"]
 
 
 def test_load_average_is_passed_to_emerge_and_make():
     plan = staves.plan(staves.ImageSpec.from_file(BASH), jobs=3, load_average=2.5)
-    for step in (plan.steps[1], plan.steps[3]):
+    for step in (plan.steps[2], plan.steps[4]):
         assert step.argv[6:10] == ["--jobs", "3", "--load-average", "2.5"]
     assert 'MAKEOPTS="-j3 -l2.5"' in plan.files["/etc/portage/make.conf"].splitlines()
 
@@ -79,7 +87,7 @@ def test_script_runs_every_step(bash_plan):
     assert "app-shells/bash -nls\n" in script
     positions = [script.index(f"'>>> staves: {s.label}'") for s in bash_plan.steps]
     assert positions == sorted(positions)
-    emerge = " ".join(shlex.quote(a) for a in bash_plan.steps[3].argv)
+    emerge = " ".join(shlex.quote(a) for a in bash_plan.steps[4].argv)
     assert f"NOCOLOR=true {emerge}" in script
 
 

@@ -74,6 +74,7 @@ pub struct MockBuilder {
     fail_at: Option<StepKind>,
     outputs: Vec<(StepKind, String)>,
     calls: Arc<Mutex<Vec<MockCall>>>,
+    key_context: Option<crate::store::KeyContext>,
 }
 
 impl MockBuilder {
@@ -94,12 +95,20 @@ impl MockBuilder {
             fail_at: None,
             outputs: Vec::new(),
             calls: Arc::new(Mutex::new(Vec::new())),
+            key_context: None,
         }
     }
 
     /// Report these packages as installed.
     pub fn packages(mut self, packages: Vec<InstalledPackage>) -> Self {
         self.packages = packages;
+        self
+    }
+
+    /// Report `context` as [`Builder::key_context`], so builds with a local image store can be tested without an
+    /// engine.
+    pub fn with_key_context(mut self, context: crate::store::KeyContext) -> Self {
+        self.key_context = Some(context);
         self
     }
 
@@ -204,6 +213,11 @@ impl MockBuilder {
 }
 
 impl Builder for MockBuilder {
+    fn key_context(&self) -> super::KeyContextFuture<'_> {
+        let context = self.key_context.clone();
+        Box::pin(async move { Ok(context) })
+    }
+
     fn build<'a>(
         &'a self,
         plan: &'a BuildPlan,
@@ -287,6 +301,8 @@ impl MockBuilder {
                 label: step.label.clone(),
                 duration: Duration::ZERO,
                 exit_code: 0,
+                skipped: false,
+                reason: None,
             });
             options.emit(BuildEvent::StepFinished {
                 index,

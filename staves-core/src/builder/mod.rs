@@ -8,6 +8,7 @@ mod events;
 mod mock;
 mod owner;
 
+pub(crate) use docker::ROLE_LABEL;
 pub use docker::{BUILD_LABEL, DEFAULT_BUILDER_IMAGE, DEFAULT_PORTAGE_IMAGE, DockerBuilder};
 pub(crate) use events::EventQueue;
 pub use events::{BuildEvent, CancelToken, EventHandler, LogStream};
@@ -161,6 +162,10 @@ impl std::fmt::Debug for RootfsSink {
     }
 }
 
+/// The future of [`Builder::key_context`].
+pub type KeyContextFuture<'a> =
+    Pin<Box<dyn Future<Output = crate::Result<Option<crate::store::KeyContext>>> + Send + 'a>>;
+
 /// The future a [`Builder`] returns: `Send`, so it can be spawned on a multi-threaded runtime.
 pub type BuildFuture<'a> = Pin<Box<dyn Future<Output = crate::Result<BuildReport>> + Send + 'a>>;
 
@@ -201,6 +206,13 @@ pub trait Builder: Send + Sync {
     fn portage_image(&self) -> Option<&str> {
         None
     }
+
+    /// What, besides the spec, decides the rootfs this backend builds (its images' IDs, its locale), for the
+    /// local image store's build key. `None` (the default) when the backend cannot say, or an image is missing:
+    /// the build then always runs.
+    fn key_context(&self) -> KeyContextFuture<'_> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// What one step did.
@@ -216,6 +228,11 @@ pub struct StepReport {
     pub duration: Duration,
     /// The command's exit code.
     pub exit_code: i64,
+    /// The step decided there was nothing to do (e.g. no build dependencies when nothing is compiled).
+    pub skipped: bool,
+    /// Why the step was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What a build did: steps, packages, logs.
@@ -261,7 +278,10 @@ impl BuildReport {
             .filter(|s| {
                 matches!(
                     s.kind,
-                    StepKind::BuildDeps | StepKind::Rootfs | StepKind::Sync { .. }
+                    StepKind::CheckBinaries
+                        | StepKind::BuildDeps
+                        | StepKind::Rootfs
+                        | StepKind::Sync { .. }
                 )
             })
             .map(|s| s.duration)

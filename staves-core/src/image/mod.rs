@@ -29,6 +29,7 @@ mod entry;
 mod layer;
 mod oci;
 mod source;
+mod stored;
 
 use crate::builder::{BuildError, CancelToken};
 use crate::engine::{Engine, EngineError, block_on};
@@ -278,7 +279,7 @@ impl Serialize for Output {
 }
 
 /// Layer compression.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Compression {
@@ -399,6 +400,7 @@ pub struct ImageWriter {
     engine: Engine,
     cancel: Option<CancelToken>,
     block_size: usize,
+    store: Option<crate::store::ImageStore>,
     referrer: Option<ReferrerSourceField>,
 }
 
@@ -412,8 +414,16 @@ impl std::fmt::Debug for ReferrerSourceField {
     }
 }
 
+/// Where [`ImageWriter::prepare`] gets the layer from.
+enum LayerSource<'a, F> {
+    /// Rootfs entries fed into a new layer.
+    Feed(F),
+    /// A compressed layer kept by an earlier build (the blob, and what is known about it).
+    Stored(&'a Path, &'a crate::store::StoredLayer),
+}
+
 /// `SOURCE_DATE_EPOCH` when set to an integer, else [`DEFAULT_EPOCH`].
-fn source_date_epoch() -> i64 {
+pub(crate) fn source_date_epoch() -> i64 {
     std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|v| v.trim().parse::<i64>().ok())
@@ -421,7 +431,7 @@ fn source_date_epoch() -> i64 {
 }
 
 /// The host platform in OCI naming (`amd64`, `arm64`, …).
-fn host_arch() -> &'static str {
+pub(crate) fn host_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -461,6 +471,7 @@ impl ImageWriter {
             engine: Engine::default(),
             cancel: None,
             block_size: layer::COMPRESSION_BLOCK,
+            store: None,
             referrer: None,
         }
     }
@@ -533,9 +544,11 @@ impl ImageWriter {
 
     /// Write the image of the rootfs directory `dir` to every output.
     pub fn write_dir(&self, dir: &Path, outputs: &[Output]) -> Result<ImageReport, Error> {
-        self.prepare(dir.display().to_string(), outputs, |layer| {
-            source::feed_dir(dir, layer)
-        })?
+        self.prepare(
+            dir.display().to_string(),
+            outputs,
+            LayerSource::Feed(|layer: &mut LayerBuilder| source::feed_dir(dir, layer)),
+        )?
         .finish_blocking()
     }
 
@@ -567,25 +580,80 @@ impl ImageWriter {
         mut tar: R,
         outputs: &[Output],
     ) -> Result<PreparedImage, Error> {
-        self.prepare("(tar stream)".to_owned(), outputs, |layer| {
-            source::feed_tar_stream(&mut tar, "(tar stream)", layer)
-        })
+        self.prepare(
+            "(tar stream)".to_owned(),
+            outputs,
+            LayerSource::Feed(|layer: &mut LayerBuilder| {
+                source::feed_tar_stream(&mut tar, "(tar stream)", layer)
+            }),
+        )
     }
 
     /// Write the image of a rootfs tar file, whose entries may be in any order: the headers are read first and
     /// sorted, then the data is copied by offset.
     pub fn write_tar_file(&self, path: &Path, outputs: &[Output]) -> Result<ImageReport, Error> {
-        self.prepare(path.display().to_string(), outputs, |layer| {
-            source::feed_tar_file(path, layer)
-        })?
+        self.prepare(
+            path.display().to_string(),
+            outputs,
+            LayerSource::Feed(|layer: &mut LayerBuilder| source::feed_tar_file(path, layer)),
+        )?
         .finish_blocking()
     }
 
-    fn prepare(
+    /// Write the image of the rootfs that an earlier build left in `store` as `layer`, with no rootfs to read.
+    ///
+    /// The stored blob is used as it is when it has this writer's compression; otherwise its tar is read back and
+    /// compressed again (and kept in the store too, when [`ImageWriter::keep_layers_in`] names it).
+    pub fn write_stored(
+        &self,
+        store: &crate::store::ImageStore,
+        layer: &crate::store::StoredLayer,
+        outputs: &[Output],
+    ) -> Result<ImageReport, Error> {
+        self.prepare_stored(store, layer, outputs)?
+            .finish_blocking()
+    }
+
+    /// [`ImageWriter::write_stored`] up to the commit: every output written to temporary files.
+    pub(crate) fn prepare_stored(
+        &self,
+        store: &crate::store::ImageStore,
+        layer: &crate::store::StoredLayer,
+        outputs: &[Output],
+    ) -> Result<PreparedImage, Error> {
+        let read_err = |source: std::io::Error| ImageError::Write {
+            context: format!("reading the stored layer {}", layer.digest),
+            source,
+        };
+        let blob = store
+            .blob_path(&layer.digest)
+            .ok_or_else(|| read_err(std::io::Error::other("not a sha256 digest")))?;
+        if layer.compression == self.compression {
+            return self.prepare(
+                format!("(stored layer {})", layer.digest),
+                outputs,
+                LayerSource::<fn(&mut LayerBuilder) -> Result<(), ImageError>>::Stored(
+                    &blob, layer,
+                ),
+            );
+        }
+        let file = File::open(&blob).map_err(read_err)?;
+        let tar = stored::decompress(file, layer.compression).map_err(read_err)?;
+        self.prepare_tar(tar, outputs)
+    }
+
+    /// Keep a copy of every layer this writer produces in `store` (best effort: a store that cannot be written
+    /// never fails the image).
+    pub fn keep_layers_in(mut self, store: Option<crate::store::ImageStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    fn prepare<F: FnOnce(&mut LayerBuilder) -> Result<(), ImageError>>(
         &self,
         source_name: String,
         outputs: &[Output],
-        feed: impl FnOnce(&mut LayerBuilder) -> Result<(), ImageError>,
+        source: LayerSource<'_, F>,
     ) -> Result<PreparedImage, Error> {
         if outputs.is_empty() {
             return Err(ImageError::NoOutputs.into());
@@ -643,11 +711,29 @@ impl ImageWriter {
             None => None,
         };
 
-        let sink = LayerSink::new(layer_file, tee, self.compression, self.block_size);
-        let mut builder = LayerBuilder::new(sink, self.mtime_clamp, source_name);
-        feed(&mut builder)?;
+        let layer = match source {
+            LayerSource::Feed(feed) => {
+                let sink = LayerSink::new(layer_file, tee, self.compression, self.block_size);
+                let mut builder = LayerBuilder::new(sink, self.mtime_clamp, source_name);
+                feed(&mut builder)?;
+                self.check_cancel()?;
+                let (layer, _) = builder.finish()?;
+                if let Some(store) = &self.store {
+                    let _ = store.put_blob(&layer_path, &layer.digest);
+                }
+                layer
+            }
+            LayerSource::Stored(blob, stored) => {
+                stored::copy_layer(blob, stored, layer_file, tee)?;
+                layer::LayerInfo {
+                    diff_id: stored.diff_id.clone(),
+                    digest: stored.digest.clone(),
+                    size: stored.size,
+                    uncompressed_size: stored.uncompressed_size,
+                }
+            }
+        };
         self.check_cancel()?;
-        let (layer, _) = builder.finish()?;
         let docs = oci::documents(self, &layer)?;
 
         let mut prepared = Vec::new();

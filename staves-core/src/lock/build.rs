@@ -186,6 +186,30 @@ impl LockedBuild {
         })
     }
 
+    /// The hash of the lock as read: part of the local image store's build key, so a locked and an unlocked build
+    /// of the same spec never stand for each other.
+    pub(crate) fn pins_hash(&self) -> String {
+        self.old.hash()
+    }
+
+    /// Whether a stored image may stand for this build: only when the lock was made for this very spec (otherwise
+    /// the build must resolve again and rewrite the lock).
+    pub(crate) fn reusable(&self) -> bool {
+        self.old.spec_hash == self.spec_hash
+    }
+
+    /// The report of a locked build served from the local image store: the lock was followed as it is.
+    pub(crate) fn unchanged(self) -> LockReport {
+        LockReport {
+            locked: true,
+            path: Some(self.path),
+            written: false,
+            changes: Vec::new(),
+            dropped: Vec::new(),
+            hash: Some(self.old.hash()),
+        }
+    }
+
     /// After a successful build: rewrite the lock when its entries changed ([`LockMode::Update`] only).
     pub(crate) fn finish(self, report: &BuildReport) -> Result<LockReport, LockError> {
         let resolved = self

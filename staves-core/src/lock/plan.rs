@@ -119,6 +119,7 @@ fi
             env,
             background: false,
             wait_background: false,
+            skip_if: None,
         }
     }
 
@@ -142,6 +143,7 @@ fi
             env,
             background: false,
             wait_background: false,
+            skip_if: None,
         }
     }
 }

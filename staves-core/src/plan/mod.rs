@@ -38,7 +38,10 @@ pub enum StepKind {
         /// The repository name.
         repository: String,
     },
-    /// Build-time dependencies into the builder.
+    /// Mask the binary packages built with another environment than the spec gives them, and ask Portage whether
+    /// the rootfs comes from binary packages only (see [`crate::cache`]).
+    CheckBinaries,
+    /// Build-time dependencies into the builder; skipped when the rootfs comes from binary packages only.
     BuildDeps,
     /// Runtime dependencies into the rootfs.
     Rootfs,
@@ -47,6 +50,9 @@ pub enum StepKind {
     LocaleGenerate,
     /// Copy the generated locale archive into the rootfs (glibc only).
     LocaleInstall,
+    /// Check that every package merged from a binary package still has the spec's build environment, and record
+    /// which binary packages the build used. Runs in the background.
+    VerifyBinaries,
     /// Copy `libgcc_s.so.1` (and `libstdc++.so.6`) into the rootfs.
     Libraries,
     /// Print the rootfs package database, one line per package (read back into
@@ -78,6 +84,18 @@ pub struct Step {
     /// Wait for every background step started before this one (and fail if one failed) before running it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub wait_background: bool,
+    /// Do nothing when this file exists in the builder when the step starts (an earlier step decides).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_if: Option<StepSkip>,
+}
+
+/// When a step is skipped: an earlier step of the same build created `path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepSkip {
+    /// The file whose existence skips the step.
+    pub path: String,
+    /// Why, as the report gives it.
+    pub reason: String,
 }
 
 impl StepKind {
@@ -89,6 +107,26 @@ impl StepKind {
 }
 
 impl Step {
+    /// The command a backend executes: [`Step::argv`], wrapped in a `/bin/sh -c` test when the step can be
+    /// skipped. A skipped step prints [`crate::cache::SKIPPED_MARKER`] and its reason, and exits 0.
+    pub fn exec_argv(&self) -> Vec<String> {
+        let Some(skip) = &self.skip_if else {
+            return self.argv.clone();
+        };
+        let mut argv = sh(format!(
+            "if [ -e {path} ]; then echo {message}; exit 0; fi\nexec \"$@\"",
+            path = crate::portage::shell_quote(&skip.path),
+            message = crate::portage::shell_quote(&format!(
+                "{}{}",
+                crate::cache::SKIPPED_MARKER,
+                skip.reason
+            )),
+        ));
+        argv.push("sh".to_owned());
+        argv.extend(self.argv.iter().cloned());
+        argv
+    }
+
     /// The script when this step is `/bin/sh -c SCRIPT`.
     pub fn shell_script(&self) -> Option<&str> {
         match self.argv.as_slice() {
@@ -198,10 +236,6 @@ impl BuildPlan {
         }
         options.check()?;
         let env = BuildEnv::render(spec, options);
-        let mut files = env.files().to_vec();
-        if let Some(lock) = lock {
-            files.extend(lock.files());
-        }
         let mut rootfs_atoms = spec.packages.clone();
         if !rootfs_atoms.iter().any(|a| a == LIBC_ATOM) {
             rootfs_atoms.push(LIBC_ATOM.to_owned());
@@ -211,6 +245,11 @@ impl BuildPlan {
             parallel.extend(["--load-average".to_owned(), format_load(load)]);
         }
         let emerge_env = BTreeMap::from([("NOCOLOR".to_owned(), "true".to_owned())]);
+        let mut files = env.files().to_vec();
+        files.extend(crate::cache::plan_files());
+        if let Some(lock) = lock {
+            files.extend(lock.files());
+        }
 
         let mut steps = vec![Step::new(
             StepKind::WriteFiles,
@@ -253,11 +292,23 @@ impl BuildPlan {
         build_deps.extend(parallel.iter().cloned());
         build_deps.extend(spec.packages.iter().cloned());
         steps.push(Step::new(
-            StepKind::BuildDeps,
-            "Install build dependencies into the builder",
-            build_deps,
+            StepKind::CheckBinaries,
+            "Check the binary packages against the build environment",
+            sh(crate::cache::check_script(spec, &rootfs_atoms)),
             emerge_env.clone(),
         ));
+        steps.push(
+            Step::new(
+                StepKind::BuildDeps,
+                "Install build dependencies into the builder",
+                build_deps,
+                emerge_env.clone(),
+            )
+            .skip_if(
+                crate::cache::ROOTFS_FROM_BINARIES,
+                crate::cache::BUILD_DEPS_SKIP_REASON,
+            ),
+        );
         // locale-gen only writes the builder's own locale files, so it overlaps the rootfs step; the archive is
         // copied into the rootfs once both are done.
         let locale = format!("{} {}", spec.locale.name, spec.locale.charset);
@@ -299,6 +350,14 @@ impl BuildPlan {
         );
         install.wait_background = true;
         steps.push(install);
+        let mut verify = Step::new(
+            StepKind::VerifyBinaries,
+            "Verify the binary packages this build used",
+            sh(crate::cache::verify_script()),
+            BTreeMap::new(),
+        );
+        verify.background = true;
+        steps.push(verify);
         let mut libraries = vec!["libgcc_s.so.1"];
         if spec.stdlib {
             libraries.push("libstdc++.so.6");
@@ -315,7 +374,7 @@ impl BuildPlan {
             sh(crate::portage::package_list_script()),
             BTreeMap::new(),
         ));
-        steps.push(Step::new(
+        let mut cleanup = Step::new(
             StepKind::Cleanup,
             "Remove the package database and caches from the rootfs",
             strings(&[
@@ -325,7 +384,10 @@ impl BuildPlan {
                 &format!("{ROOTFS_DIR}/var/cache"),
             ]),
             BTreeMap::new(),
-        ));
+        );
+        // The verification reads the rootfs package database.
+        cleanup.wait_background = true;
+        steps.push(cleanup);
         Ok(Self {
             files,
             steps,
@@ -357,7 +419,17 @@ impl Step {
             env,
             background: false,
             wait_background: false,
+            skip_if: None,
         }
+    }
+
+    /// The same step, skipped when `path` exists in the builder.
+    fn skip_if(mut self, path: &str, reason: &str) -> Self {
+        self.skip_if = Some(StepSkip {
+            path: path.to_owned(),
+            reason: reason.to_owned(),
+        });
+        self
     }
 }
 

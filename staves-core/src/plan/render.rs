@@ -17,6 +17,16 @@ impl BuildPlan {
                 WriteMode::Replace => "",
                 WriteMode::AppendBlock => " (block appended to the builder's file)",
             };
+            if !file.path.starts_with(crate::portage::PORTAGE_CONFIG_DIR) {
+                // A helper program, not configuration: named here, shown whole by `render_script`.
+                let _ = writeln!(
+                    out,
+                    "\n--- /{} (a helper Staves runs in the builder, {} lines; the script form shows it)",
+                    file.path,
+                    file.content.lines().count()
+                );
+                continue;
+            }
             let _ = writeln!(out, "\n--- /{}{how}", file.path);
             out.push_str(&file.content);
         }
@@ -38,6 +48,13 @@ impl BuildPlan {
                 None => {
                     let _ = writeln!(out, "   $ {}", command_line(step));
                 }
+            }
+            if let Some(skip) = &step.skip_if {
+                let _ = writeln!(
+                    out,
+                    "   (skipped when {} exists: {})",
+                    skip.path, skip.reason
+                );
             }
         }
         out
@@ -80,6 +97,14 @@ impl BuildPlan {
                 shell_quote(&format!(">>> staves: {}", step.label))
             );
             let background = if step.background { " &" } else { "" };
+            if let Some(skip) = &step.skip_if {
+                let _ = writeln!(
+                    out,
+                    "if [ -e {} ]; then echo {}; else",
+                    shell_quote(&skip.path),
+                    shell_quote(&format!("{}{}", crate::cache::SKIPPED_MARKER, skip.reason))
+                );
+            }
             match step.shell_script() {
                 Some(script) if step.env.is_empty() => {
                     out.push_str("(\n");
@@ -92,6 +117,9 @@ impl BuildPlan {
                 _ => {
                     let _ = writeln!(out, "{}{background}", command_line(step));
                 }
+            }
+            if step.skip_if.is_some() {
+                out.push_str("fi\n");
             }
             if step.background {
                 out.push_str("staves_background=\"$staves_background $!\"\n");

@@ -53,7 +53,7 @@ pub(crate) fn parse_emerge_line(line: &str) -> Option<EmergeEvent> {
 }
 
 /// A package installed in the rootfs, read from its `/var/db/pkg` entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct InstalledPackage {
     /// `category/package-version` (with revision).
     pub cpv: String,

@@ -28,6 +28,7 @@ from staves._staves import (
     assemble,
     build,
     lock,
+    cache,
     plan,
 )
 from staves._types import (
@@ -101,5 +102,6 @@ __all__ = [
     "build",
     "lock",
     "build_async",
+    "cache",
     "plan",
 ]

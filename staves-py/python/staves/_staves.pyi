@@ -33,6 +33,7 @@ __all__ = [
     "build",
     "lock",
     "assemble",
+    "cache",
     "_restore_spec",
     "DEFAULT_PORTAGE_IMAGE",
     "DEFAULT_BUILDER_IMAGE",
@@ -215,9 +216,13 @@ class Step:
     @property
     def wait_background(self) -> bool:
         """Whether the builder waits for every background step started before this one before running it."""
+    @property
+    def skip_if(self) -> Optional[Dict[str, str]]:
+        """When the step is skipped: ``{"path": FILE, "reason": TEXT}`` (it does nothing when an earlier step created
+        FILE in the builder); None for steps that always run."""
     def to_dict(self) -> Dict[str, Any]:
         """The step as a dict: ``kind``, ``label``, ``argv``, ``env``, and ``repository``, ``background``,
-        ``wait_background`` when set (the shape ``staves plan --format json`` prints)."""
+        ``wait_background``, ``skip_if`` when set (the shape ``staves plan --format json`` prints)."""
 
 @final
 class BuildPlan:
@@ -369,6 +374,28 @@ def assemble(
     docker_host: Optional[str] = None,
 ) -> ImageReport:
     """Turn an existing rootfs (a directory or a tar file) into an image of ``spec``, with no Portage step."""
+
+def cache(
+    command: Literal["list", "prune", "clear", "du"],
+    *,
+    build_cache: str = ...,
+    builder: str = ...,
+    cache_dir: Optional[_Path] = None,
+    binpkgs: bool = True,
+    store: bool = True,
+    keep_last: Optional[int] = None,
+    older_than: Optional[int] = None,
+    dry_run: bool = False,
+    docker_host: Optional[str] = None,
+) -> Dict[str, Any]:
+    """What ``staves cache COMMAND --format json`` prints, as a dict with the keys ``binpkgs`` (the build cache
+    volume ``build_cache``, handled in a short-lived container of ``builder``) and ``store`` (the local image store
+    at ``cache_dir``, by default ``$XDG_CACHE_HOME/staves``); a part is None when ``binpkgs`` or ``store`` is False.
+
+    ``prune`` takes exactly one of ``keep_last`` (keep what the last N builds used) and ``older_than`` (unix
+    seconds: drop what was neither built nor used since). ``dry_run`` only says what ``prune``/``clear`` would
+    remove. Raises ``ValueError`` for a bad command or prune rule, ``DockerError`` when the engine fails,
+    ``StavesError`` when the volume does not exist or the cache container fails."""
 
 def _restore_spec(state: Tuple[Any, ...]) -> ImageSpec:
     """Pickle support: the callable ``ImageSpec.__reduce__`` names. Not for direct use."""

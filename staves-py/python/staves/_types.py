@@ -15,10 +15,12 @@ from typing import Any, Dict, List, Literal, Mapping, Optional, TypedDict, Union
 StepKind = Literal[
     "write-files",
     "sync",
+    "check-binaries",
     "build-deps",
     "rootfs",
     "locale-generate",
     "locale-install",
+    "verify-binaries",
     "libraries",
     "package-list",
     "cleanup",
@@ -194,13 +196,16 @@ class Package(_Record):
 
 @dataclass(frozen=True)
 class StepReport(_Record):
-    """What one step did: its kind and label, wall time in seconds, exit code; ``repository`` for ``sync`` steps."""
+    """What one step did: its kind and label, wall time in seconds, exit code; ``repository`` for ``sync`` steps;
+    ``skipped`` and its ``reason`` when the step found nothing to do (build dependencies when nothing is compiled)."""
 
     kind: StepKind
     label: str
     seconds: float
     exit_code: int
     repository: Optional[str] = None
+    skipped: bool = False
+    reason: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -381,6 +386,8 @@ def _build_report(data: Mapping[str, Any], log: List[str]) -> BuildReport:
                 seconds=s["duration"],
                 exit_code=s["exit_code"],
                 repository=s.get("repository"),
+                skipped=s.get("skipped", False),
+                reason=s.get("reason"),
             )
             for s in report["steps"]
         ],

@@ -52,6 +52,7 @@ pub(super) struct StepOutput {
     tail: Vec<String>,
     captured: String,
     emerged: Vec<(String, bool)>,
+    skipped: Option<String>,
 }
 
 impl StepOutput {
@@ -80,6 +81,8 @@ impl StepOutput {
             label: run.step.label.clone(),
             duration: self.duration,
             exit_code: self.exit_code,
+            skipped: self.skipped.is_some(),
+            reason: self.skipped,
         });
         options.emit(BuildEvent::StepFinished {
             index: run.index,
@@ -108,7 +111,7 @@ pub(super) async fn exec_step(
         .create_exec(
             container,
             CreateExecOptions {
-                cmd: Some(run.step.argv.clone()),
+                cmd: Some(run.step.exec_argv()),
                 env: Some(env),
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
@@ -217,6 +220,7 @@ struct LineSplitter<'a> {
     tail: VecDeque<String>,
     captured: String,
     emerged: Vec<(String, bool)>,
+    skipped: Option<String>,
 }
 
 impl<'a> LineSplitter<'a> {
@@ -228,6 +232,7 @@ impl<'a> LineSplitter<'a> {
             tail: VecDeque::new(),
             captured: String::new(),
             emerged: Vec::new(),
+            skipped: None,
         }
     }
 
@@ -247,6 +252,9 @@ impl<'a> LineSplitter<'a> {
         if self.run.capture && stream == LogStream::Stdout {
             self.captured.push_str(&line);
             self.captured.push('\n');
+        }
+        if let Some(reason) = crate::cache::parse_skipped_line(&line) {
+            self.skipped = Some(reason.to_owned());
         }
         if let Some(EmergeEvent::Emerging {
             index,
@@ -290,6 +298,7 @@ impl<'a> LineSplitter<'a> {
             tail: self.tail.into_iter().collect(),
             captured: self.captured,
             emerged: self.emerged,
+            skipped: self.skipped,
         }
     }
 }

@@ -44,6 +44,24 @@ impl Builder for DockerBuilder {
     fn portage_image(&self) -> Option<&str> {
         Some(&self.portage_image)
     }
+
+    fn key_context(&self) -> super::KeyContextFuture<'_> {
+        Box::pin(async move {
+            let docker = self.engine.connect().await?;
+            let mut ids = Vec::new();
+            for image in [&self.builder_image, &self.portage_image] {
+                match crate::store::image_id(&docker, image).await? {
+                    Some(id) => ids.push(id),
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some(crate::store::KeyContext::new(
+                ids[0].clone(),
+                ids[1].clone(),
+                self.locale.clone(),
+            )))
+        })
+    }
 }
 
 /// Await `future`, or stop with [`BuildError::Interrupted`] as soon as `options.cancel` is triggered (dropping

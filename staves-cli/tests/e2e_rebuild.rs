@@ -1,0 +1,509 @@
+//! Rebuilds on the real engine: binary packages are reused only when they were built with the environment the spec
+//! gives their package now, and a warm build with nothing to compile skips the build-dependency step.
+//!
+//! Needs the engine and the fixture images (`tests/fixtures/build-images.sh`); with `STAVES_REQUIRE_DOCKER=1` the
+//! tests fail instead of skipping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+const BUILDER: &str = "staves-test/stage3:latest";
+const PORTAGE: &str = "staves-test/portage:latest";
+
+fn engine_ready() -> bool {
+    let required = std::env::var("STAVES_REQUIRE_DOCKER").as_deref() == Ok("1");
+    let ok = [BUILDER, PORTAGE]
+        .iter()
+        .all(|image| docker(&["image", "inspect", image]).status.success());
+    assert!(
+        ok || !required,
+        "STAVES_REQUIRE_DOCKER=1 but the engine or the fixture images are missing"
+    );
+    if !ok {
+        eprintln!("skipping: no engine or fixture images (run tests/fixtures/build-images.sh)");
+    }
+    ok
+}
+
+/// One engine test at a time in this binary: they are heavy, and the machine is shared.
+fn lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("running the docker CLI")
+}
+
+/// A spec file, a cache volume and an image tag of this test's own; the volume and the tag are removed on drop.
+struct Case {
+    dir: tempfile::TempDir,
+    name: String,
+    cache: String,
+    tag: String,
+}
+
+impl Case {
+    fn new(name: &str) -> Self {
+        let id = format!("{name}-{}", std::process::id());
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            name: name.to_owned(),
+            cache: format!("staves-e2e-rebuild-{id}"),
+            tag: format!("staves-e2e/rebuild-{name}:t{}", std::process::id()),
+        }
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    /// Build `spec_body` (the image name and tag are added) with `--rebuild`, so the binary package cache is what
+    /// is tested, and return the JSON report.
+    fn build(&self, spec_body: &str) -> Value {
+        let (report, _) = self.build_with(spec_body, &["--rebuild"]);
+        report
+    }
+
+    /// Build `spec_body` with `extra` flags; return the JSON report and the pid of the `staves` process (its
+    /// containers are named `staves-PID-…`).
+    fn build_with(&self, spec_body: &str, extra: &[&str]) -> (Value, u32) {
+        let (repo, version) = self.tag.split_once(':').unwrap();
+        let spec = format!("name = '{repo}'\nversion = '{version}'\n{spec_body}");
+        std::fs::write(self.path("staves.toml"), spec).unwrap();
+        let rootfs = self.path("rootfs.tar");
+        let _ = std::fs::remove_file(&rootfs);
+        let child = Command::new(env!("CARGO_BIN_EXE_staves"))
+            .arg("build")
+            .arg("--config")
+            .arg(self.path("staves.toml"))
+            .args(["--builder", BUILDER, "--portage", PORTAGE])
+            .args([
+                "--build-cache",
+                &self.cache,
+                "--jobs",
+                "2",
+                "--no-ssh",
+                "--no-netrc",
+            ])
+            .arg("--cache-dir")
+            .arg(self.path("store"))
+            .args(["--output", &format!("rootfs:{}", rootfs.display())])
+            .args(["--format", "json"])
+            .args(extra)
+            .env_remove("DOCKER_HOST")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}: staves build failed ({:?}):\n{}",
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (serde_json::from_slice(&out.stdout).unwrap(), pid)
+    }
+
+    /// `staves cache SUBCOMMAND ARGS --format json` on this case's volume and store; the JSON it printed.
+    fn cache(&self, args: &[&str]) -> Value {
+        let child = Command::new(env!("CARGO_BIN_EXE_staves"))
+            .arg("cache")
+            .args(args)
+            .args([
+                "--build-cache",
+                &self.cache,
+                "--builder",
+                BUILDER,
+                "--format",
+                "json",
+            ])
+            .arg("--cache-dir")
+            .arg(self.path("store"))
+            .env_remove("DOCKER_HOST")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "staves cache {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let left = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name=staves-{pid}-"),
+            "--format",
+            "{{.Names}}",
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&left.stdout).trim(),
+            "",
+            "staves cache left a container"
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// A file of the last build's rootfs.
+    fn rootfs_file(&self, wanted: &str) -> String {
+        let file = std::fs::File::open(self.path("rootfs.tar")).unwrap();
+        let mut archive = tar::Archive::new(file);
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches("./")
+                == wanted
+            {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+                return text;
+            }
+        }
+        panic!("{wanted} is not in the rootfs");
+    }
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        let _ = docker(&["rmi", "-f", &self.tag]);
+        let _ = docker(&["volume", "rm", "-f", &self.cache]);
+    }
+}
+
+/// The cpvs of a report list (`built_from_source` or `installed_from_binary`).
+fn cpvs(report: &Value, list: &str) -> Vec<String> {
+    report["report"][list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn step<'a>(report: &'a Value, kind: &str) -> &'a Value {
+    report["report"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} step in {report}"))
+}
+
+const HELLO: &str = "app-misc/hello-1";
+
+/// Seconds since the epoch, as `docker events` takes them.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The containers the engine created between `since` and `until` for the `staves` process `pid`.
+fn containers_created(since: f64, until: f64, pid: u32) -> Vec<String> {
+    let out = docker(&[
+        "events",
+        "--since",
+        &format!("{:.3}", since - 1.0),
+        "--until",
+        &format!("{:.3}", until + 1.0),
+        "--filter",
+        "type=container",
+        "--filter",
+        "event=create",
+        "--filter",
+        "label=io.staves.build",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|name| name.starts_with(&format!("staves-{pid}-")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn an_unchanged_spec_creates_no_container_and_a_config_change_keeps_the_layer() {
+    if !engine_ready() {
+        return;
+    }
+    let _lock = lock();
+    let case = Case::new("noop");
+    let spec = "packages = ['app-misc/hello']\ncommand = ['/usr/bin/hello']\n";
+    let docker_out = ["--output", "docker"];
+
+    let started = unix_now();
+    let (first, pid) = case.build_with(spec, &docker_out);
+    // The check works: the build itself shows up.
+    assert!(!containers_created(started, unix_now(), pid).is_empty());
+    assert!(first.get("reused").is_none(), "{first}");
+    let first_rootfs = std::fs::read(case.path("rootfs.tar")).unwrap();
+
+    let started = unix_now();
+    let (again, pid) = case.build_with(spec, &docker_out);
+    assert_eq!(
+        containers_created(started, unix_now(), pid),
+        Vec::<String>::new()
+    );
+    assert!(
+        again["reused"]["key"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{again}"
+    );
+    assert_eq!(again["image"]["digest"], first["image"]["digest"]);
+    assert_eq!(
+        std::fs::read(case.path("rootfs.tar")).unwrap(),
+        first_rootfs
+    );
+    let id = docker(&["image", "inspect", "--format", "{{.Id}}", &case.tag]);
+    assert_eq!(
+        String::from_utf8_lossy(&id.stdout).trim(),
+        again["image"]["config_digest"].as_str().unwrap()
+    );
+
+    // Only the image config changes: a new image from the stored layer, still without a container.
+    let changed = format!("{spec}[annotations]\n'org.opencontainers.image.title' = 'changed'\n");
+    let started = unix_now();
+    let (config_only, pid) = case.build_with(&changed, &docker_out);
+    assert_eq!(
+        containers_created(started, unix_now(), pid),
+        Vec::<String>::new()
+    );
+    assert_ne!(config_only["image"]["digest"], first["image"]["digest"]);
+    assert_eq!(
+        config_only["image"]["layer_digest"],
+        first["image"]["layer_digest"]
+    );
+    let labels = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        &case.tag,
+    ]);
+    assert!(String::from_utf8_lossy(&labels.stdout).contains("changed"));
+    let run = docker(&["run", "--rm", &case.tag]);
+    assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "Hello, world");
+
+    // --rebuild builds.
+    let started = unix_now();
+    let (rebuilt, pid) = case.build_with(spec, &["--rebuild"]);
+    assert!(!containers_created(started, unix_now(), pid).is_empty());
+    assert!(rebuilt.get("reused").is_none());
+}
+
+fn named_env_spec(mark: &str) -> String {
+    format!(
+        "packages = ['app-misc/hello']\n[env.marks]\nCFLAGS = '-O2 -pipe -D{mark}'\n\
+         ['app-misc/hello']\nenv = ['marks']\n"
+    )
+}
+
+#[test]
+fn a_named_env_change_rebuilds_only_its_package_and_flipping_back_reuses_the_first_binary() {
+    if !engine_ready() {
+        return;
+    }
+    let _lock = lock();
+    let case = Case::new("named");
+
+    let cold = case.build(&named_env_spec("MARK_A"));
+    assert!(
+        cpvs(&cold, "built_from_source").contains(&HELLO.to_owned()),
+        "{cold}"
+    );
+    assert_eq!(step(&cold, "build-deps")["skipped"], false, "{cold}");
+    assert!(
+        case.rootfs_file("usr/share/hello/build-info.txt")
+            .contains("-DMARK_A")
+    );
+
+    // Same cache volume, other flags for hello only: hello is built again, nothing else is.
+    let changed = case.build(&named_env_spec("MARK_B"));
+    let info = case.rootfs_file("usr/share/hello/build-info.txt");
+    assert!(
+        info.contains("-DMARK_B") && !info.contains("MARK_A"),
+        "stale binary package: {info}"
+    );
+    assert_eq!(cpvs(&changed, "built_from_source"), [HELLO], "{changed}");
+    let binary = cpvs(&changed, "installed_from_binary");
+    for other in ["dev-libs/libfoo-1", "app-shells/tinysh-1", "virtual/libc-1"] {
+        assert!(
+            binary.iter().any(|c| c == other),
+            "{other} was not reused: {changed}"
+        );
+    }
+
+    // Back to MARK_A: the first hello binary package matches again, so nothing is compiled and the
+    // build-dependency step is skipped, with its reason in the report.
+    let back = case.build(&named_env_spec("MARK_A"));
+    assert!(
+        case.rootfs_file("usr/share/hello/build-info.txt")
+            .contains("-DMARK_A")
+    );
+    assert_eq!(
+        cpvs(&back, "built_from_source"),
+        Vec::<String>::new(),
+        "{back}"
+    );
+    assert!(
+        cpvs(&back, "installed_from_binary").contains(&HELLO.to_owned()),
+        "{back}"
+    );
+    let deps = step(&back, "build-deps");
+    assert_eq!(deps["skipped"], true, "{back}");
+    assert!(
+        deps["reason"].as_str().unwrap().contains("binary package"),
+        "{back}"
+    );
+    assert_eq!(step(&back, "rootfs")["skipped"], false);
+
+    // `staves cache` on this volume: both hello binary packages, with different environment fingerprints.
+    let listing = case.cache(&["list", "--binpkgs"]);
+    let packages = listing["binpkgs"]["packages"].as_array().unwrap();
+    let hellos: Vec<&Value> = packages.iter().filter(|p| p["cpv"] == HELLO).collect();
+    assert_eq!(hellos.len(), 2, "{listing}");
+    assert_ne!(hellos[0]["fingerprint"], hellos[1]["fingerprint"]);
+    assert!(
+        hellos
+            .iter()
+            .all(|p| p["size"].as_u64().unwrap() > 0 && p["build_time"].is_u64())
+    );
+    let marks: Vec<&str> = hellos
+        .iter()
+        .map(|p| p["environment"]["CFLAGS"].as_str().unwrap())
+        .collect();
+    assert!(
+        marks.contains(&"-O2 -pipe -DMARK_A") && marks.contains(&"-O2 -pipe -DMARK_B"),
+        "{marks:?}"
+    );
+    assert_eq!(listing["binpkgs"]["builds"], 3);
+    let before = packages.len();
+
+    // The last build (MARK_A) used neither the MARK_B hello nor the build-only dependency (its build-dependency
+    // step was skipped): keeping what the last build used removes exactly those two.
+    let dry = case.cache(&["prune", "--keep-last", "1", "--binpkgs", "--dry-run"]);
+    assert_eq!(
+        dry["binpkgs"]["removed"].as_array().unwrap().len(),
+        2,
+        "{dry}"
+    );
+    assert_eq!(
+        case.cache(&["list", "--binpkgs"])["binpkgs"]["packages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        before
+    );
+    let pruned = case.cache(&["prune", "--keep-last", "1", "--binpkgs"]);
+    let removed = pruned["binpkgs"]["removed"].as_array().unwrap();
+    let mut gone: Vec<(&str, &str)> = removed
+        .iter()
+        .map(|p| {
+            (
+                p["cpv"].as_str().unwrap(),
+                p["environment"]["CFLAGS"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    gone.sort();
+    assert_eq!(
+        gone,
+        [
+            (HELLO, "-O2 -pipe -DMARK_B"),
+            ("dev-util/buildtool-1", "-O2 -pipe")
+        ],
+        "{pruned}"
+    );
+    let after = case.cache(&["list", "--binpkgs"]);
+    assert_eq!(
+        after["binpkgs"]["packages"].as_array().unwrap().len(),
+        before - 2
+    );
+    // What is left is consistent for Portage: the MARK_A build reuses it all, from binary packages.
+    let again = case.build(&named_env_spec("MARK_A"));
+    assert_eq!(
+        cpvs(&again, "built_from_source"),
+        Vec::<String>::new(),
+        "{again}"
+    );
+
+    let usage = case.cache(&["du", "--binpkgs"]);
+    assert!(usage["binpkgs"]["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(
+        usage["binpkgs"]["packages"].as_u64().unwrap() as usize,
+        before - 2,
+        "{usage}"
+    );
+    let cleared = case.cache(&["clear", "--binpkgs"]);
+    assert_eq!(
+        cleared["binpkgs"]["packages"], usage["binpkgs"]["packages"],
+        "{cleared}"
+    );
+    assert_eq!(
+        cleared["binpkgs"]["freed_bytes"], usage["binpkgs"]["bytes"],
+        "{cleared}"
+    );
+    assert_eq!(case.cache(&["du", "--binpkgs"])["binpkgs"]["bytes"], 0);
+}
+
+#[test]
+fn a_global_env_change_rebuilds_every_package() {
+    if !engine_ready() {
+        return;
+    }
+    let _lock = lock();
+    let case = Case::new("global");
+    let spec = |mark: &str| {
+        format!("packages = ['app-misc/hello']\n[env]\nCFLAGS = '${{CFLAGS}} -D{mark}'\n")
+    };
+    case.build(&spec("MARK_A"));
+    assert!(
+        case.rootfs_file("usr/share/hello/build-info.txt")
+            .contains("-DMARK_A")
+    );
+
+    let changed = case.build(&spec("MARK_B"));
+    let info = case.rootfs_file("usr/share/hello/build-info.txt");
+    assert!(
+        info.contains("-O2 -pipe -DMARK_B") && !info.contains("MARK_A"),
+        "{info}"
+    );
+    let built = cpvs(&changed, "built_from_source");
+    for package in [
+        HELLO,
+        "dev-libs/libfoo-1",
+        "app-shells/tinysh-1",
+        "virtual/libc-1",
+    ] {
+        assert!(
+            built.iter().any(|c| c == package),
+            "{package} was reused: {changed}"
+        );
+    }
+    assert_eq!(step(&changed, "build-deps")["skipped"], false);
+}

@@ -1,0 +1,600 @@
+//! The binary package cache (the `--build-cache` volume): which binary packages a build may reuse.
+//!
+//! Portage's `--binpkg-respect-use` matches binary packages on USE flags only. A binary package built with other
+//! `CFLAGS` (from `[env]`, a named env, or the builder's `make.conf`) would be installed as if nothing had changed.
+//! Staves closes that hole with Portage's own machinery:
+//!
+//! 1. **Record.** A block in the builder's `/etc/portage/bashrc` runs when Portage starts a package's first ebuild
+//!    phase, before the ebuild is sourced, so the values are the ones Portage's configuration gives the package
+//!    (`make.conf`, profile, `package.env`) and nothing an ebuild or eclass changes later (flag-o-matic). It writes
+//!    them to `build-info/STAVES_BUILD_ENV`, which Portage stores in the binary package and in the package database.
+//! 2. **Check.** Before the emerge steps, [`StepKind::CheckBinaries`](crate::StepKind::CheckBinaries) runs
+//!    `binpkg_env.py` with the builder's Portage: for every binary package instance in `PKGDIR` it compares the
+//!    record with what `portage.config.setcpv()` gives that package now, and masks each instance whose record is
+//!    missing or different by build ID (`=cat/pkg-1.0-3` in `/etc/portage/package.mask`, which Portage reads with
+//!    build IDs allowed). Portage then picks among the remaining instances, or builds from source, with its own
+//!    rules (USE, visibility, changed deps). `--usepkg-exclude` cannot do this: emerge rejects versioned atoms there.
+//!    A stale instance without a build ID (written without `binpkg-multi-instance`) cannot be masked alone; its
+//!    package is given to `--usepkg-exclude` instead, in a block the check adds to `make.conf`.
+//! 3. **Decide.** The same step asks Portage (`emerge --pretend --usepkg --root=/tmp/rootfs --root-deps=rdeps`,
+//!    with the masks) whether the rootfs step would use binary packages only; then the build-dependency step is
+//!    skipped, since nothing is compiled.
+//! 4. **Verify.** After the emerge steps, [`StepKind::VerifyBinaries`](crate::StepKind::VerifyBinaries) checks every
+//!    package merged from a binary package in this build (in the builder and the rootfs) against the environment
+//!    again: another build may have added an instance to a shared volume between the check and the emerge. It also
+//!    records which instances the build used, for `staves cache prune --keep-last`.
+//!
+//! The compared variables are [`FINGERPRINT_VARIABLES`] plus every variable the spec sets in `[env]` or a named env,
+//! less those that only steer Portage ([`PORTAGE_CONTROL_VARIABLES`]), `USE` and the `USE_EXPAND` variables (USE is
+//! matched by Portage already). A package whose values did not change keeps its binary package.
+
+mod volume;
+
+use crate::plan::ROOTFS_DIR;
+use crate::portage::{PortageFile, WriteMode, shell_quote};
+use crate::spec::ImageSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Variables that change what the compiler produces, compared for every package.
+///
+/// `FEATURES` stands for its tokens that change what a package installs (`nodoc`, `nostrip`, `splitdebug`, …).
+pub const FINGERPRINT_VARIABLES: &[&str] = &[
+    "AR",
+    "AS",
+    "ASFLAGS",
+    "CBUILD",
+    "CC",
+    "CFLAGS",
+    "CHOST",
+    "CPP",
+    "CPPFLAGS",
+    "CTARGET",
+    "CXX",
+    "CXXFLAGS",
+    "EXTRA_ECONF",
+    "EXTRA_EINSTALL",
+    "EXTRA_EMAKE",
+    "FCFLAGS",
+    "FEATURES",
+    "FFLAGS",
+    "LD",
+    "LDFLAGS",
+    "LIBCFLAGS",
+    "LIBCXXFLAGS",
+    "NM",
+    "OBJCOPY",
+    "PKG_INSTALL_MASK",
+    "RANLIB",
+    "RUSTFLAGS",
+    "STRIP",
+];
+
+/// Variables a spec may set that steer Portage (parallelism, downloads, masking, output) rather than what a package
+/// compiles to; they are never compared. Names starting with `PORTAGE_`, `EMERGE_`, `ACCEPT_`, `BINPKG_`,
+/// `FETCHCOMMAND` or `RESUMECOMMAND` are treated the same.
+pub const PORTAGE_CONTROL_VARIABLES: &[&str] = &[
+    "AUTOCLEAN",
+    "CLEAN_DELAY",
+    "COLLISION_IGNORE",
+    "CONFIG_PROTECT",
+    "CONFIG_PROTECT_MASK",
+    "DISTDIR",
+    "GENTOO_MIRRORS",
+    "INSTALL_MASK",
+    "LC_MESSAGES",
+    "MAKEOPTS",
+    "NINJAOPTS",
+    "NOCOLOR",
+    "PKGDIR",
+    "PORTDIR",
+    "PORTDIR_OVERLAY",
+    "UNINSTALL_IGNORE",
+    "USE",
+];
+
+const PORTAGE_CONTROL_PREFIXES: &[&str] = &[
+    "PORTAGE_",
+    "EMERGE_",
+    "ACCEPT_",
+    "BINPKG_",
+    "FETCHCOMMAND",
+    "RESUMECOMMAND",
+];
+
+/// Where the plan puts the check script in the builder.
+pub(crate) const SCRIPT_PATH: &str = "/var/tmp/staves/binpkg-env.py";
+/// Written by the check when the rootfs step will use binary packages only.
+pub(crate) const ROOTFS_FROM_BINARIES: &str = "/var/tmp/staves/rootfs-from-binaries";
+/// The masks the check writes for one build.
+const MASK_FILE: &str = "etc/portage/package.mask/staves-binpkg-env";
+
+/// The line a step prints when it decided to do nothing; the rest of the line is the reason.
+pub const SKIPPED_MARKER: &str = "staves: skipped: ";
+
+/// The reason a step printed with [`SKIPPED_MARKER`], if `line` is such a line.
+pub fn parse_skipped_line(line: &str) -> Option<&str> {
+    line.strip_prefix(SKIPPED_MARKER)
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+}
+
+const CHECK_SCRIPT: &str = include_str!("binpkg_env.py");
+const BASHRC_BLOCK: &str = include_str!("bashrc.sh");
+
+/// The variables compared between a binary package's record and the environment `spec` gives its package: the
+/// fixed list, plus the spec's `[env]` and named-env variables, less the Portage control variables. Sorted.
+///
+/// `USE_EXPAND` variables are removed in the builder, where the profile is known.
+pub fn fingerprint_variables(spec: &ImageSpec) -> Vec<String> {
+    let mut names: BTreeSet<String> = FINGERPRINT_VARIABLES
+        .iter()
+        .map(|v| (*v).to_owned())
+        .collect();
+    let spec_names = spec
+        .env
+        .keys()
+        .chain(spec.named_envs.values().flat_map(|vars| vars.keys()));
+    for name in spec_names {
+        if !is_portage_control(name) {
+            names.insert(name.clone());
+        }
+    }
+    names.into_iter().collect()
+}
+
+fn is_portage_control(name: &str) -> bool {
+    name != "FEATURES"
+        && (PORTAGE_CONTROL_VARIABLES.contains(&name)
+            || PORTAGE_CONTROL_PREFIXES.iter().any(|p| name.starts_with(p)))
+}
+
+/// The files every build adds to the builder: the bashrc block, the check script, and the (empty) mask file the
+/// check fills in.
+pub(crate) fn plan_files() -> Vec<PortageFile> {
+    vec![
+        PortageFile {
+            path: "etc/portage/bashrc".to_owned(),
+            content: format!(
+                "{}\n{BASHRC_BLOCK}{}\n",
+                crate::portage::MAKE_CONF_BEGIN,
+                crate::portage::MAKE_CONF_END
+            ),
+            mode: WriteMode::AppendBlock,
+        },
+        PortageFile {
+            path: MASK_FILE.to_owned(),
+            content: "# Filled in by the binary package check of each build.\n".to_owned(),
+            mode: WriteMode::Replace,
+        },
+        PortageFile {
+            path: SCRIPT_PATH.trim_start_matches('/').to_owned(),
+            content: CHECK_SCRIPT.to_owned(),
+            mode: WriteMode::Replace,
+        },
+    ]
+}
+
+/// A shell function that runs the check script with a Python that can import Portage: the interpreter that
+/// `emerge` runs with when its wrapper names one, else `python3` or `python`.
+fn python_launcher() -> String {
+    format!(
+        r#"staves_python() {{
+  emerge_path=$(command -v emerge || true)
+  candidates=
+  if [ -n "$emerge_path" ] && [ -f "$emerge_path" ]; then
+    candidates=$(sed -n -e '1s/^#![ ]*\([^ ]*python[^ ]*\).*/\1/p' -e 's/^exec[ ][ ]*\([^ ]*python[^ ]*\)[ ].*/\1/p' "$emerge_path" 2>/dev/null || true)
+  fi
+  for py in $candidates python3 python; do
+    command -v "$py" >/dev/null 2>&1 || continue
+    status=0
+    "$py" {script} "$@" || status=$?
+    [ "$status" -eq 97 ] || return "$status"
+  done
+  echo "staves: no Python in the builder can import Portage (tried the interpreter of emerge, python3 and python)" >&2
+  return 1
+}}
+"#,
+        script = SCRIPT_PATH
+    )
+}
+
+/// The check step: mask stale binary packages, then ask Portage whether the rootfs comes from binaries only.
+pub(crate) fn check_script(spec: &ImageSpec, rootfs_atoms: &[String]) -> String {
+    let vars: Vec<String> = fingerprint_variables(spec)
+        .iter()
+        .map(|v| shell_quote(v))
+        .collect();
+    let atoms: Vec<String> = rootfs_atoms.iter().map(|a| shell_quote(a)).collect();
+    format!(
+        r#"set -eu
+{launcher}rm -f {flag}
+staves_python check {vars}
+if [ "$(cat /var/tmp/staves/binpkg-usable 2>/dev/null || echo 0)" = 0 ]; then
+  echo "staves: no binary package in the cache can be used: everything is built from source"
+  exit 0
+fi
+echo "staves: asking Portage whether the rootfs comes from binary packages only (emerge --pretend):"
+status=0
+emerge --pretend --verbose --usepkg --root={rootfs} --root-deps=rdeps --oneshot {atoms} > /var/tmp/staves/rootfs-pretend.txt 2>&1 || status=$?
+cat /var/tmp/staves/rootfs-pretend.txt
+if [ "$status" -eq 0 ] && grep -q '^\[binary' /var/tmp/staves/rootfs-pretend.txt && ! grep -q '^\[ebuild' /var/tmp/staves/rootfs-pretend.txt; then
+  : > {flag}
+  echo "staves: every package of the rootfs comes from a binary package built with the environment this spec gives it"
+else
+  echo "staves: some packages of the rootfs are built from source: their build dependencies are installed first"
+fi
+"#,
+        launcher = python_launcher(),
+        flag = ROOTFS_FROM_BINARIES,
+        vars = vars.join(" "),
+        rootfs = ROOTFS_DIR,
+        atoms = atoms.join(" "),
+    )
+}
+
+/// Why the build-dependency step is skipped when the check found that the rootfs comes from binary packages only.
+pub(crate) const BUILD_DEPS_SKIP_REASON: &str = "every package of the rootfs comes from a binary package built with \
+                                                 the environment this spec gives it, so nothing is compiled";
+
+/// The script of a `staves cache` container: write the check script from the environment, then run it with
+/// the arguments the container is given.
+fn cache_container_script() -> String {
+    format!(
+        "set -eu\nmkdir -p /var/tmp/staves\nprintf '%s' \"$STAVES_BINPKG_ENV_PY\" > {SCRIPT_PATH}\n{}staves_python \"$@\"\n",
+        python_launcher()
+    )
+}
+
+/// Errors of `staves cache` on a binary package volume.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// The volume does not exist.
+    #[error(
+        "there is no build cache volume named {volume}\n  \
+         help: builds create it; list volumes with `docker volume ls`, or pass --build-cache NAME"
+    )]
+    NoVolume {
+        /// The volume name.
+        volume: String,
+    },
+    /// The script in the cache container failed.
+    #[error("the cache container for volume {volume} failed (exit code {exit_code}):\n{stderr}")]
+    Failed {
+        /// The volume.
+        volume: String,
+        /// The container's exit code.
+        exit_code: i64,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// The script's output could not be read.
+    #[error("the cache container printed something Staves cannot read ({reason}):\n{output}")]
+    Output {
+        /// What is wrong.
+        reason: String,
+        /// The output.
+        output: String,
+    },
+}
+
+/// One binary package instance in a build cache volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BinaryPackage {
+    /// `category/package-version`.
+    pub cpv: String,
+    /// The instance's build ID (`binpkg-multi-instance`), when it has one.
+    pub build_id: Option<u64>,
+    /// The file, relative to the volume.
+    pub path: String,
+    /// The USE flags it was built with (flags in its IUSE), sorted.
+    #[serde(rename = "use")]
+    pub use_flags: Vec<String>,
+    /// A short hash of its recorded build environment; `None` when it has no record (it is never reused).
+    pub fingerprint: Option<String>,
+    /// Its recorded build environment (variable → value); `None` without a record.
+    pub environment: Option<BTreeMap<String, String>>,
+    /// Size of the file in bytes.
+    pub size: u64,
+    /// When it was built (unix seconds).
+    pub build_time: Option<u64>,
+    /// When a Staves build last used it (unix seconds), if one recorded it.
+    pub last_used: Option<f64>,
+}
+
+/// What a build cache volume holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BinpkgListing {
+    /// The volume.
+    #[serde(default)]
+    pub volume: String,
+    /// How many builds recorded what they used.
+    pub builds: usize,
+    /// Every binary package instance.
+    pub packages: Vec<BinaryPackage>,
+}
+
+/// What [`BinpkgCache::prune`] removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BinpkgPruneReport {
+    /// The removed instances.
+    pub removed: Vec<BinaryPackage>,
+    /// How many instances were kept.
+    pub kept: usize,
+    /// Nothing was removed: this is what would have been.
+    pub dry_run: bool,
+}
+
+impl BinpkgPruneReport {
+    /// Bytes the removed instances took.
+    pub fn freed_bytes(&self) -> u64 {
+        self.removed.iter().map(|p| p.size).sum()
+    }
+}
+
+/// Space a build cache volume takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BinpkgUsage {
+    /// Bytes of every file in the volume.
+    pub bytes: u64,
+    /// Files in the volume (packages, the index, Staves' records).
+    pub files: u64,
+    /// Binary package files.
+    pub packages: u64,
+}
+
+/// What [`BinpkgCache::clear`] removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BinpkgClearReport {
+    /// Bytes freed.
+    pub freed_bytes: u64,
+    /// Files removed.
+    pub files: u64,
+    /// Binary package files among them.
+    pub packages: u64,
+    /// Nothing was removed: this is what would have been.
+    pub dry_run: bool,
+}
+
+/// Which instances [`BinpkgCache::prune`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BinpkgPrune {
+    /// Every instance that one of the last `n` builds used (built or installed); the others go.
+    KeepLast(usize),
+    /// Instances neither built nor used at or after this time (unix seconds) go.
+    OlderThan(u64),
+}
+
+/// A build cache volume (`--build-cache`), inspected and cleaned in short-lived containers of the builder image.
+///
+/// ```no_run
+/// use staves_core::cache::BinpkgCache;
+/// let cache = BinpkgCache::new("staves-binpkgs", "gentoo/stage3:latest");
+/// for package in cache.list()?.packages {
+///     println!("{} {:?} {}", package.cpv, package.fingerprint, package.size);
+/// }
+/// # Ok::<(), staves_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinpkgCache {
+    volume: String,
+    builder_image: String,
+    docker_host: Option<String>,
+}
+
+impl BinpkgCache {
+    /// The volume `volume`, handled in containers of `builder_image` (it must be in the engine: it is not pulled).
+    pub fn new(volume: impl Into<String>, builder_image: impl Into<String>) -> Self {
+        Self {
+            volume: volume.into(),
+            builder_image: builder_image.into(),
+            docker_host: None,
+        }
+    }
+
+    /// The engine address (`DOCKER_HOST` or the local socket when `None`).
+    pub fn docker_host(mut self, host: Option<String>) -> Self {
+        self.docker_host = host;
+        self
+    }
+
+    /// The volume's name.
+    pub fn volume(&self) -> &str {
+        &self.volume
+    }
+
+    fn run<T: serde::de::DeserializeOwned>(
+        &self,
+        read_only: bool,
+        args: &[String],
+    ) -> crate::Result<T> {
+        let output = volume::run(
+            self.docker_host.as_deref(),
+            &self.builder_image,
+            &self.volume,
+            read_only,
+            args,
+        )?;
+        let line = output
+            .stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or("");
+        serde_json::from_str(line).map_err(|e| {
+            CacheError::Output {
+                reason: e.to_string(),
+                output: output.stdout.clone(),
+            }
+            .into()
+        })
+    }
+
+    /// Every binary package instance, with its USE flags, build environment fingerprint, size and build time.
+    pub fn list(&self) -> crate::Result<BinpkgListing> {
+        let mut listing: BinpkgListing = self.run(true, &["list".to_owned()])?;
+        listing.volume = self.volume.clone();
+        Ok(listing)
+    }
+
+    /// Remove the instances `rule` does not keep (through Portage, so the volume's index stays consistent).
+    pub fn prune(&self, rule: BinpkgPrune, dry_run: bool) -> crate::Result<BinpkgPruneReport> {
+        let options = match rule {
+            BinpkgPrune::KeepLast(n) => serde_json::json!({"keep_last": n, "dry_run": dry_run}),
+            BinpkgPrune::OlderThan(t) => serde_json::json!({"older_than": t, "dry_run": dry_run}),
+        };
+        self.run(dry_run, &["prune".to_owned(), options.to_string()])
+    }
+
+    /// Remove every file in the volume (the volume itself stays).
+    pub fn clear(&self, dry_run: bool) -> crate::Result<BinpkgClearReport> {
+        let mut args = vec!["clear".to_owned()];
+        if dry_run {
+            args.push("--dry-run".to_owned());
+        }
+        self.run(dry_run, &args)
+    }
+
+    /// How much space the volume takes.
+    pub fn disk_usage(&self) -> crate::Result<BinpkgUsage> {
+        self.run(true, &["du".to_owned()])
+    }
+}
+
+/// The verify step: packages merged from binary packages in this build still have the spec's environment.
+pub(crate) fn verify_script() -> String {
+    format!(
+        "set -eu\n{launcher}staves_python verify / {rootfs}\n",
+        launcher = python_launcher(),
+        rootfs = ROOTFS_DIR
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_variables_join_the_fixed_list_but_portage_controls_do_not() {
+        let text = "name = 'x'\npackages = ['a/b']\n[env]\nCFLAGS = '-O3'\nMY_FLAG = '1'\nMAKEOPTS = '-j9'\n\
+                    PORTAGE_NICENESS = '3'\nFEATURES = 'nostrip'\n[env.fast]\nOTHER = '2'\nACCEPT_LICENSE = '*'\n";
+        let spec = ImageSpec::parse(text, None).unwrap();
+        let names = fingerprint_variables(&spec);
+        for wanted in ["CFLAGS", "MY_FLAG", "OTHER", "FEATURES", "LDFLAGS", "CHOST"] {
+            assert!(
+                names.iter().any(|n| n == wanted),
+                "{wanted} missing: {names:?}"
+            );
+        }
+        for unwanted in ["MAKEOPTS", "PORTAGE_NICENESS", "ACCEPT_LICENSE", "USE"] {
+            assert!(
+                !names.iter().any(|n| n == unwanted),
+                "{unwanted} compared: {names:?}"
+            );
+        }
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+    }
+
+    #[test]
+    fn the_scripts_parse() {
+        let bash = std::process::Command::new("bash")
+            .args(["-n", "-c", BASHRC_BLOCK])
+            .output()
+            .unwrap();
+        assert!(
+            bash.status.success(),
+            "{}",
+            String::from_utf8_lossy(&bash.stderr)
+        );
+        let spec = ImageSpec::parse("name = 'x'\npackages = ['a/b']\n", None).unwrap();
+        for script in [check_script(&spec, &["a/b".to_owned()]), verify_script()] {
+            let sh = std::process::Command::new("sh")
+                .args(["-n", "-c", &script])
+                .output()
+                .unwrap();
+            assert!(
+                sh.status.success(),
+                "{}\n{script}",
+                String::from_utf8_lossy(&sh.stderr)
+            );
+        }
+        // The Python script compiles (a syntax error would only show in a builder otherwise).
+        if let Ok(out) = std::process::Command::new("python3")
+            .args(["-c", "import ast, sys; ast.parse(sys.stdin.read())"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write as _;
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(CHECK_SCRIPT.as_bytes())?;
+                child.wait_with_output()
+            })
+        {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    #[test]
+    fn skipped_lines_carry_their_reason() {
+        assert_eq!(
+            parse_skipped_line("staves: skipped: nothing to compile"),
+            Some("nothing to compile")
+        );
+        assert_eq!(parse_skipped_line("staves: skipped: "), None);
+        assert_eq!(parse_skipped_line(">>> Emerging (1 of 2) a/b-1"), None);
+    }
+
+    #[test]
+    fn the_bashrc_block_and_the_script_use_the_same_names() {
+        for (bashrc, script) in [
+            (
+                "build-info/STAVES_BUILD_ENV\"",
+                "RECORD_KEY = \"STAVES_BUILD_ENV\"",
+            ),
+            ("build-info/STAVES_BUILD\"", "NONCE_KEY = \"STAVES_BUILD\""),
+            (
+                "echo \"staves-build-env 1\"",
+                "RECORD_HEADER = \"staves-build-env 1\"",
+            ),
+            (
+                "/var/tmp/staves/build-env-vars",
+                "STATE_DIR + \"/build-env-vars\"",
+            ),
+            (
+                "/var/tmp/staves/build-nonce",
+                "STATE_DIR + \"/build-nonce\"",
+            ),
+        ] {
+            assert!(BASHRC_BLOCK.contains(bashrc), "{bashrc}");
+            assert!(CHECK_SCRIPT.contains(script), "{script}");
+        }
+        assert!(CHECK_SCRIPT.contains("STATE_DIR = \"/var/tmp/staves\""));
+        assert!(CHECK_SCRIPT.contains(&format!("\"/{MASK_FILE}\"")));
+        assert!(CHECK_SCRIPT.contains("STATE_DIR + \"/binpkg-usable\""));
+        // The FEATURES tokens the bashrc keeps are the script's OUTPUT_FEATURES.
+        assert!(BASHRC_BLOCK.contains(
+            "compressdebug|dedupdebug|installsources|nodoc|noinfo|noman|nostrip|splitdebug"
+        ));
+        assert!(CHECK_SCRIPT.contains(
+            "\"compressdebug dedupdebug installsources nodoc noinfo noman nostrip splitdebug\""
+        ));
+    }
+}
