@@ -44,7 +44,8 @@ pub struct Args {
     /// The image tag, instead of the spec's `version`.
     #[arg(long = "version")]
     tag: Option<String>,
-    /// Where to write the image: docker, oci:DIR, oci-archive:FILE, docker-archive:FILE, rootfs:FILE (repeatable).
+    /// Where to write the image: docker, oci:DIR, oci-archive:FILE, docker-archive:FILE, rootfs:FILE,
+    /// docker://HOST[:PORT]/REPO[:TAG] (repeatable).
     #[arg(long = "output", short = 'o')]
     outputs: Vec<staves_core::Output>,
     /// Layer compression.
@@ -59,6 +60,8 @@ pub struct Args {
     /// The Docker engine address (default: DOCKER_HOST, else the local socket).
     #[arg(long, env = "DOCKER_HOST")]
     docker_host: Option<String>,
+    #[command(flatten)]
+    registry: crate::registry_args::RegistryArgs,
     /// Print only errors and the result.
     #[arg(long, short = 'q', conflicts_with = "verbose")]
     quiet: bool,
@@ -102,7 +105,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .jobs(args.jobs)
         .load_average(args.load_average)
         .compression(args.compression)
-        .docker_host(args.docker_host);
+        .docker_host(args.docker_host)
+        .registry(args.registry.options());
     let result = staves_core::build_image(&spec, &builder, &request, &options);
     progress.finish();
     let outcome = result?;
@@ -120,7 +124,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     report.total_duration.as_secs_f64()
                 );
                 for output in &outcome.image.outputs {
-                    eprintln!("wrote {} ({} bytes)", output.output, output.size);
+                    match crate::registry_args::describe_push(output) {
+                        Some(line) => eprintln!("{line}"),
+                        None => eprintln!("wrote {} ({} bytes)", output.output, output.size),
+                    }
                 }
             }
             println!("{}", outcome.image.digest);

@@ -15,6 +15,7 @@ mod cmd_build;
 mod cmd_plan;
 mod cmd_validate;
 mod progress;
+mod registry_args;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -19,6 +19,9 @@ pub enum Error {
     /// Writing an image failed.
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    /// Pushing to a registry failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// An I/O error outside any more specific area.
     #[error("{context}: {source}")]
     Io {
@@ -38,7 +41,7 @@ impl Error {
             Error::Engine(_) => 3,
             Error::Plan(_) => 1,
             Error::Build(_) => 4,
-            Error::Image(_) | Error::Io { .. } => 5,
+            Error::Image(_) | Error::Registry(_) | Error::Io { .. } => 5,
         }
     }
 }

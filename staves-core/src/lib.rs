@@ -27,6 +27,7 @@ mod image;
 mod pipeline;
 mod plan;
 mod portage;
+mod registry;
 mod spec;
 
 pub use builder::{
@@ -48,6 +49,7 @@ pub use portage::{
     BuildEnv, CONTAINER_FEATURES, EmergeEvent, InstalledPackage, PlanOptions, PortageFile,
     WriteMode, parse_emerge_line, parse_package_list, repository_location, shell_quote,
 };
+pub use registry::{PushReport, RegistryError, RegistryOptions, RegistryTarget};
 pub use spec::{
     Atom, AtomError, Diagnostic, ImageConfig, ImageSpec, ImageSpecBuilder, Locale, Operator,
     PackageConfig, Repository, Severity, SpecError, SpecReport, render_diagnostics,

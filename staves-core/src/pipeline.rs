@@ -22,6 +22,8 @@ pub struct BuildRequest {
     pub compression: Compression,
     /// The engine that the `docker` output loads into (`DOCKER_HOST` or the local socket when `None`).
     pub docker_host: Option<String>,
+    /// TLS and credential settings for `docker://` outputs.
+    pub registry: crate::registry::RegistryOptions,
 }
 
 impl BuildRequest {
@@ -33,6 +35,7 @@ impl BuildRequest {
             load_average: None,
             compression: Compression::Gzip,
             docker_host: None,
+            registry: crate::registry::RegistryOptions::default(),
         }
     }
 
@@ -57,6 +60,12 @@ impl BuildRequest {
     /// The engine for the `docker` output.
     pub fn docker_host(mut self, host: Option<String>) -> Self {
         self.docker_host = host;
+        self
+    }
+
+    /// TLS and credential settings for `docker://` outputs.
+    pub fn registry(mut self, options: crate::registry::RegistryOptions) -> Self {
+        self.registry = options;
         self
     }
 
@@ -91,7 +100,8 @@ pub fn build_image(
     let plan = BuildPlan::new(spec, &request.plan_options())?;
     let writer = ImageWriter::new(spec)
         .compression(request.compression)
-        .docker_host(request.docker_host.clone());
+        .docker_host(request.docker_host.clone())
+        .registry(request.registry.clone());
     let mut image = None;
     let report = builder.build(&plan, options, &mut |rootfs: &mut dyn Read| {
         image = Some(writer.write_tar(rootfs, &request.outputs)?);

@@ -28,9 +28,11 @@ mod docker;
 mod entry;
 mod layer;
 mod oci;
+mod registry;
 mod source;
 
 use crate::error::Error;
+use crate::registry::{PushReport, RegistryOptions, RegistryTarget};
 use crate::spec::ImageSpec;
 use layer::{LayerBuilder, LayerSink};
 use serde::{Serialize, Serializer};
@@ -51,7 +53,8 @@ pub enum ImageError {
     /// An `--output` destination could not be parsed.
     #[error(
         "invalid output `{value}`: {reason}\n  \
-         help: use one of docker, oci:DIR, oci-archive:FILE, docker-archive:FILE, rootfs:FILE"
+         help: use one of docker, oci:DIR, oci-archive:FILE, docker-archive:FILE, rootfs:FILE, \
+         docker://HOST[:PORT]/REPO[:TAG]"
     )]
     InvalidOutput {
         /// The text given.
@@ -203,6 +206,9 @@ pub enum Output {
     DockerArchive(PathBuf),
     /// `rootfs:FILE`: the plain, uncompressed, normalized rootfs tar (the layer itself).
     Rootfs(PathBuf),
+    /// `docker://HOST[:PORT]/REPO[:TAG]`: push to a registry with the OCI distribution API, once every other
+    /// output is written (the tag defaults to the image's own).
+    Registry(RegistryTarget),
 }
 
 impl FromStr for Output {
@@ -211,6 +217,17 @@ impl FromStr for Output {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "docker" {
             return Ok(Output::Docker);
+        }
+        if let Some(reference) = s.strip_prefix("docker://") {
+            return reference.parse().map(Output::Registry).map_err(
+                |e: crate::registry::RegistryError| ImageError::InvalidOutput {
+                    value: s.to_owned(),
+                    reason: match e {
+                        crate::registry::RegistryError::InvalidReference { reason, .. } => reason,
+                        other => other.to_string(),
+                    },
+                },
+            );
         }
         let invalid = |reason: &str| ImageError::InvalidOutput {
             value: s.to_owned(),
@@ -241,6 +258,7 @@ impl fmt::Display for Output {
             Output::OciArchive(p) => write!(f, "oci-archive:{}", p.display()),
             Output::DockerArchive(p) => write!(f, "docker-archive:{}", p.display()),
             Output::Rootfs(p) => write!(f, "rootfs:{}", p.display()),
+            Output::Registry(t) => write!(f, "docker://{t}"),
         }
     }
 }
@@ -293,8 +311,12 @@ impl fmt::Display for Compression {
 pub struct WrittenOutput {
     /// The destination.
     pub output: Output,
-    /// Bytes written there (for `docker`: the size of the archive streamed to the engine).
+    /// Bytes written there (for `docker`: the size of the archive streamed to the engine; for `docker://`: the
+    /// bytes uploaded).
     pub size: u64,
+    /// For a `docker://` output: what the push did (digest, bytes uploaded and skipped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<PushReport>,
 }
 
 /// What [`ImageWriter`] wrote.
@@ -343,6 +365,7 @@ pub struct ImageWriter {
     arch: String,
     docker_host: Option<String>,
     block_size: usize,
+    registry: RegistryOptions,
 }
 
 /// `SOURCE_DATE_EPOCH` when set to an integer, else [`DEFAULT_EPOCH`].
@@ -393,6 +416,7 @@ impl ImageWriter {
             arch: host_arch().to_owned(),
             docker_host: None,
             block_size: layer::COMPRESSION_BLOCK,
+            registry: RegistryOptions::default(),
         }
     }
 
@@ -424,6 +448,12 @@ impl ImageWriter {
     /// The engine address for the `docker` output (`None`: `DOCKER_HOST`, else the local socket).
     pub fn docker_host(mut self, host: Option<String>) -> Self {
         self.docker_host = host;
+        self
+    }
+
+    /// TLS and credential settings for the `docker://` outputs.
+    pub fn registry(mut self, options: RegistryOptions) -> Self {
+        self.registry = options;
         self
     }
 
@@ -485,7 +515,7 @@ impl ImageWriter {
         let staging_parent = outputs
             .iter()
             .find_map(|o| match o {
-                Output::Docker => None,
+                Output::Docker | Output::Registry(_) => None,
                 Output::OciDir(p)
                 | Output::OciArchive(p)
                 | Output::DockerArchive(p)
@@ -603,10 +633,32 @@ impl ImageWriter {
                     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
                     (Prepared::Docker(path), size)
                 }
+                // Pushed below, once every other output is written; the size is what gets uploaded.
+                Output::Registry(_) => (Prepared::Done, 0),
             };
             prepared.push(item);
             sizes.push(size);
         }
+        // Every blob goes to the registries before anything is committed: a failed upload leaves no output and no
+        // remote tag.
+        let targets: Vec<RegistryTarget> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Registry(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        let to_push = registry::image_to_push(&docs, &layer, &layer_path);
+        let staged = if targets.is_empty() {
+            None
+        } else {
+            Some(docker::block_on(registry::upload_all(
+                &to_push,
+                &targets,
+                &self.version,
+                &self.registry,
+            ))??)
+        };
         // Everything is written: move files into place, then load into the engine.
         let tag = self.tag();
         for item in &mut prepared {
@@ -630,6 +682,12 @@ impl ImageWriter {
                 ))??;
             }
         }
+        // Last, the remote tags.
+        let mut pushed = match staged {
+            Some(staged) => docker::block_on(staged.publish(&to_push))??,
+            None => Vec::new(),
+        }
+        .into_iter();
         drop(staging);
         Ok(ImageReport {
             digest: docs.manifest.digest.clone(),
@@ -643,7 +701,21 @@ impl ImageWriter {
                 .iter()
                 .cloned()
                 .zip(sizes)
-                .map(|(output, size)| WrittenOutput { output, size })
+                .map(|(output, size)| match output {
+                    Output::Registry(_) => {
+                        let report = pushed.next();
+                        WrittenOutput {
+                            output,
+                            size: report.as_ref().map_or(size, |r| r.uploaded_bytes),
+                            pushed: report,
+                        }
+                    }
+                    output => WrittenOutput {
+                        output,
+                        size,
+                        pushed: None,
+                    },
+                })
                 .collect(),
         })
     }
@@ -661,6 +733,8 @@ mod tests {
             "oci-archive:a.tar",
             "docker-archive:/x/d.tar",
             "rootfs:r.tar",
+            "docker://127.0.0.1:5000/team/app:1.0",
+            "docker://registry.example.com/app",
         ] {
             let output: Output = text.parse().unwrap();
             assert_eq!(output.to_string(), text);
@@ -677,6 +751,13 @@ mod tests {
         assert!(err.contains("unknown output type `tarball`"), "{err}");
         let err = "oci:".parse::<Output>().unwrap_err().to_string();
         assert!(err.contains("empty"), "{err}");
+        let err = "docker://".parse::<Output>().unwrap_err().to_string();
+        assert!(err.contains("invalid output `docker://`"), "{err}");
+        let err = "docker://r:1/a@sha256:00"
+            .parse::<Output>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a digest"), "{err}");
         let err = "dockerr".parse::<Output>().unwrap_err().to_string();
         assert!(err.contains("TYPE:"), "{err}");
     }
