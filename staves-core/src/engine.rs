@@ -27,6 +27,26 @@ pub enum EngineError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// The engine address cannot be used (`DOCKER_HOST`, `--docker-host`, or the TLS files).
+    #[error(
+        "cannot use the Docker engine address {host}: {reason}\n  \
+         help: DOCKER_HOST (or --docker-host) takes unix:///PATH or tcp://HOST:PORT; with DOCKER_TLS_VERIFY=1, \
+         DOCKER_CERT_PATH holds ca.pem, cert.pem and key.pem"
+    )]
+    InvalidAddress {
+        /// The address given.
+        host: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The TLS handshake with a remote engine failed.
+    #[error("TLS with the Docker engine at {host} failed: {reason}")]
+    Tls {
+        /// The address.
+        host: String,
+        /// What went wrong, in words.
+        reason: String,
+    },
     /// An image is missing locally and could not be pulled.
     #[error(
         "image {image} is not available locally and could not be pulled: {reason}\n  \
@@ -67,11 +87,18 @@ pub(crate) fn engine_address(host: Option<&str>) -> String {
 /// `host` overrides `DOCKER_HOST`; both accept `unix://`, `tcp://` and `http://` addresses.
 pub(crate) async fn connect(host: Option<&str>) -> Result<Docker, EngineError> {
     let address = engine_address(host);
-    let connect_err = |source| EngineError::Connect {
-        host: address.clone(),
-        source,
-    };
-    let docker = Docker::connect_with_host(&address).map_err(connect_err)?;
+    let connect_err =
+        |source: bollard::errors::Error| match crate::engine_address::tls_failure(&source) {
+            Some(reason) => EngineError::Tls {
+                host: address.clone(),
+                reason,
+            },
+            None => EngineError::Connect {
+                host: address.clone(),
+                source,
+            },
+        };
+    let docker = crate::engine_address::client(&address)?;
     let docker = docker.negotiate_version().await.map_err(connect_err)?;
     docker.ping().await.map_err(connect_err)?;
     Ok(docker)

@@ -22,6 +22,7 @@
 mod builder;
 pub mod defaults;
 mod engine;
+mod engine_address;
 mod error;
 mod image;
 mod pipeline;
