@@ -62,6 +62,13 @@ pub struct Args {
     docker_host: Option<String>,
     #[command(flatten)]
     registry: crate::registry_args::RegistryArgs,
+    /// Fetch binary packages from this binhost (a Packages index and binary packages over http, https, ftp or
+    /// file) before building; what it lacks is built from source. Repeatable, first one preferred.
+    #[arg(long = "binhost", value_name = "URL", value_parser = parse_binhost)]
+    binhosts: Vec<String>,
+    /// Attach the builder container to this Docker network (e.g. where the binhost runs).
+    #[arg(long, value_name = "NAME")]
+    network: Option<String>,
     /// Print only errors and the result.
     #[arg(long, short = 'q', conflicts_with = "verbose")]
     quiet: bool,
@@ -96,6 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .netrc(args.netrc || (!args.no_netrc && staves_core::defaults::NETRC))
         .locale(args.locale)
         .docker_host(args.docker_host.clone())
+        .network(args.network)
         .cancel_on_ctrl_c(true);
     let progress = Arc::new(Progress::new(args.quiet, args.verbose));
     let handler = progress.clone();
@@ -106,7 +114,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .load_average(args.load_average)
         .compression(args.compression)
         .docker_host(args.docker_host)
-        .registry(args.registry.options());
+        .registry(args.registry.options())
+        .binhosts(args.binhosts);
     let result = staves_core::build_image(&spec, &builder, &request, &options);
     progress.finish();
     let outcome = result?;
@@ -123,6 +132,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     report.installed_from_binary.len(),
                     report.total_duration.as_secs_f64()
                 );
+                if !report.fetched_from_binhost.is_empty() {
+                    eprintln!(
+                        "fetched {} binary packages from the binhost",
+                        report.fetched_from_binhost.len()
+                    );
+                }
                 for output in &outcome.image.outputs {
                     match crate::registry_args::describe_push(output) {
                         Some(line) => eprintln!("{line}"),
@@ -134,4 +149,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// clap's parser for `--binhost`: a URL Portage can fetch from.
+fn parse_binhost(text: &str) -> Result<String, String> {
+    staves_core::check_binhost_url(text)
+        .map(|()| text.to_owned())
+        .map_err(|e| e.to_string())
 }

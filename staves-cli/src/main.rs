@@ -12,6 +12,7 @@
 
 mod cmd_assemble;
 mod cmd_build;
+mod cmd_cache;
 mod cmd_plan;
 mod cmd_validate;
 mod progress;
@@ -37,7 +38,10 @@ enum Command {
     /// Turn an existing rootfs (directory or tar) into an image, with no Portage step.
     Assemble(cmd_assemble::Args),
     /// Build an image from a staves.toml in a Gentoo builder container.
-    Build(cmd_build::Args),
+    Build(Box<cmd_build::Args>),
+    /// Work with the build cache volume (binary packages).
+    #[command(subcommand)]
+    Cache(cmd_cache::Command),
 }
 
 fn main() -> ExitCode {
@@ -46,7 +50,8 @@ fn main() -> ExitCode {
         Command::Validate(args) => cmd_validate::run(args),
         Command::Plan(args) => cmd_plan::run(args),
         Command::Assemble(args) => cmd_assemble::run(args),
-        Command::Build(args) => cmd_build::run(args),
+        Command::Build(args) => cmd_build::run(*args),
+        Command::Cache(command) => cmd_cache::run(command),
     };
     match result {
         Ok(code) => code,

@@ -19,6 +19,9 @@ pub enum Error {
     /// Writing an image failed.
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    /// A binary package host could not be used or exported.
+    #[error(transparent)]
+    Binhost(#[from] crate::binhost::BinhostError),
     /// Pushing to a registry failed.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
@@ -41,7 +44,7 @@ impl Error {
             Error::Engine(_) => 3,
             Error::Plan(_) => 1,
             Error::Build(_) => 4,
-            Error::Image(_) | Error::Registry(_) | Error::Io { .. } => 5,
+            Error::Image(_) | Error::Registry(_) | Error::Binhost(_) | Error::Io { .. } => 5,
         }
     }
 }

@@ -19,6 +19,7 @@
 //! # Ok::<(), staves_core::SpecError>(())
 //! ```
 
+mod binhost;
 mod builder;
 pub mod defaults;
 mod engine;
@@ -31,6 +32,10 @@ mod portage;
 mod registry;
 mod spec;
 
+pub use binhost::{
+    BinhostError, BinhostExport, PKGDIR, check_binhost_url, export_binhost, export_binhost_async,
+    index_packages, parse_fetched_binaries, render_binrepos_conf,
+};
 pub use builder::{
     BUILD_LABEL, BuildError, BuildEvent, BuildOptions, BuildReport, Builder, CancelToken,
     DEFAULT_BUILD_CACHE, DEFAULT_BUILDER_IMAGE, DEFAULT_PORTAGE_IMAGE, DockerBuilder, EventHandler,

@@ -24,6 +24,8 @@ pub struct BuildRequest {
     pub docker_host: Option<String>,
     /// TLS and credential settings for `docker://` outputs.
     pub registry: crate::registry::RegistryOptions,
+    /// Binary package hosts to fetch from before building (see [`BuildPlan::with_binhosts`]).
+    pub binhosts: Vec<String>,
 }
 
 impl BuildRequest {
@@ -36,6 +38,7 @@ impl BuildRequest {
             compression: Compression::Gzip,
             docker_host: None,
             registry: crate::registry::RegistryOptions::default(),
+            binhosts: Vec::new(),
         }
     }
 
@@ -69,6 +72,12 @@ impl BuildRequest {
         self
     }
 
+    /// Fetch binary packages from these binhosts (in order) before building; what they lack is built from source.
+    pub fn binhosts(mut self, urls: Vec<String>) -> Self {
+        self.binhosts = urls;
+        self
+    }
+
     fn plan_options(&self) -> PlanOptions {
         PlanOptions::new(self.jobs, self.load_average)
     }
@@ -97,7 +106,7 @@ pub fn build_image(
     if request.outputs.is_empty() {
         return Err(crate::image::ImageError::NoOutputs.into());
     }
-    let plan = BuildPlan::new(spec, &request.plan_options())?;
+    let plan = BuildPlan::new(spec, &request.plan_options())?.with_binhosts(&request.binhosts)?;
     let writer = ImageWriter::new(spec)
         .compression(request.compression)
         .docker_host(request.docker_host.clone())

@@ -50,6 +50,7 @@ pub struct DockerBuilder {
     netrc: bool,
     locale: String,
     docker_host: Option<String>,
+    network: Option<String>,
     handle_ctrl_c: bool,
     runtime: tokio::runtime::Runtime,
 }
@@ -74,6 +75,7 @@ impl DockerBuilder {
             netrc: false,
             locale: "C.UTF-8".to_owned(),
             docker_host: None,
+            network: None,
             handle_ctrl_c: false,
             runtime,
         })
@@ -112,6 +114,13 @@ impl DockerBuilder {
     /// The engine address (`unix://…`, `tcp://…`); `DOCKER_HOST` or the local socket when `None`.
     pub fn docker_host(mut self, host: Option<String>) -> Self {
         self.docker_host = host;
+        self
+    }
+
+    /// Attach the builder container to this Docker network (instead of the default bridge), so that a binhost,
+    /// registry mirror or git server on that network is reachable by its container name.
+    pub fn network(mut self, network: Option<String>) -> Self {
+        self.network = network.filter(|n| !n.is_empty());
         self
     }
 
@@ -541,6 +550,7 @@ impl Session {
                 ..Default::default()
             }]),
             binds: (!binds.is_empty()).then_some(binds),
+            network_mode: config.network.clone(),
             ..Default::default()
         };
         let builder = self

@@ -115,6 +115,8 @@ pub struct BuildReport {
     pub built_from_source: Vec<String>,
     /// Packages emerge installed from binary packages, in either emerge step.
     pub installed_from_binary: Vec<String>,
+    /// Binary packages fetched from a `--binhost` into the build cache (`category/package-version`).
+    pub fetched_from_binhost: Vec<String>,
     /// Every step, with its duration.
     pub steps: Vec<StepReport>,
     /// Time spent exporting the rootfs into the sink (the image writer).
@@ -136,7 +138,10 @@ impl BuildReport {
             .filter(|s| {
                 matches!(
                     s.kind,
-                    StepKind::BuildDeps | StepKind::Rootfs | StepKind::Sync { .. }
+                    StepKind::FetchBinaries
+                        | StepKind::BuildDeps
+                        | StepKind::Rootfs
+                        | StepKind::Sync { .. }
                 )
             })
             .map(|s| s.duration)
@@ -162,6 +167,8 @@ impl BuildReport {
 
     /// Fill in `binary` for each rootfs package from what emerge said.
     pub(crate) fn resolve_binary_flags(&mut self) {
+        self.fetched_from_binhost =
+            crate::binhost::parse_fetched_binaries(self.log.iter().map(String::as_str));
         for package in &mut self.packages {
             if self.built_from_source.iter().any(|c| c == &package.cpv) {
                 package.binary = Some(false);

@@ -34,6 +34,8 @@ pub enum StepKind {
         /// The repository name.
         repository: String,
     },
+    /// Fetch binary packages from the `--binhost` URLs into the build cache (`emerge --fetchonly --getbinpkg`).
+    FetchBinaries,
     /// Build-time dependencies into the builder.
     BuildDeps,
     /// Runtime dependencies into the rootfs.
@@ -79,6 +81,11 @@ impl Step {
             _ => None,
         }
     }
+}
+
+/// The script that installs `files` into `/etc/portage` (the write-files step).
+pub(crate) fn install_files_script(files: &[PortageFile]) -> String {
+    scripts::install_files(files)
 }
 
 /// Errors turning a spec into a plan.
