@@ -9,10 +9,17 @@
 # "Cold" is a fresh binpkg cache volume; "warm" reuses the volume of the cold build. Both tools end with an image
 # loaded into the engine and tagged (the original: `docker build` FROM scratch; staves: `--output docker`).
 # The last column is staves' wall time divided by the original flow's wall time in the same round and kind.
+#
+# The fixture images are STAVES_STAGE3_IMAGE / STAVES_PORTAGE_IMAGE (default staves-test/{stage3,portage}:latest),
+# for both tools. The original's flow emerges the same atoms as examples/hello/staves.toml.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 runs=${1:-3}
+builder_image=${STAVES_STAGE3_IMAGE:-staves-test/stage3:latest}
+portage_image=${STAVES_PORTAGE_IMAGE:-staves-test/portage:latest}
+# The packages of examples/hello/staves.toml (the original's flow adds virtual/libc itself, as Staves does).
+atoms=(app-misc/hello-c app-misc/hello)
 
 bash tests/fixtures/build-images.sh >/dev/null
 cargo build -q --release -p staves-cli
@@ -53,14 +60,14 @@ for i in $(seq 1 "$runs"); do
   volumes+=("$original_cache" "$staves_cache")
   for kind in cold warm; do
     read -r o_wall o_emerge o_setup o_locale o_steps o_archive o_image < <(
-      bash benches/original-flow.sh "$original_cache" staves-bench/original:latest
+      bash benches/original-flow.sh "$original_cache" staves-bench/original:latest "${atoms[@]}"
     )
     # The original's overhead as the issue counts it: container setup, archive and image build (its locale-gen
     # generated nothing, and its other steps are not in the issue's breakdown).
     o_overhead=$(python3 -c "print(f'{$o_setup + $o_archive + $o_image:.2f}')")
     start=$(now)
-    "$staves" build -q --config examples/hello/staves.toml --builder staves-test/stage3:latest \
-      --portage staves-test/portage:latest --build-cache "$staves_cache" --version bench --output docker \
+    "$staves" build -q --config examples/hello/staves.toml --builder "$builder_image" \
+      --portage "$portage_image" --build-cache "$staves_cache" --version bench --output docker \
       --format json >"$out/report.json"
     end=$(now)
     printf '%-5s %-4s | %7.2f %7.2f %6.2f %6.2f %5.2f %5.2f %6.2f %8.2f | ' "$i" "$kind" "$o_wall" "$o_emerge" \

@@ -4,7 +4,7 @@
 //! cargo run -p staves-examples --example render_plan -- examples/bash/staves.toml
 //! ```
 
-use staves_core::{BuildPlan, ImageSpec, PlanOptions, SpecReport};
+use staves_core::{BuildPlan, ImageSpec, PlanOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,22 +13,16 @@ fn main() -> ExitCode {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| "staves.toml".into());
-    // Every diagnostic, rendered rustc-style, before anything else.
-    match SpecReport::check(&path) {
-        Ok(report) if report.has_errors() => {
-            eprint!("{}", report.render_text());
-            return ExitCode::FAILURE;
-        }
-        Ok(_) => {}
+    // Every diagnostic, rendered rustc-style by the error itself, before anything else.
+    let spec = match ImageSpec::load(&path) {
+        Ok(spec) => spec,
         Err(err) => {
-            eprintln!("error: {err}");
+            eprint!("{}", err.render());
             return ExitCode::FAILURE;
         }
-    }
-    let result = ImageSpec::load(&path)
-        .map_err(staves_core::Error::from)
-        .and_then(|spec| Ok(BuildPlan::new(&spec, &PlanOptions::with_jobs(4))?));
-    match result {
+    };
+    eprint!("{}", spec.render_diagnostics(spec.warnings()));
+    match BuildPlan::new(&spec, &PlanOptions::with_jobs(4)) {
         Ok(plan) => {
             print!("{}", plan.render_script());
             ExitCode::SUCCESS

@@ -5,7 +5,8 @@
 #
 # 1. installs the host packages (tests/install-deps.sh);
 # 2. builds the fixture images staves-test/stage3 and staves-test/portage (reused when unchanged);
-# 3. puts real Portage (portage==3.0.83) in a virtualenv for the read-back tests;
+# 3. puts real Portage (portage==3.0.83) in a virtualenv for the read-back tests, and check-jsonschema in another
+#    for the schema test;
 # 4. runs the Rust tests with the engine and Portage required (they fail instead of skipping);
 # 5. builds the Python module into a fresh virtualenv and runs pytest, then mypy --strict and stubtest.
 set -euo pipefail
@@ -32,6 +33,15 @@ if ! "$portage_venv/bin/python" -c 'import portage, sys; sys.exit(portage.VERSIO
   "$portage_venv/bin/pip" install -q --disable-pip-version-check portage==3.0.83
 fi
 export STAVES_PORTAGE_PYTHON="$portage_venv/bin/python"
+
+step "check-jsonschema for the staves.toml schema test"
+schema_venv="$root/target/schema-venv"
+if ! "$schema_venv/bin/check-jsonschema" --version 2>/dev/null | grep -qx 'check-jsonschema, version 0.39.0'; then
+  rm -rf "$schema_venv"
+  python3 -m venv "$schema_venv"
+  "$schema_venv/bin/pip" install -q --disable-pip-version-check check-jsonschema==0.39.0
+fi
+export STAVES_CHECK_JSONSCHEMA="$schema_venv/bin/check-jsonschema"
 
 export STAVES_REQUIRE_DOCKER=1
 export STAVES_REQUIRE_PORTAGE=1

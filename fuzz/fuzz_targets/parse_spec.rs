@@ -3,20 +3,34 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use staves_core::ImageSpec;
+use staves_core::{ImageSpec, SpecError};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let (_diagnostics, _spec) = ImageSpec::check_str(text, None);
-    if let Ok(spec) = ImageSpec::from_toml_str(text) {
-        let diagnostics = spec.validate();
-        for d in &diagnostics {
-            let _ = d.render(Some(text));
+    let spec = match ImageSpec::parse(text, None) {
+        Ok(spec) => spec,
+        Err(err) => {
+            let _ = err.render();
+            // A spec that parsed but breaks rules still round-trips.
+            match err {
+                SpecError::Invalid {
+                    spec: Some(spec), ..
+                } => *spec,
+                _ => return,
+            }
         }
-        let written = spec.to_toml_string();
-        let again = ImageSpec::from_toml_str(&written).expect("written spec parses");
-        assert_eq!(spec, again, "round trip changed the spec:\n{written}");
-    }
+    };
+    let diagnostics = spec.validate();
+    let _ = spec.render_diagnostics(&diagnostics);
+    let written = spec.to_toml_string();
+    let again = match ImageSpec::parse(&written, None) {
+        Ok(again) => again,
+        Err(SpecError::Invalid {
+            spec: Some(again), ..
+        }) => *again,
+        Err(err) => panic!("written spec does not parse: {err}\n{written}"),
+    };
+    assert_eq!(spec, again, "round trip changed the spec:\n{written}");
 });

@@ -12,10 +12,10 @@ pub struct Args {
     #[arg(long, short = 'c', default_value = "staves.toml")]
     config: PathBuf,
     /// The builder image: a Gentoo stage3 (or compatible).
-    #[arg(long, default_value = staves_core::DEFAULT_BUILDER_IMAGE)]
+    #[arg(long, default_value = staves_core::DEFAULT_BUILDER_IMAGE, value_parser = crate::parse_image_reference)]
     builder: String,
     /// The image holding the Portage tree as a volume (like gentoo/portage).
-    #[arg(long, default_value = staves_core::DEFAULT_PORTAGE_IMAGE)]
+    #[arg(long, default_value = staves_core::DEFAULT_PORTAGE_IMAGE, value_parser = crate::parse_image_reference)]
     portage: String,
     /// Named volume that keeps binary packages between builds.
     #[arg(long, default_value = staves_core::DEFAULT_BUILD_CACHE)]
@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(long)]
     image_path: Option<PathBuf>,
     /// The image tag, instead of the spec's `version`.
-    #[arg(long = "version")]
+    #[arg(long = "version", value_parser = crate::parse_tag)]
     tag: Option<String>,
     /// Where to write the image: docker, oci:DIR, oci-archive:FILE, docker-archive:FILE, rootfs:FILE,
     /// docker://HOST[:PORT]/REPO[:TAG] (repeatable).
@@ -153,7 +153,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// clap's parser for `--binhost`: a URL Portage can fetch from.
 fn parse_binhost(text: &str) -> Result<String, String> {
-    staves_core::check_binhost_url(text)
+    staves_core::binhost::check_binhost_url(text)
         .map(|()| text.to_owned())
         .map_err(|e| e.to_string())
 }

@@ -4,7 +4,8 @@
 //! JSON array of objects (`severity`, `line`, `column`, `message`, `path`, `key`) to stdout. Exit status: 0 when
 //! there are no errors (warnings alone are fine), 1 when there are errors or the file cannot be read.
 
-use staves_core::SpecReport;
+use staves_core::{ImageSpec, SpecError};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,14 +22,33 @@ pub struct Args {
 
 /// Run `staves validate`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let report = SpecReport::check(&args.config).map_err(staves_core::Error::from)?;
+    let loaded = match ImageSpec::load(&args.config) {
+        Err(err @ SpecError::Read { .. }) => return Err(crate::spec_error(err)),
+        other => other,
+    };
+    let diagnostics = match &loaded {
+        Ok(spec) => spec.warnings(),
+        Err(err) => err.diagnostics(),
+    };
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
-        crate::Format::Text => print!("{}", report.render_text()),
-        crate::Format::Json => println!("{}", report.to_json()),
+        crate::Format::Text => match &loaded {
+            Ok(spec) => stdout.write_all(spec.render_diagnostics(diagnostics).as_bytes())?,
+            Err(err) => stdout.write_all(err.render().as_bytes())?,
+        },
+        crate::Format::Json => {
+            serde_json::to_writer_pretty(&mut stdout, diagnostics)?;
+            stdout.write_all(b"\n")?;
+        }
     }
-    Ok(if report.has_errors() {
+    stdout.flush()?;
+    let code = if loaded.is_err() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    })
+    };
+    // The process ends here: freeing the spec and every diagnostic one by one would only cost time (a tenth of
+    // the run for a spec with 100,000 errors).
+    std::mem::forget(loaded);
+    Ok(code)
 }

@@ -14,6 +14,7 @@ mod cmd_assemble;
 mod cmd_build;
 mod cmd_cache;
 mod cmd_plan;
+mod cmd_schema;
 mod cmd_validate;
 mod progress;
 mod registry_args;
@@ -42,6 +43,8 @@ enum Command {
     /// Work with the build cache volume (binary packages).
     #[command(subcommand)]
     Cache(cmd_cache::Command),
+    /// Print the JSON Schema of staves.toml (for editors such as taplo / Even Better TOML).
+    Schema(cmd_schema::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,21 +55,82 @@ fn main() -> ExitCode {
         Command::Assemble(args) => cmd_assemble::run(args),
         Command::Build(args) => cmd_build::run(*args),
         Command::Cache(command) => cmd_cache::run(command),
+        Command::Schema(args) => cmd_schema::run(args),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_message(&err));
             ExitCode::from(exit_code_for(&err))
         }
     }
 }
 
+/// The error and its causes, each said once: many messages already quote their cause (`…: {source}`), so a cause
+/// whose text is already in the message is not repeated. Control characters other than newlines are escaped, so
+/// no message (which may quote a hostile archive or spec) writes raw bytes to the terminal.
+fn error_message(err: &anyhow::Error) -> String {
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Map an error to the documented exit code.
 fn exit_code_for(err: &anyhow::Error) -> u8 {
+    if let Some(hinted) = err.downcast_ref::<WithHelp>() {
+        return hinted.error.exit_code();
+    }
     match err.downcast_ref::<staves_core::Error>() {
         Some(core) => core.exit_code(),
         None => 5,
+    }
+}
+
+/// A library error with a hint that only makes sense on the command line (the library names no flags).
+#[derive(Debug)]
+struct WithHelp {
+    error: staves_core::Error,
+    help: &'static str,
+}
+
+impl std::fmt::Display for WithHelp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\n  help: {}", self.error, self.help)
+    }
+}
+
+impl std::error::Error for WithHelp {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}
+
+/// A spec error for the CLI: an unreadable file gets a hint about `--config`.
+fn spec_error(err: staves_core::SpecError) -> anyhow::Error {
+    let unreadable = matches!(err, staves_core::SpecError::Read { .. });
+    let error = staves_core::Error::from(err);
+    if unreadable {
+        WithHelp {
+            error,
+            help: "check the path, or pass another one with --config",
+        }
+        .into()
+    } else {
+        error.into()
     }
 }
 
@@ -81,7 +145,7 @@ pub enum Format {
 
 /// Read, parse and validate a spec; errors carry every diagnostic with its position.
 fn load_spec(path: &std::path::Path) -> anyhow::Result<staves_core::ImageSpec> {
-    Ok(staves_core::ImageSpec::load(path).map_err(staves_core::Error::from)?)
+    staves_core::ImageSpec::load(path).map_err(spec_error)
 }
 
 /// clap's parser for `--load-average`: a number the plan accepts.
@@ -89,5 +153,72 @@ fn parse_load_average(text: &str) -> Result<f64, String> {
     let load: f64 = text
         .parse()
         .map_err(|_| format!("'{text}' is not a number: give a load average such as 2 or 3.5"))?;
-    staves_core::check_load_average(load).map_err(|e| e.to_string())
+    staves_core::plan::check_load_average(load).map_err(|e| e.to_string())
+}
+
+/// clap's parser for an image tag override (`--version`): the rule a spec's `version` follows.
+fn parse_tag(text: &str) -> Result<String, String> {
+    staves_core::spec::check_tag(text)
+        .map(|()| text.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// clap's parser for an image reference (`--builder`, `--portage`): `NAME[:TAG][@DIGEST]`.
+fn parse_image_reference(text: &str) -> Result<String, String> {
+    staves_core::spec::check_image_reference(text)
+        .map(|()| text.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let core = staves_core::Error::Io {
+            context: "reading x".to_owned(),
+            source: io,
+        };
+        let err = anyhow::Error::from(core);
+        assert_eq!(error_message(&err), "reading x: no such file");
+        let err = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_message(&err), "outer: inner");
+    }
+
+    #[test]
+    fn an_unreadable_spec_gets_the_config_hint_once_and_exit_1() {
+        let err = load_spec(std::path::Path::new("/nonexistent/staves.toml")).unwrap_err();
+        let message = error_message(&err);
+        assert_eq!(
+            message,
+            "cannot read /nonexistent/staves.toml: No such file or directory (os error 2)\n  \
+             help: check the path, or pass another one with --config"
+        );
+        assert_eq!(exit_code_for(&err), 1);
+    }
+
+    #[test]
+    fn overrides_are_checked_like_spec_values() {
+        assert_eq!(parse_tag("1.0").unwrap(), "1.0");
+        assert!(
+            parse_tag("bad tag!")
+                .unwrap_err()
+                .contains("not a valid image tag")
+        );
+        assert!(parse_image_reference(staves_core::DEFAULT_BUILDER_IMAGE).is_ok());
+        assert!(parse_image_reference(staves_core::DEFAULT_PORTAGE_IMAGE).is_ok());
+        assert!(
+            parse_image_reference("Bad Ref!")
+                .unwrap_err()
+                .contains("not a valid image reference")
+        );
+    }
+
+    #[test]
+    fn control_characters_are_escaped_but_newlines_kept() {
+        let err = anyhow::anyhow!("bad `\u{1b}[2J`\n  help: x\u{7}");
+        assert_eq!(error_message(&err), "bad `\\u{1b}[2J`\n  help: x\\u{7}");
+    }
 }

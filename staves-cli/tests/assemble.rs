@@ -180,3 +180,207 @@ fn hostile_rootfs_exits_5_with_the_entry_named() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("`../escape`"));
     assert!(!tmp.path().join("o.tar").exists());
 }
+
+/// Run GNU tar with `args` in `dir`.
+fn gnu_tar(dir: &std::path::Path, args: &[&str]) {
+    let status = Command::new("tar")
+        .current_dir(dir)
+        .args(args)
+        .status()
+        .expect("GNU tar runs");
+    assert!(status.success(), "tar {args:?}");
+}
+
+/// `staves assemble --rootfs ROOTFS --output rootfs:OUT` with the test spec; ROOTFS `-` reads `stdin`.
+fn assemble_rootfs(tmp: &std::path::Path, rootfs: &str, stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let config = tmp.join("staves.toml");
+    std::fs::write(&config, SPEC).unwrap();
+    let mut child = staves()
+        .args(["assemble", "--rootfs", rootfs, "--config"])
+        .arg(&config)
+        .arg("--output")
+        .arg(format!("rootfs:{}", tmp.join("out.tar").display()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    // The command may stop reading early (a refused entry); a broken pipe is fine then.
+    let _ = input.write_all(stdin);
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn no_control_bytes(stderr: &[u8]) {
+    let text = String::from_utf8(stderr.to_vec()).expect("stderr is UTF-8");
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "raw control bytes on stderr: {text:?}"
+    );
+}
+
+#[test]
+fn assemble_expands_a_pax_sparse_file_from_gnu_tar_to_its_exact_bytes() {
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("root");
+    std::fs::create_dir(&dir).unwrap();
+    let file = std::fs::File::create(dir.join("disk.img")).unwrap();
+    file.set_len(1 << 20).unwrap();
+    file.write_all_at(b"boot", 0).unwrap();
+    file.write_all_at(b"middle", 300 << 10).unwrap();
+    let mut want = vec![0u8; 1 << 20];
+    want[..4].copy_from_slice(b"boot");
+    want[300 << 10..(300 << 10) + 6].copy_from_slice(b"middle");
+    gnu_tar(
+        tmp.path(),
+        &[
+            "--sparse",
+            "--format=posix",
+            "-C",
+            "root",
+            "-cf",
+            "in.tar",
+            "disk.img",
+        ],
+    );
+    let input = std::fs::read(tmp.path().join("in.tar")).unwrap();
+    assert!(
+        input.windows(16).any(|w| w == b"GNU.sparse.major"),
+        "not a PAX 1.0 sparse archive"
+    );
+    for (rootfs, stdin) in [
+        (
+            tmp.path().join("in.tar").to_str().unwrap().to_owned(),
+            &[][..],
+        ),
+        ("-".to_owned(), &input[..]),
+    ] {
+        let out = assemble_rootfs(tmp.path(), &rootfs, stdin);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let written = std::fs::read(tmp.path().join("out.tar")).unwrap();
+        let mut archive = tar::Archive::new(&written[..]);
+        let mut entries: Vec<(String, Vec<u8>)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).unwrap();
+                (String::from_utf8_lossy(&e.path_bytes()).into_owned(), data)
+            })
+            .collect();
+        assert_eq!(entries.len(), 1, "{rootfs}");
+        let (name, data) = entries.remove(0);
+        assert_eq!(name, "disk.img", "{rootfs}");
+        assert!(data == want, "{rootfs}: the expanded content differs");
+    }
+}
+
+#[test]
+fn assemble_refuses_an_entry_below_a_symlink_made_by_gnu_tar() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("x")).unwrap();
+    std::fs::write(tmp.path().join("x/passwd"), b"root::0:0::/:/bin/sh\n").unwrap();
+    std::os::unix::fs::symlink("/etc", tmp.path().join("evil")).unwrap();
+    // `x/passwd` is stored as `evil/passwd`, after the symlink `evil -> /etc`.
+    gnu_tar(
+        tmp.path(),
+        &[
+            "--transform",
+            "s,^x,evil,",
+            "-cf",
+            "in.tar",
+            "evil",
+            "x/passwd",
+        ],
+    );
+    let out = assemble_rootfs(tmp.path(), tmp.path().join("in.tar").to_str().unwrap(), b"");
+    assert_eq!(out.status.code(), Some(5));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "unsafe entry `evil/passwd` in the rootfs: it lies below `evil`, a symlink to `/etc`"
+        ),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("out.tar").exists());
+}
+
+#[test]
+fn assemble_refuses_a_path_longer_than_path_max_made_by_gnu_tar() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("f"), b"x").unwrap();
+    let long = format!("{}/f", vec!["d".repeat(250); 20].join("/"));
+    let transform = format!("s,^f$,{long},");
+    gnu_tar(
+        tmp.path(),
+        &[
+            "--format=posix",
+            "--transform",
+            &transform,
+            "-cf",
+            "in.tar",
+            "f",
+        ],
+    );
+    let out = assemble_rootfs(
+        tmp.path(),
+        "-",
+        &std::fs::read(tmp.path().join("in.tar")).unwrap(),
+    );
+    assert_eq!(out.status.code(), Some(5));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("which an image layer cannot carry: its path is 5022 bytes long"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("… (5021 bytes in all)"), "{stderr}");
+    assert!(stderr.len() < 1000, "{stderr}");
+    assert!(stderr.contains("PATH_MAX"), "{stderr}");
+    assert!(!tmp.path().join("out.tar").exists());
+}
+
+#[test]
+fn assemble_of_garbage_is_a_clean_error_with_no_raw_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Terminal escapes and bell characters where the tar header fields are.
+    let garbage: Vec<u8> = b"\x1b[2J\x1b]0;pwned\x07\x1b[31m"
+        .iter()
+        .copied()
+        .cycle()
+        .take(4096)
+        .collect();
+    let out = assemble_rootfs(tmp.path(), "-", &garbage);
+    assert_eq!(out.status.code(), Some(5));
+    no_control_bytes(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is truncated or corrupt"), "{stderr}");
+    assert!(stderr.contains("is it a tar archive?"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn assemble_escapes_a_hostile_entry_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut header = tar::Header::new_ustar();
+    let name = b"../\x1b[31mred\x07";
+    header.as_ustar_mut().unwrap().name[..name.len()].copy_from_slice(name);
+    header.set_size(0);
+    header.set_mode(0o644);
+    header.set_cksum();
+    let mut bytes = header.as_bytes().to_vec();
+    bytes.extend_from_slice(&[0u8; 1024]);
+    let out = assemble_rootfs(tmp.path(), "-", &bytes);
+    assert_eq!(out.status.code(), Some(5));
+    no_control_bytes(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(r"`../\u{1b}[31mred\u{7}`"), "{stderr}");
+}

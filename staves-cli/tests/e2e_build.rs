@@ -10,8 +10,15 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-const BUILDER: &str = "staves-test/stage3:latest";
-const PORTAGE: &str = "staves-test/portage:latest";
+/// The fixture images; `STAVES_TEST_BUILDER` / `STAVES_TEST_PORTAGE` at build time name others (as in pytest).
+const BUILDER: &str = match option_env!("STAVES_TEST_BUILDER") {
+    Some(image) => image,
+    None => "staves-test/stage3:latest",
+};
+const PORTAGE: &str = match option_env!("STAVES_TEST_PORTAGE") {
+    Some(image) => image,
+    None => "staves-test/portage:latest",
+};
 
 fn engine_ready() -> bool {
     let required = std::env::var("STAVES_REQUIRE_DOCKER").as_deref() == Ok("1");

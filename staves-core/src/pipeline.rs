@@ -3,7 +3,7 @@
 use crate::builder::{BuildOptions, BuildReport, Builder};
 use crate::image::{Compression, ImageReport, ImageWriter, Output};
 use crate::plan::BuildPlan;
-use crate::portage::PlanOptions;
+use crate::plan::PlanOptions;
 use crate::spec::ImageSpec;
 use serde::Serialize;
 use std::io::Read;

@@ -8,7 +8,7 @@ use staves_core::{
 use std::sync::{Arc, Mutex};
 
 fn spec() -> ImageSpec {
-    ImageSpec::load_str(
+    ImageSpec::parse(
         "name = 'staves-test/mock'\npackages = ['app-misc/hello']\ncommand = ['/usr/bin/hello']\n\
          ['app-misc/hello']\nuse = ['-nls']\n",
         None,

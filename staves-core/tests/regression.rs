@@ -10,7 +10,7 @@ fn annotations_locale_env_image_tables_are_not_package_tables() {
     let text = "name = 'staves/x'\npackages = ['app-shells/bash']\n\
                 [annotations]\na = 'b'\n[locale]\nname = 'en_US'\n[env]\nA = 'b'\n[env.n]\nB = 'c'\n\
                 [image]\nuser = 'nobody'\n['app-shells/bash']\nuse = ['-nls']\n";
-    let spec = ImageSpec::load_str(text, None).unwrap();
+    let spec = ImageSpec::parse(text, None).unwrap();
     assert_eq!(
         spec.package_configs.keys().collect::<Vec<_>>(),
         ["app-shells/bash"]
@@ -26,7 +26,7 @@ fn annotations_locale_env_image_tables_are_not_package_tables() {
 fn reference_to_a_missing_named_env_is_an_error() {
     let text =
         "name = 'staves/x'\npackages = ['app-shells/bash']\n['app-shells/bash']\nenv = ['nope']\n";
-    let err = ImageSpec::load_str(text, None).unwrap_err();
+    let err = ImageSpec::parse(text, None).unwrap_err();
     let d = &err.diagnostics()[0];
     assert_eq!((d.line, d.column), (Some(4), Some(8)));
     assert!(
@@ -34,4 +34,32 @@ fn reference_to_a_missing_named_env_is_an_error() {
         "{}",
         d.message
     );
+}
+
+/// `staves build --version 'bad tag!'` said the spec was invalid and to run `staves validate`, which then found
+/// nothing (the file was fine; the override was not). The plan's refusal now lists each error with its position.
+#[test]
+fn a_plan_refused_for_an_invalid_spec_says_why() {
+    let mut spec = ImageSpec::parse(
+        "name = 'staves/x'\nversion = '1.0'\npackages = ['app-shells/bash']\n",
+        Some(std::path::Path::new("staves.toml")),
+    )
+    .unwrap();
+    spec.version = "bad tag!".to_owned();
+    let err =
+        staves_core::BuildPlan::new(&spec, &staves_core::PlanOptions::with_jobs(1)).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("invalid staves.toml: 1 error(s)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("staves.toml:2:11: `bad tag!` is not a valid image tag"),
+        "{text}"
+    );
+    assert!(!text.contains("staves validate"), "{text}");
+    let staves_core::PlanError::InvalidSpec { diagnostics } = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(diagnostics.len(), 1);
 }

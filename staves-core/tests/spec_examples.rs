@@ -2,10 +2,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
-use staves_core::{
-    Atom, ImageConfig, ImageSpec, Locale, PackageConfig, Repository, Severity, SpecError,
-};
+use staves_core::spec::Atom;
+use staves_core::{ImageConfig, ImageSpec, Locale, PackageConfig, Repository, Severity, SpecError};
 use std::path::{Path, PathBuf};
+
+/// Parse `text` whatever the rules say: a spec that breaks them comes back from the error.
+fn parse_structure(text: &str) -> Result<ImageSpec, SpecError> {
+    match ImageSpec::parse(text, None) {
+        Err(SpecError::Invalid {
+            spec: Some(spec), ..
+        }) => Ok(*spec),
+        other => other,
+    }
+}
 
 fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -16,7 +25,7 @@ fn example(name: &str) -> PathBuf {
 
 #[test]
 fn bash_example_is_the_seed_image() {
-    let spec = ImageSpec::load(&example("bash")).unwrap();
+    let spec = ImageSpec::load(example("bash")).unwrap();
     assert!(spec.validate().is_empty(), "{:#?}", spec.validate());
     assert_eq!(spec.name, "staves/bash");
     assert_eq!(spec.version, "latest");
@@ -29,7 +38,7 @@ fn bash_example_is_the_seed_image() {
 
 #[test]
 fn full_example_uses_every_key_without_diagnostics() {
-    let spec = ImageSpec::load(&example("full")).unwrap();
+    let spec = ImageSpec::load(example("full")).unwrap();
     assert!(spec.validate().is_empty(), "{:#?}", spec.validate());
     assert_eq!(spec.version, "1.0");
     assert_eq!(
@@ -84,7 +93,7 @@ const ORIGINAL: &str = include_str!("../../tests/data/spec/original.toml");
 
 #[test]
 fn original_staves_file_means_the_same() {
-    let spec = ImageSpec::from_toml_str(ORIGINAL).unwrap();
+    let spec = ImageSpec::parse(ORIGINAL, None).unwrap();
     let expected = ImageSpec::builder("staves/bash")
         .package("app-shells/bash")
         .command(["/bin/bash", "-c"])
@@ -115,7 +124,8 @@ fn original_staves_file_means_the_same() {
     assert_eq!(spec, expected);
     // [annotations], [env] are not package tables.
     assert_eq!(spec.package_configs.len(), 2);
-    // Only the warning about the table for a package not in `packages`.
+    // Only the warning about the table for a package not in `packages`, kept from loading.
+    assert_eq!(spec.warnings(), spec.validate());
     let diags = spec.validate();
     assert_eq!(diags.len(), 1, "{diags:#?}");
     assert_eq!(diags[0].severity, Severity::Warning);
@@ -129,13 +139,13 @@ fn written_toml_round_trips_and_keeps_the_original_style() {
         ORIGINAL.to_owned(),
         std::fs::read_to_string(example("full")).unwrap(),
     ] {
-        let spec = ImageSpec::from_toml_str(&text).unwrap();
+        let spec = ImageSpec::parse(&text, None).unwrap();
         let written = spec.to_toml_string();
-        let again = ImageSpec::from_toml_str(&written).unwrap();
+        let again = ImageSpec::parse(&written, None).unwrap();
         assert_eq!(spec, again, "{written}");
         assert_eq!(written, again.to_toml_string(), "writing is stable");
     }
-    let written = ImageSpec::from_toml_str(ORIGINAL).unwrap().to_toml_string();
+    let written = ImageSpec::parse(ORIGINAL, None).unwrap().to_toml_string();
     insta::assert_snapshot!(written);
 }
 
@@ -168,17 +178,15 @@ fn programmatic_specs_get_key_paths_but_no_positions() {
             .all(|d| d.line.is_none() && d.column.is_none() && d.path.is_none())
     );
     assert!(matches!(
-        ImageSpec::load_str(&spec.to_toml_string(), None),
+        ImageSpec::parse(&spec.to_toml_string(), None),
         Err(SpecError::Invalid { .. })
     ));
 }
 
 #[test]
-fn load_reports_every_error_and_from_str_only_parses() {
+fn parse_reports_every_error_and_keeps_the_spec_and_the_text() {
     let text = "name = 'X'\npackages = ['bash', '@world']\n";
-    // Parsing alone succeeds: the rules are not run.
-    ImageSpec::from_toml_str(text).unwrap();
-    let err = ImageSpec::load_str(text, Some(Path::new("x/staves.toml"))).unwrap_err();
+    let err = ImageSpec::parse(text, Some(Path::new("x/staves.toml"))).unwrap_err();
     let lines: Vec<_> = err
         .diagnostics()
         .iter()
@@ -189,15 +197,46 @@ fn load_reports_every_error_and_from_str_only_parses() {
         [(Some(1), Some(8)), (Some(2), Some(13)), (Some(2), Some(21))]
     );
     assert_eq!(err.path(), Some(Path::new("x/staves.toml")));
+    // The spec as parsed comes with the error, for tools that inspect it anyway.
+    assert_eq!(err.spec().unwrap().packages, ["bash", "@world"]);
+    // The error renders its diagnostics against its own copy of the text.
+    let rendered = err.render();
+    assert!(rendered.contains(" --> x/staves.toml:2:21\n"), "{rendered}");
+    assert!(
+        rendered.contains("2 | packages = ['bash', '@world']\n"),
+        "{rendered}"
+    );
+    assert!(rendered.ends_with("3 errors, 0 warnings\n"), "{rendered}");
     let core: staves_core::Error = err.into();
     assert_eq!(core.exit_code(), 1);
 }
 
 #[test]
+fn a_spec_renders_its_own_warnings() {
+    let text = "name = 'x/y'\npackages = ['a/b', 'a/b']\n";
+    let spec = ImageSpec::parse(text, Some(Path::new("s.toml"))).unwrap();
+    assert_eq!(spec.warnings().len(), 1);
+    let rendered = spec.render_diagnostics(spec.warnings());
+    assert!(rendered.contains(" --> s.toml:2:20\n"), "{rendered}");
+    assert!(
+        rendered.contains("2 | packages = ['a/b', 'a/b']"),
+        "{rendered}"
+    );
+    // A spec built in code has no text: the location alone.
+    let built = ImageSpec::builder("x/y")
+        .package("a/b")
+        .package("a/b")
+        .build();
+    let rendered = built.render_diagnostics(&built.validate());
+    assert!(rendered.contains("at `packages[1]`"), "{rendered}");
+    assert!(built.warnings().is_empty());
+}
+
+#[test]
 fn diagnostics_serialize_to_json_with_the_documented_fields() {
-    let (diags, _) =
-        ImageSpec::check_str("name = 'x'\npackages = ['a']\n", Some(Path::new("s.toml")));
-    let json = serde_json::to_value(&diags).unwrap();
+    let err =
+        ImageSpec::parse("name = 'x'\npackages = ['a']\n", Some(Path::new("s.toml"))).unwrap_err();
+    let json = serde_json::to_value(err.diagnostics()).unwrap();
     insta::assert_json_snapshot!(json);
 }
 
@@ -263,7 +302,7 @@ proptest! {
     #[test]
     fn to_toml_string_round_trips(spec in arb_spec()) {
         let written = spec.to_toml_string();
-        let parsed = ImageSpec::from_toml_str(&written);
+        let parsed = parse_structure(&written);
         prop_assert!(parsed.is_ok(), "{written}\n{parsed:?}");
         prop_assert_eq!(parsed.unwrap(), spec);
     }

@@ -2,7 +2,7 @@
 //! message and position, plus generated hostile inputs (megabytes, deep nesting).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use staves_core::{ImageSpec, Severity, SpecError, SpecReport};
+use staves_core::{Diagnostic, ImageSpec, Severity, SpecError};
 use std::path::{Path, PathBuf};
 
 use Severity::{Error as E, Warning as W};
@@ -477,8 +477,12 @@ fn each_case_gives_its_diagnostic_at_its_position() {
     let mut failures = Vec::new();
     for &(stem, severity, line, column, fragment) in CASES {
         let path = corpus_dir().join(format!("{stem}.toml"));
-        let report = SpecReport::check(&path).unwrap();
-        let hit = report.diagnostics.iter().any(|d| {
+        let loaded = ImageSpec::load(&path);
+        let diagnostics: Vec<Diagnostic> = match &loaded {
+            Ok(spec) => spec.warnings().to_vec(),
+            Err(err) => err.diagnostics().to_vec(),
+        };
+        let hit = diagnostics.iter().any(|d| {
             d.severity == severity
                 && d.line == Some(line)
                 && d.column == Some(column)
@@ -488,21 +492,20 @@ fn each_case_gives_its_diagnostic_at_its_position() {
         if !hit {
             failures.push(format!(
                 "{stem}: expected {severity} at {line}:{column} containing {fragment:?}, got {:#?}",
-                report.diagnostics
+                diagnostics
             ));
         }
         // Every diagnostic has a position and a single-line message.
-        for d in &report.diagnostics {
+        for d in &diagnostics {
             assert!(d.line.is_some() && d.column.is_some(), "{stem}: {d:?}");
             assert!(!d.message.contains('\n'), "{stem}: {d:?}");
         }
-        // Error cases are errors for `load` too; warning-only cases load fine.
-        let loaded = ImageSpec::load(&path);
+        // Error cases fail to load; warning-only cases load, with the warnings kept.
         match severity {
             Severity::Error => assert!(loaded.is_err(), "{stem} loaded"),
             Severity::Warning => {
-                loaded.unwrap();
-                assert!(!report.has_errors(), "{stem}");
+                let spec = loaded.unwrap();
+                assert!(!spec.warnings().is_empty(), "{stem}");
             }
         }
     }
@@ -521,9 +524,10 @@ fn structural_problems_are_parse_errors_with_one_diagnostic_each() {
         "deep-nesting",
         "invalid-utf8",
     ] {
-        let err = ImageSpec::from_path(&corpus_dir().join(format!("{stem}.toml"))).unwrap_err();
+        let err = ImageSpec::load(corpus_dir().join(format!("{stem}.toml"))).unwrap_err();
         assert!(matches!(err, SpecError::Parse { .. }), "{stem}: {err:?}");
-        assert_eq!(err.diagnostics().len(), 1, "{stem}: {err:?}");
+        let errors = err.diagnostics().iter().filter(|d| d.is_error()).count();
+        assert_eq!(errors, 1, "{stem}: {err:?}");
     }
 }
 
@@ -532,11 +536,21 @@ fn rendering_of_the_corpus() {
     let mut out = String::new();
     for &(stem, ..) in CASES {
         let path = corpus_dir().join(format!("{stem}.toml"));
-        let mut report = SpecReport::check(&path).unwrap();
-        for d in &mut report.diagnostics {
-            d.path = Some(PathBuf::from(format!("{stem}.toml")));
-        }
-        out.push_str(&format!("=== {stem}\n{}\n", report.render_text()));
+        // Loaded from text named like the file, so the rendering does not depend on where the corpus is.
+        let name = PathBuf::from(format!("{stem}.toml"));
+        let rendered = match std::fs::read_to_string(&path) {
+            Ok(text) => match ImageSpec::parse(&text, Some(&name)) {
+                Ok(spec) => spec.render_diagnostics(spec.warnings()),
+                Err(err) => err.render(),
+            },
+            // Not UTF-8: only loading reads it; give the diagnostic the short name.
+            Err(_) => {
+                let err = ImageSpec::load(&path).unwrap_err();
+                err.render()
+                    .replace(&path.display().to_string(), &name.display().to_string())
+            }
+        };
+        out.push_str(&format!("=== {stem}\n{rendered}\n"));
     }
     insta::assert_snapshot!(out);
 }
@@ -560,7 +574,7 @@ fn valid_spec_of_size(packages: usize) -> String {
 fn megabytes_of_valid_input_parse() {
     let text = valid_spec_of_size(60_000);
     assert!(text.len() > 3_000_000, "{}", text.len());
-    let spec = ImageSpec::load_str(&text, None).unwrap();
+    let spec = ImageSpec::parse(&text, None).unwrap();
     assert_eq!(spec.packages.len(), 60_000);
     assert_eq!(spec.package_configs.len(), 60_000);
 }
@@ -574,7 +588,8 @@ fn megabytes_on_one_line_give_a_positioned_diagnostic() {
         text.push_str("'é', ");
     }
     text.push_str("]\n");
-    let (diags, _) = ImageSpec::check_str(&text, None);
+    let err = ImageSpec::parse(&text, None).unwrap_err();
+    let diags = err.diagnostics();
     assert_eq!(diags.len(), 200_000);
     assert_eq!((diags[1].line, diags[1].column), (Some(2), Some(18)));
 }
@@ -588,7 +603,7 @@ fn input_over_the_size_limit_is_one_diagnostic() {
         &"# padding padding padding padding padding padding padding padding\n".repeat(600_000),
     );
     std::fs::write(&path, &text).unwrap();
-    let err = ImageSpec::from_path(&path).unwrap_err();
+    let err = ImageSpec::load(&path).unwrap_err();
     assert_eq!(err.diagnostics().len(), 1);
     assert!(
         err.diagnostics()[0]
@@ -618,13 +633,85 @@ fn very_deep_nesting_does_not_overflow_the_stack() {
                 open.repeat(depth),
                 close.repeat(depth)
             );
-            let err = ImageSpec::from_toml_str(&text).unwrap_err();
+            let err = ImageSpec::parse(&text, None).unwrap_err();
             assert_eq!(err.diagnostics().len(), 1, "{err}");
             assert_eq!(err.diagnostics()[0].line, Some(2));
         }
         let dotted = format!("{} = 1\n", vec!["a"; 100_000].join("."));
-        assert!(ImageSpec::from_toml_str(&dotted).is_err());
+        assert!(ImageSpec::parse(&dotted, None).is_err());
         let headers = format!("[{}]\n", vec!["a"; 100_000].join("."));
-        assert!(ImageSpec::from_toml_str(&headers).is_err());
+        assert!(ImageSpec::parse(&headers, None).is_err());
     });
+}
+
+/// The one diagnostic of a spec over the size limit.
+fn assert_too_big(err: &SpecError) {
+    assert!(matches!(err, SpecError::Parse { .. }), "{err:?}");
+    assert_eq!(err.diagnostics().len(), 1, "{err}");
+    assert!(
+        err.diagnostics()[0]
+            .message
+            .contains("more than the 32 MiB a staves.toml may have"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_device_behind_a_symlink_is_cut_off_at_the_size_limit() {
+    // /dev/zero never ends: reading stops after the limit instead of filling memory.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("staves.toml");
+    std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+    assert_too_big(&ImageSpec::load(&path).unwrap_err());
+}
+
+#[test]
+fn a_fifo_is_read_like_a_file_and_cut_off_at_the_size_limit() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("staves.toml");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // A small spec through the pipe loads (as `--config <(generate)` would).
+    let writer = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let mut fifo = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            fifo.write_all(b"name = 'x/y'\npackages = ['a/b']\n")
+                .unwrap();
+        })
+    };
+    let spec = ImageSpec::load(&path).unwrap();
+    writer.join().unwrap();
+    assert_eq!(spec.packages, ["a/b"]);
+    // An endless writer is cut off; its writes fail once the reader has closed the pipe.
+    let writer = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let mut fifo = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            let chunk =
+                b"# comment comment comment comment comment comment comment comment\n".repeat(1000);
+            let mut written = 0usize;
+            while fifo.write_all(&chunk).is_ok() {
+                written += chunk.len();
+            }
+            written
+        })
+    };
+    assert_too_big(&ImageSpec::load(&path).unwrap_err());
+    let written = writer.join().unwrap();
+    assert!(written > 32 << 20, "{written}");
+}
+
+#[test]
+fn a_proc_file_is_read_whole_although_its_size_is_0() {
+    // /proc files report size 0; their content is still read (and here is not TOML).
+    let path = std::path::Path::new("/proc/self/status");
+    assert_eq!(std::fs::metadata(path).unwrap().len(), 0);
+    let err = ImageSpec::load(path).unwrap_err();
+    assert!(matches!(err, SpecError::Parse { .. }), "{err:?}");
+    assert!(err.render().contains("Name:"), "{}", err.render());
 }

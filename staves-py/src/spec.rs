@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pythonize::pythonize;
 use staves_core::{
-    Diagnostic, ImageConfig, ImageSpec, Locale, PackageConfig, Repository, Severity,
+    Diagnostic, ImageConfig, ImageSpec, Locale, PackageConfig, Repository, Severity, SpecError,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -120,7 +120,7 @@ impl PyImageSpec {
     #[staticmethod]
     #[pyo3(signature = (text, path = None))]
     fn from_toml(py: Python<'_>, text: &str, path: Option<PathBuf>) -> PyResult<Self> {
-        ImageSpec::from_toml_str_at(text, path.as_deref())
+        structure_only(ImageSpec::parse(text, path.as_deref()))
             .map(|inner| Self { inner })
             .map_err(|e| to_py_err(py, e.into()))
     }
@@ -129,7 +129,7 @@ impl PyImageSpec {
     /// `SpecError` with the position on bad content.
     #[staticmethod]
     fn from_file(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        ImageSpec::from_path(&path)
+        structure_only(ImageSpec::load(&path))
             .map(|inner| Self { inner })
             .map_err(|e| to_py_err(py, e.into()))
     }
@@ -351,4 +351,15 @@ impl PyDiagnostic {
 /// `None` or the number, as Python writes them.
 fn py_optional(value: Option<usize>) -> String {
     value.map_or_else(|| "None".to_owned(), |v| v.to_string())
+}
+
+/// `from_toml`/`from_file` only parse (the rules are run by `validate()` and `plan()`): a spec that parsed but
+/// breaks rules is taken back from the error.
+fn structure_only(result: Result<ImageSpec, SpecError>) -> Result<ImageSpec, SpecError> {
+    match result {
+        Err(SpecError::Invalid {
+            spec: Some(spec), ..
+        }) => Ok(*spec),
+        other => other,
+    }
 }

@@ -59,9 +59,93 @@ impl Entry {
     }
 }
 
-/// Render a path for messages.
+/// Render a path from an untrusted rootfs for messages: printable text stays as it is; control characters, bidi
+/// controls, backslashes and bytes that are not UTF-8 are escaped as Rust's `{:?}` would (`\n`, `\u{1b}`,
+/// `\xff`), so a name can never write raw bytes to a terminal. A name longer than [`MAX_SHOWN_CHARS`] is cut short,
+/// with its length in bytes.
 pub(crate) fn show(path: &[u8]) -> String {
-    String::from_utf8_lossy(path).into_owned()
+    let mut out = String::with_capacity(path.len().min(MAX_SHOWN_CHARS + 32));
+    let mut shown = 0usize;
+    let mut consumed = 0usize;
+    'chunks: for chunk in path.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if shown == MAX_SHOWN_CHARS {
+                break 'chunks;
+            }
+            push_escaped(&mut out, c);
+            shown += 1;
+            consumed += c.len_utf8();
+        }
+        for b in chunk.invalid() {
+            if shown == MAX_SHOWN_CHARS {
+                break 'chunks;
+            }
+            out.push_str(&format!("\\x{b:02x}"));
+            shown += 1;
+            consumed += 1;
+        }
+    }
+    if consumed < path.len() {
+        out.push_str(&format!("… ({} bytes in all)", path.len()));
+    }
+    out
+}
+
+/// How many characters of a name [`show`] prints.
+const MAX_SHOWN_CHARS: usize = 256;
+
+/// [`show`] for text that may quote untrusted bytes (e.g. an error message of the tar reader).
+pub(crate) fn escape_text(text: &str) -> String {
+    show(text.as_bytes())
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\\' => out.push_str("\\\\"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\0' => out.push_str("\\0"),
+        // Bidi embedding/override/isolate marks reorder the text around them on a terminal.
+        '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+            out.push_str(&c.escape_unicode().to_string())
+        }
+        c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
+        c => out.push(c),
+    }
+}
+
+/// Longest path an image layer can carry: Linux's `PATH_MAX` (4096, with the terminating NUL) for the absolute path
+/// the entry is extracted to.
+pub(crate) const MAX_PATH_BYTES: usize = 4095;
+
+/// Longest path component (Linux's `NAME_MAX`).
+pub(crate) const MAX_NAME_BYTES: usize = 255;
+
+/// Why a normalized path (or a symlink target) cannot be carried by a layer, if it cannot.
+pub(crate) fn unrepresentable_path(path: &[u8], what: &str) -> Option<String> {
+    if path.contains(&0) {
+        return Some(format!(
+            "its {what} contains a NUL byte, which no file system path can hold"
+        ));
+    }
+    // `+ 1` for the leading `/` the path gets when the layer is extracted.
+    if path.len() + 1 > MAX_PATH_BYTES {
+        return Some(format!(
+            "its {what} is {} bytes long, more than the {MAX_PATH_BYTES} bytes a Linux path may have (PATH_MAX)",
+            path.len() + 1
+        ));
+    }
+    if let Some(long) = path
+        .split(|&b| b == b'/')
+        .find(|c| c.len() > MAX_NAME_BYTES)
+    {
+        return Some(format!(
+            "its {what} has a component of {} bytes, more than the {MAX_NAME_BYTES} a file name may have (NAME_MAX)",
+            long.len()
+        ));
+    }
+    None
 }
 
 /// Normalize a path from an untrusted rootfs.
@@ -236,6 +320,19 @@ mod tests {
     fn normalize_rejects_dotdot() {
         let err = normalize_path(b"a/../../etc/passwd").unwrap_err();
         assert!(err.to_string().contains("a/../../etc/passwd"), "{err}");
+    }
+
+    #[test]
+    fn show_escapes_and_cuts_long_names_short() {
+        assert_eq!(show(b"usr/bin/ok"), "usr/bin/ok");
+        assert_eq!(
+            show(b"a\x1b[0m\n\\\xff\xe2\x80\xaeb"),
+            "a\\u{1b}[0m\\n\\\\\\xff\\u{202e}b"
+        );
+        let long = show(&[b'x'; 5000]);
+        assert!(long.starts_with(&"x".repeat(256)), "{long}");
+        assert!(long.ends_with("x… (5000 bytes in all)"), "{long}");
+        assert_eq!(show(&[b'y'; 256]), "y".repeat(256));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The layer: canonical entries → tar stream → parallel, deterministic compression, both digests in one pass.
 
-use super::entry::{self, Entry, Kind, cmp_paths, show};
+use super::entry::{self, Entry, Kind, MAX_PATH_BYTES, cmp_paths, show, unrepresentable_path};
 use super::{Compression, ImageError};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
@@ -318,6 +318,8 @@ pub(crate) struct LayerBuilder {
     targets: HashMap<Vec<u8>, LinkMeta>,
     /// Hardlink entries seen so far and the path they resolve to.
     links: HashMap<Vec<u8>, Vec<u8>>,
+    /// Symlink entries seen so far and their targets: nothing may be below them.
+    symlinks: HashMap<Vec<u8>, Vec<u8>>,
     /// Where the rootfs comes from, for messages.
     pub(crate) source: String,
 }
@@ -330,6 +332,7 @@ impl LayerBuilder {
             last: None,
             targets: HashMap::new(),
             links: HashMap::new(),
+            symlinks: HashMap::new(),
             source,
         }
     }
@@ -358,6 +361,7 @@ impl LayerBuilder {
                 }
             }
         }
+        self.check_representable(&entry)?;
         entry.mtime = entry.mtime.clamp(0, self.mtime_clamp.max(0));
         // SELinux labels describe the host that made the rootfs, not the image (and Docker's archive drops them).
         entry.xattrs.retain(|(name, _)| name != b"security.selinux");
@@ -388,6 +392,9 @@ impl LayerBuilder {
                 self.links.insert(entry.path.clone(), target);
             }
             _ => {
+                if entry.kind == Kind::Symlink {
+                    self.symlinks.insert(entry.path.clone(), entry.link.clone());
+                }
                 self.targets.insert(
                     entry.path.clone(),
                     LinkMeta {
@@ -432,6 +439,60 @@ impl LayerBuilder {
             })?;
         }
         self.last = Some(entry.path);
+        Ok(())
+    }
+
+    /// Refuse what a layer cannot carry as written: a path Linux cannot hold, a NUL byte, a symlink target longer
+    /// than `PATH_MAX`, and an entry below a symlink or a file that came earlier (extracting it would follow the
+    /// symlink, or fail, so the image would not hold what the layer lists).
+    fn check_representable(&self, entry: &Entry) -> Result<(), ImageError> {
+        let refuse = |reason: String| ImageError::Unrepresentable {
+            source_name: self.source.clone(),
+            entry: show(&entry.path),
+            reason,
+        };
+        if let Some(reason) = unrepresentable_path(&entry.path, "path") {
+            return Err(refuse(reason));
+        }
+        if entry.kind == Kind::Symlink {
+            if entry.link.contains(&0) {
+                return Err(refuse(
+                    "its symlink target contains a NUL byte, which no symlink can hold".to_owned(),
+                ));
+            }
+            if entry.link.len() > MAX_PATH_BYTES {
+                return Err(refuse(format!(
+                    "its symlink target is {} bytes long, more than the {MAX_PATH_BYTES} bytes Linux allows",
+                    entry.link.len()
+                )));
+            }
+        }
+        let ancestors = entry
+            .path
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b'/')
+            .map(|(i, _)| &entry.path[..i]);
+        for ancestor in ancestors {
+            let reason = if let Some(target) = self.symlinks.get(ancestor) {
+                format!(
+                    "it lies below `{}`, a symlink to `{}`: extracting the layer would follow the symlink and                      write the file wherever it points",
+                    show(ancestor),
+                    show(target)
+                )
+            } else if self.targets.contains_key(ancestor) || self.links.contains_key(ancestor) {
+                format!(
+                    "it lies below `{}`, which is not a directory",
+                    show(ancestor)
+                )
+            } else {
+                continue;
+            };
+            return Err(ImageError::UnsafePath {
+                entry: show(&entry.path),
+                reason,
+            });
+        }
         Ok(())
     }
 

@@ -91,6 +91,19 @@ pub enum ImageError {
         /// Why it is unsafe.
         reason: String,
     },
+    /// An entry that an image layer cannot carry faithfully (a path too long for Linux, a NUL in a name, a sparse
+    /// file in a format Staves cannot expand).
+    #[error(
+        "the rootfs {source_name} has the entry `{entry}`, which an image layer cannot carry: {reason}"
+    )]
+    Unrepresentable {
+        /// Where the rootfs comes from.
+        source_name: String,
+        /// The entry path, escaped.
+        entry: String,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// A hardlink points somewhere it must not.
     #[error("bad hardlink `{entry}` -> `{target}` in {source_name}: {reason}")]
     Hardlink {

@@ -1,15 +1,20 @@
 //! Rootfs sources: a directory, a tar stream, a seekable tar file. Each feeds canonical entries to a
 //! [`LayerBuilder`].
 
+mod sparse;
+
 use super::ImageError;
-use super::entry::{BLOCK, Entry, Kind, cmp_paths, normalize_path, show};
+use super::entry::{BLOCK, Entry, Kind, cmp_paths, escape_text, normalize_path, show};
 use super::layer::LayerBuilder;
+use sparse::{PaxLayout, PaxSparse, SparseError, SparseMap, SparseReader};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::Path;
+use std::rc::Rc;
 
 /// Walk `root` depth-first with each directory's children sorted by name; symlinks are never followed.
 pub(crate) fn feed_dir(root: &Path, layer: &mut LayerBuilder) -> Result<(), ImageError> {
@@ -121,16 +126,16 @@ pub(crate) fn feed_dir(root: &Path, layer: &mut LayerBuilder) -> Result<(), Imag
     Ok(())
 }
 
-/// Counts the bytes read through it.
+/// Counts the bytes read through it, in a counter the caller keeps.
 struct Counting<R> {
     inner: R,
-    count: u64,
+    count: Rc<Cell<u64>>,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count += n as u64;
+        self.count.set(self.count.get() + n as u64);
         Ok(n)
     }
 }
@@ -139,22 +144,108 @@ fn padded(size: u64) -> u64 {
     size.div_ceil(BLOCK) * BLOCK
 }
 
-/// Turn a tar entry's header into a normalized [`Entry`]; `None` for the root directory itself.
+/// How a file entry's data is stored in the tar.
+#[derive(Debug)]
+enum Data {
+    /// As is (also every non-file entry).
+    Plain,
+    /// An old-GNU sparse file (type `S`): the tar crate expands it when streaming.
+    GnuSparse,
+    /// A PAX sparse file whose map was in its PAX records.
+    PaxMap(SparseMap),
+    /// A PAX 1.0 sparse file: the map is at the start of the data.
+    PaxInlineMap {
+        /// The real size of the file.
+        real_size: u64,
+    },
+}
+
+/// Largest real size of a sparse file that is expanded (64 GiB). Its holes become zeros in the layer, so a tiny
+/// archive could otherwise ask for any amount of disk (a `lastlog` grows to terabytes with large UIDs).
+const MAX_SPARSE_REAL_SIZE: u64 = 64 << 30;
+
+/// Check a sparse map against the bytes stored for it, and refuse to expand a file beyond
+/// [`MAX_SPARSE_REAL_SIZE`].
+fn check_sparse(
+    map: &SparseMap,
+    stored: u64,
+    source: &str,
+    entry: &[u8],
+) -> Result<(), ImageError> {
+    map.check(stored)
+        .map_err(|d| sparse_error(source, entry, SparseError::Corrupt(d)))?;
+    check_sparse_size(map.real_size, stored, source, entry)
+}
+
+fn check_sparse_size(
+    real_size: u64,
+    stored: u64,
+    source: &str,
+    entry: &[u8],
+) -> Result<(), ImageError> {
+    if real_size > MAX_SPARSE_REAL_SIZE {
+        return Err(ImageError::Unrepresentable {
+            source_name: source.to_owned(),
+            entry: show(entry),
+            reason: format!(
+                "it is a sparse file of {real_size} bytes ({stored} stored), and a layer holds it expanded: \
+                 more than the {} GiB Staves expands; remove it from the rootfs or truncate it",
+                MAX_SPARSE_REAL_SIZE >> 30
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn sparse_error(source: &str, entry: &[u8], e: SparseError) -> ImageError {
+    match e {
+        SparseError::Unsupported(what) => ImageError::Unrepresentable {
+            source_name: source.to_owned(),
+            entry: show(entry),
+            reason: format!(
+                "it is a sparse file in {what}, which Staves cannot expand; write the tar with GNU tar's \
+                 default sparse format (`--sparse`), or without `--sparse`"
+            ),
+        },
+        SparseError::Corrupt(detail) => ImageError::Truncated {
+            source_name: source.to_owned(),
+            detail: format!(
+                "the sparse file `{}`: {}",
+                show(entry),
+                escape_text(&detail)
+            ),
+        },
+        SparseError::Io(e) => read_error(
+            source,
+            &format!("reading the sparse map of `{}`", show(entry)),
+            e,
+        ),
+    }
+}
+
+/// Turn a tar entry's header into a normalized [`Entry`] and how its data is stored; `None` for the root directory
+/// itself. For a sparse file, `Entry::size` is the real size.
 fn entry_from_tar<R: Read>(
     e: &mut tar::Entry<'_, R>,
     source: &str,
-) -> Result<Option<Entry>, ImageError> {
-    let raw_path = e.path_bytes().into_owned();
-    let header = e.header();
+) -> Result<Option<(Entry, Data)>, ImageError> {
+    let mut raw_path = e.path_bytes().into_owned();
+    let shown = show(&raw_path);
+    let header = e.header().clone();
     let bad = |what: &str, err: io::Error| ImageError::Truncated {
         source_name: source.to_owned(),
         detail: format!(
-            "entry `{}` has an invalid {what} field: {err}",
-            show(&raw_path)
+            "entry `{shown}` has an invalid {what} field: {}",
+            escape_text(&err.to_string())
         ),
     };
+    let mut data = Data::Plain;
     let kind = match header.entry_type() {
         tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
+        tar::EntryType::GNUSparse => {
+            data = Data::GnuSparse;
+            Kind::File
+        }
         tar::EntryType::Directory => Kind::Dir,
         tar::EntryType::Symlink => Kind::Symlink,
         tar::EntryType::Link => Kind::Hardlink,
@@ -169,6 +260,63 @@ fn entry_from_tar<R: Read>(
             });
         }
     };
+    let mut pax_sparse = PaxSparse::default();
+    let mut xattrs = Vec::new();
+    let (mut uid, mut gid, mut mtime) = (None, None, None);
+    let pax = e.pax_extensions().map_err(|err| bad("PAX header", err))?;
+    if let Some(pax) = pax {
+        for record in pax {
+            let record = record.map_err(|err| bad("PAX record", err))?;
+            let key = record.key_bytes();
+            let parse = |what: &str| -> Result<u64, ImageError> {
+                std::str::from_utf8(record.value_bytes())
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or_else(|| ImageError::Truncated {
+                        source_name: source.to_owned(),
+                        detail: format!("entry `{shown}` has an invalid PAX {what}"),
+                    })
+            };
+            if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                xattrs.push((name.to_vec(), record.value_bytes().to_vec()));
+            } else if key == b"uid" {
+                uid = Some(parse("uid")?);
+            } else if key == b"gid" {
+                gid = Some(parse("gid")?);
+            } else if key == b"mtime" {
+                // Fractional seconds are dropped; mtimes are clamped anyway.
+                let v = String::from_utf8_lossy(record.value_bytes()).into_owned();
+                let secs = v.split('.').next().unwrap_or("0");
+                mtime = Some(secs.parse::<i64>().unwrap_or(0));
+            } else {
+                pax_sparse
+                    .record(key, record.value_bytes())
+                    .map_err(|detail| {
+                        sparse_error(source, &raw_path, SparseError::Corrupt(detail))
+                    })?;
+            }
+        }
+    }
+    if pax_sparse.present {
+        if kind != Kind::File || matches!(data, Data::GnuSparse) {
+            return Err(sparse_error(
+                source,
+                &raw_path,
+                SparseError::Corrupt(
+                    "it has GNU.sparse PAX records but is not a regular file".to_owned(),
+                ),
+            ));
+        }
+        data = match pax_sparse.layout() {
+            Ok(PaxLayout::Map(map)) => Data::PaxMap(map),
+            Ok(PaxLayout::InData { real_size }) => Data::PaxInlineMap { real_size },
+            Err(err) => return Err(sparse_error(source, &raw_path, err)),
+        };
+        // The header names `…/GNUSparseFile.PID/NAME`; the real name is in the records (0.1, 1.0).
+        if let Some(name) = pax_sparse.name.take() {
+            raw_path = name;
+        }
+    }
     let Some(path) = normalize_path(&raw_path)? else {
         if kind == Kind::Dir {
             return Ok(None);
@@ -180,12 +328,24 @@ fn entry_from_tar<R: Read>(
     };
     let mut entry = Entry::new(path, kind);
     entry.mode = header.mode().map_err(|err| bad("mode", err))? & 0o7777;
-    entry.uid = header.uid().map_err(|err| bad("uid", err))?;
-    entry.gid = header.gid().map_err(|err| bad("gid", err))?;
-    entry.mtime =
-        i64::try_from(header.mtime().map_err(|err| bad("mtime", err))?).unwrap_or(i64::MAX);
+    entry.uid = match uid {
+        Some(uid) => uid,
+        None => header.uid().map_err(|err| bad("uid", err))?,
+    };
+    entry.gid = match gid {
+        Some(gid) => gid,
+        None => header.gid().map_err(|err| bad("gid", err))?,
+    };
+    entry.mtime = match mtime {
+        Some(mtime) => mtime,
+        None => i64::try_from(header.mtime().map_err(|err| bad("mtime", err))?).unwrap_or(i64::MAX),
+    };
     if kind == Kind::File {
-        entry.size = e.size();
+        entry.size = match &data {
+            Data::Plain | Data::GnuSparse => e.size(),
+            Data::PaxMap(map) => map.real_size,
+            Data::PaxInlineMap { real_size } => *real_size,
+        };
     }
     if matches!(kind, Kind::Char | Kind::Block) {
         entry.dev_major = header
@@ -216,45 +376,41 @@ fn entry_from_tar<R: Read>(
         },
         _ => {}
     }
-    let pax = e.pax_extensions().map_err(|err| bad("PAX header", err))?;
-    if let Some(pax) = pax {
-        for record in pax {
-            let record = record.map_err(|err| bad("PAX record", err))?;
-            let key = record.key_bytes();
-            let parse = |what: &str| -> Result<u64, ImageError> {
-                std::str::from_utf8(record.value_bytes())
-                    .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .ok_or_else(|| ImageError::Truncated {
-                        source_name: source.to_owned(),
-                        detail: format!("entry `{}` has an invalid PAX {what}", show(&raw_path)),
-                    })
-            };
-            if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                entry
-                    .xattrs
-                    .push((name.to_vec(), record.value_bytes().to_vec()));
-            } else if key == b"uid" {
-                entry.uid = parse("uid")?;
-            } else if key == b"gid" {
-                entry.gid = parse("gid")?;
-            } else if key == b"mtime" {
-                // Fractional seconds are dropped; mtimes are clamped anyway.
-                let v = String::from_utf8_lossy(record.value_bytes()).into_owned();
-                let secs = v.split('.').next().unwrap_or("0");
-                entry.mtime = secs.parse::<i64>().unwrap_or(0);
-            }
-        }
+    xattrs.sort();
+    entry.xattrs = xattrs;
+    Ok(Some((entry, data)))
+}
+
+/// The bytes the tar stores for an entry's data (for a sparse file, the stored chunks, not the real size).
+fn stored_size<R: Read>(e: &tar::Entry<'_, R>, data: &Data) -> Result<u64, io::Error> {
+    match data {
+        Data::GnuSparse => e.header().entry_size(),
+        _ => Ok(e.size()),
     }
-    entry.xattrs.sort();
-    Ok(Some(entry))
 }
 
 fn read_error(source: &str, context: &str, e: io::Error) -> ImageError {
-    if e.kind() == io::ErrorKind::UnexpectedEof || e.to_string().contains("entire block") {
+    // The tar reader reports a malformed archive as `Other` (a checksum mismatch, a bad number field, …) or
+    // `InvalidData`; only the remaining kinds are failures to read.
+    if matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData | io::ErrorKind::Other
+    ) {
+        let detail = e.to_string();
+        let hint = if detail.contains("checksum") || detail.contains("cksum") {
+            " (is it a tar archive?)"
+        } else {
+            ""
+        };
+        // The reader's message may quote whole fields of garbage: escaped, and cut short.
+        let mut detail = escape_text(&detail);
+        if let Some((cut, _)) = detail.char_indices().nth(MAX_DETAIL_CHARS) {
+            detail.truncate(cut);
+            detail.push('…');
+        }
         ImageError::Truncated {
             source_name: source.to_owned(),
-            detail: format!("{context}: {e}"),
+            detail: format!("{context}: {detail}{hint}"),
         }
     } else {
         ImageError::Read {
@@ -264,6 +420,9 @@ fn read_error(source: &str, context: &str, e: io::Error) -> ImageError {
         }
     }
 }
+
+/// How much of the tar reader's own message an error quotes.
+const MAX_DETAIL_CHARS: usize = 160;
 
 fn missing_trailer(source: &str) -> ImageError {
     ImageError::Truncated {
@@ -278,9 +437,10 @@ pub(crate) fn feed_tar_stream(
     source: &str,
     layer: &mut LayerBuilder,
 ) -> Result<(), ImageError> {
+    let count = Rc::new(Cell::new(0u64));
     let mut counting = Counting {
         inner: reader,
-        count: 0,
+        count: Rc::clone(&count),
     };
     let mut archive = tar::Archive::new(&mut counting);
     let mut end = 0u64;
@@ -290,19 +450,41 @@ pub(crate) fn feed_tar_stream(
             .map_err(|e| read_error(source, "reading the rootfs tar", e))?;
         for item in entries {
             let mut e = item.map_err(|e| read_error(source, "reading a tar header", e))?;
-            end = e.raw_file_position() + padded(e.size());
-            let Some(entry) = entry_from_tar(&mut e, source)? else {
+            let Some((entry, data)) = entry_from_tar(&mut e, source)? else {
+                end = e.raw_file_position() + padded(e.size());
                 continue;
             };
-            if entry.kind == Kind::File {
-                layer.add(entry, Some(&mut e))?;
-            } else {
-                layer.add(entry, None)?;
+            let stored = stored_size(&e, &data)
+                .map_err(|err| read_error(source, "reading a tar header", err))?;
+            end = e.raw_file_position() + padded(stored);
+            let path = entry.path.clone();
+            match data {
+                Data::GnuSparse => {
+                    // The tar crate expands it (and checks its map) as it is read.
+                    check_sparse_size(entry.size, stored, source, &path)?;
+                    layer.add(entry, Some(&mut e))?
+                }
+                Data::Plain if entry.kind == Kind::File => layer.add(entry, Some(&mut e))?,
+                Data::Plain => layer.add(entry, None)?,
+                Data::PaxMap(map) => {
+                    check_sparse(&map, stored, source, &path)?;
+                    layer.add(entry, Some(&mut SparseReader::new(&mut e, map)))?;
+                }
+                Data::PaxInlineMap { real_size } => {
+                    let (chunks, used) = sparse::read_map_in_data(&mut e, stored)
+                        .map_err(|err| sparse_error(source, &path, err))?;
+                    let map = SparseMap { real_size, chunks };
+                    check_sparse(&map, stored - used, source, &path)?;
+                    layer.add(entry, Some(&mut SparseReader::new(&mut e, map)))?;
+                }
             }
+            // An old-GNU sparse entry has extension headers between its header and its data; once the data is read,
+            // the reader is at its end.
+            end = end.max(padded(count.get()));
         }
     }
     let counting = archive.into_inner();
-    if counting.count < end + BLOCK {
+    if count.get() < end + BLOCK {
         return Err(missing_trailer(source));
     }
     // Read the rest of the end-of-archive padding (tar writers pad to a 10 KiB record, some to more), so that a
@@ -320,7 +502,63 @@ const TRAILING_PADDING_LIMIT: u64 = 1 << 20;
 /// One entry of a seekable tar: its normalized header and where its data is.
 struct Record {
     entry: Entry,
+    /// Where the stored data starts.
     offset: u64,
+    /// The map, for a sparse file: the stored data is its chunks back to back.
+    sparse: Option<SparseMap>,
+}
+
+/// Reads a file from an offset with positional reads, leaving the file's own offset alone.
+struct ReadAt<'f> {
+    file: &'f File,
+    offset: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// Where a seekable entry's stored data is, its size, and its sparse map if it is sparse.
+fn locate_data(
+    file: &File,
+    e: &tar::Entry<'_, &File>,
+    data: Data,
+    path: &[u8],
+    source: &str,
+) -> Result<(u64, u64, Option<SparseMap>), ImageError> {
+    let stored =
+        stored_size(e, &data).map_err(|err| read_error(source, "reading a tar header", err))?;
+    let offset = e.raw_file_position();
+    match data {
+        Data::Plain => Ok((offset, stored, None)),
+        Data::GnuSparse => {
+            let header_pos = e.raw_header_position();
+            let (map, extensions) = sparse::gnu_map(e.header(), |i| {
+                let mut block = [0u8; BLOCK as usize];
+                file.read_exact_at(&mut block, header_pos + BLOCK * (i + 1))?;
+                Ok(block)
+            })
+            .map_err(|err| sparse_error(source, path, err))?;
+            check_sparse(&map, stored, source, path)?;
+            Ok((header_pos + BLOCK * (1 + extensions), stored, Some(map)))
+        }
+        Data::PaxMap(map) => {
+            check_sparse(&map, stored, source, path)?;
+            Ok((offset, stored, Some(map)))
+        }
+        Data::PaxInlineMap { real_size } => {
+            let mut reader = ReadAt { file, offset };
+            let (chunks, used) = sparse::read_map_in_data(&mut reader, stored)
+                .map_err(|err| sparse_error(source, path, err))?;
+            let map = SparseMap { real_size, chunks };
+            check_sparse(&map, stored - used, source, path)?;
+            Ok((offset + used, stored - used, Some(map)))
+        }
+    }
 }
 
 /// Read a seekable tar file: headers first, sorted into canonical order, then data by offset.
@@ -348,21 +586,28 @@ pub(crate) fn feed_tar_file(path: &Path, layer: &mut LayerBuilder) -> Result<(),
             .map_err(|e| read_error(&source, "reading the rootfs tar", e))?;
         for item in entries {
             let mut e = item.map_err(|e| read_error(&source, "reading a tar header", e))?;
-            let offset = e.raw_file_position();
-            end = offset + padded(e.size());
-            if let Some(entry) = entry_from_tar(&mut e, &source)? {
-                if entry.kind == Kind::File && offset + entry.size > file_len {
-                    return Err(ImageError::Truncated {
-                        source_name: source.clone(),
-                        detail: format!(
-                            "entry `{}` claims {} bytes of data but the file ends first",
-                            show(&entry.path),
-                            entry.size
-                        ),
-                    });
-                }
-                records.push(Record { entry, offset });
+            let Some((entry, data)) = entry_from_tar(&mut e, &source)? else {
+                end = e.raw_file_position() + padded(e.size());
+                continue;
+            };
+            let (offset, stored, sparse) = locate_data(&file, &e, data, &entry.path, &source)?;
+            // For a PAX 1.0 sparse file the map (whole blocks) is already skipped: the padding comes out the same.
+            end = offset + padded(stored);
+            if entry.kind == Kind::File && offset + stored > file_len {
+                return Err(ImageError::Truncated {
+                    source_name: source.clone(),
+                    detail: format!(
+                        "entry `{}` claims {} bytes of data but the file ends first",
+                        show(&entry.path),
+                        stored
+                    ),
+                });
             }
+            records.push(Record {
+                entry,
+                offset,
+                sparse,
+            });
         }
     }
     // The tar crate stops at EOF or at a zero block; require the zero block.
@@ -385,7 +630,12 @@ pub(crate) fn feed_tar_file(path: &Path, layer: &mut LayerBuilder) -> Result<(),
                 })?;
             // Reads are large (up to 256 KiB, straight into the compression block): no buffering needed.
             let mut reader = &file;
-            layer.add(record.entry, Some(&mut reader))?;
+            match record.sparse {
+                Some(map) => {
+                    layer.add(record.entry, Some(&mut SparseReader::new(&mut reader, map)))?
+                }
+                None => layer.add(record.entry, Some(&mut reader))?,
+            }
         } else {
             layer.add(record.entry, None)?;
         }
@@ -438,9 +688,11 @@ fn canonicalize_hardlinks(records: &mut [Record], source: &str) -> Result<(), Im
             let mut moved = records[root].entry.clone();
             moved.path = records[leader].entry.path.clone();
             let offset = records[root].offset;
+            let sparse = records[root].sparse.take();
             records[leader] = Record {
                 entry: moved,
                 offset,
+                sparse,
             };
             let leader_path = records[leader].entry.path.clone();
             let root_path = records[root].entry.path.clone();

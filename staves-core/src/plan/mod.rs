@@ -4,11 +4,15 @@
 //! [`STAGING_DIR`] and runs each [`Step`] with exec; [`BuildPlan::render_script`] turns the same plan into one POSIX
 //! `sh` script that a user can run by hand in any Gentoo container.
 
+mod options;
 mod render;
-pub use render::command_line;
 mod scripts;
 
-use crate::portage::{BuildEnv, PlanOptions, PortageFile, format_load};
+pub(crate) use options::format_load;
+pub use options::{PlanOptions, check_load_average};
+pub use render::command_line;
+
+use crate::portage::{BuildEnv, PortageFile};
 use crate::spec::{Diagnostic, ImageSpec, Severity};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -47,7 +51,8 @@ pub enum StepKind {
     LocaleInstall,
     /// Copy `libgcc_s.so.1` (and `libstdc++.so.6`) into the rootfs.
     Libraries,
-    /// Print the rootfs package database (see [`crate::parse_package_list`]).
+    /// Print the rootfs package database, one line per package (read back into
+    /// [`BuildReport::packages`](crate::BuildReport::packages)).
     PackageList,
     /// Remove `/var/db/pkg` and `/var/cache` from the rootfs.
     Cleanup,
@@ -92,8 +97,12 @@ pub(crate) fn install_files_script(files: &[PortageFile]) -> String {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PlanError {
-    /// The spec has validation errors.
-    #[error("the spec is invalid ({} error(s)); run `staves validate` for details", .diagnostics.len())]
+    /// The spec has validation errors; the message lists each with its position.
+    #[error("{}", crate::spec::summary(
+        "invalid",
+        diagnostics.first().and_then(|d| d.path.as_deref()),
+        diagnostics
+    ))]
     InvalidSpec {
         /// The error diagnostics.
         diagnostics: Vec<Diagnostic>,
@@ -109,15 +118,6 @@ pub enum PlanError {
         /// The value given.
         value: f64,
     },
-}
-
-/// `load` when it is a usable load-average limit (a finite number above 0), else [`PlanError::InvalidLoadAverage`].
-pub fn check_load_average(load: f64) -> Result<f64, PlanError> {
-    if load.is_finite() && load > 0.0 {
-        Ok(load)
-    } else {
-        Err(PlanError::InvalidLoadAverage { value: load })
-    }
 }
 
 /// Everything a builder needs to produce a rootfs: the Portage files and the ordered steps.
@@ -147,6 +147,7 @@ impl BuildPlan {
         if spec.packages.is_empty() {
             return Err(PlanError::NoPackages);
         }
+        options.check()?;
         let env = BuildEnv::render(spec, options);
         let mut rootfs_atoms = spec.packages.clone();
         if !rootfs_atoms.iter().any(|a| a == LIBC_ATOM) {
@@ -154,10 +155,7 @@ impl BuildPlan {
         }
         let mut parallel = vec!["--jobs".to_owned(), options.jobs.to_string()];
         if let Some(load) = options.load_average {
-            parallel.extend([
-                "--load-average".to_owned(),
-                format_load(check_load_average(load)?),
-            ]);
+            parallel.extend(["--load-average".to_owned(), format_load(load)]);
         }
         let emerge_env = BTreeMap::from([("NOCOLOR".to_owned(), "true".to_owned())]);
 
@@ -247,7 +245,7 @@ impl BuildPlan {
         steps.push(Step::new(
             StepKind::PackageList,
             "List the packages in the rootfs",
-            sh(scripts::package_list()),
+            sh(crate::portage::package_list_script()),
             BTreeMap::new(),
         ));
         steps.push(Step::new(

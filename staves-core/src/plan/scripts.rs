@@ -111,6 +111,10 @@ fi
 /// The newest version wins when several gcc versions are installed. The rootfs libdir is `/usr/lib64` when the
 /// builder has that directory (amd64, arm64), else `/usr/lib`; it is created when missing, so a library is never
 /// copied to a path that should have been a directory.
+///
+/// When the rootfs has its own `/sbin/ldconfig` (glibc installs it), the loader cache is then regenerated the way
+/// Portage's env-update does after every merge (`ldconfig -X -r ROOT`), so `/etc/ld.so.cache` lists the copied
+/// libraries too; a loader whose built-in search path lacks the libdir finds them through the cache.
 pub(crate) fn libraries(names: &[&str]) -> String {
     let mut s = format!(
         r#"set -eu
@@ -133,21 +137,13 @@ echo "staves: copied $lib to /$libdir/"{q}
             rootfs = ROOTFS_DIR
         ));
     }
-    s
-}
-
-/// Print one line per package in the rootfs package database.
-pub(crate) fn package_list() -> String {
-    format!(
-        r#"set -eu
-cd {rootfs}/var/db/pkg 2>/dev/null || exit 0
-for d in */*/; do
-  [ -d "$d" ] || continue
-  d=${{d%/}}
-  printf '{marker}\t%s\t%s\t%s\t%s\n' "$d" "$(cat "$d/repository" 2>/dev/null || true)" "$(cat "$d/USE" 2>/dev/null || true)" "$(cat "$d/IUSE" 2>/dev/null || true)"
-done
+    s.push_str(&format!(
+        r#"if [ -x {rootfs}/sbin/ldconfig ]; then
+  {rootfs}/sbin/ldconfig -X -r {rootfs}
+  echo "staves: regenerated /etc/ld.so.cache"
+fi
 "#,
-        rootfs = ROOTFS_DIR,
-        marker = crate::portage::PACKAGE_LIST_MARKER,
-    )
+        rootfs = ROOTFS_DIR
+    ));
+    s
 }

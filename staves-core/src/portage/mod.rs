@@ -5,11 +5,11 @@
 mod output;
 mod quote;
 
-pub(crate) use output::PACKAGE_LIST_MARKER;
-pub use output::{EmergeEvent, InstalledPackage, parse_emerge_line, parse_package_list};
-pub use quote::shell_quote;
-pub(crate) use quote::{ini_value, make_conf_value};
+pub use output::{EmergeEvent, InstalledPackage};
+pub(crate) use output::{package_list_script, parse_emerge_line, parse_package_list};
+pub(crate) use quote::{ini_value, make_conf_value, shell_quote};
 
+use crate::plan::PlanOptions;
 use crate::spec::ImageSpec;
 use serde::Serialize;
 
@@ -47,70 +47,6 @@ pub struct PortageFile {
     pub content: String,
     /// How the file is written.
     pub mode: WriteMode,
-}
-
-/// Settings that shape the rendered configuration but are not part of the spec.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct PlanOptions {
-    /// Parallel jobs, for `MAKEOPTS` and emerge's `--jobs`.
-    pub jobs: usize,
-    /// emerge's `--load-average` (and make's `-l`): start no new job while the load average is at least this.
-    ///
-    /// `None` (the default) passes no `--load-average` to emerge and `-l JOBS` to make. emerge delays every job
-    /// start by up to 5 s in proportion to the load when this is set, which on a small machine serialises builds of
-    /// small packages; set it when the builder shares the machine with other work.
-    pub load_average: Option<f64>,
-}
-
-impl PlanOptions {
-    /// Options with `jobs` parallel jobs (one per CPU when `None`) and an optional load-average limit.
-    pub fn new(jobs: Option<usize>, load_average: Option<f64>) -> Self {
-        jobs.map(Self::with_jobs)
-            .unwrap_or_default()
-            .load_average(load_average)
-    }
-
-    /// Options with `jobs` parallel jobs (at least 1) and no load-average limit.
-    pub fn with_jobs(jobs: usize) -> Self {
-        Self {
-            jobs: jobs.max(1),
-            load_average: None,
-        }
-    }
-
-    /// The same options with emerge's `--load-average` set to `load` (`None`: no limit).
-    ///
-    /// [`BuildPlan::new`](crate::BuildPlan::new) refuses a value that is not a finite number above 0.
-    pub fn load_average(mut self, load: Option<f64>) -> Self {
-        self.load_average = load;
-        self
-    }
-
-    /// make's `-l` value: the load-average limit when one is set (and valid), the job count otherwise.
-    ///
-    /// An invalid limit never reaches a build: [`BuildPlan::new`](crate::BuildPlan::new) refuses it first.
-    pub(crate) fn make_load(&self) -> String {
-        match self.load_average.map(crate::plan::check_load_average) {
-            Some(Ok(load)) => format_load(load),
-            _ => self.jobs.to_string(),
-        }
-    }
-}
-
-/// A load average as Portage and make read it: `2`, `2.5` (Rust prints no exponent and no `.0`).
-pub(crate) fn format_load(load: f64) -> String {
-    format!("{load}")
-}
-
-impl Default for PlanOptions {
-    /// One job per available CPU.
-    fn default() -> Self {
-        let jobs = std::thread::available_parallelism()
-            .map(usize::from)
-            .unwrap_or(1);
-        Self::with_jobs(jobs)
-    }
 }
 
 /// The Portage configuration files a build writes into the builder, rendered from a spec.
@@ -212,7 +148,7 @@ fn replace(path: String, content: String) -> PortageFile {
 }
 
 /// The block appended to `make.conf`: container FEATURES, logging, emerge defaults, MAKEOPTS, then `[env]`.
-pub fn render_make_conf(spec: &ImageSpec, options: &PlanOptions) -> String {
+pub(crate) fn render_make_conf(spec: &ImageSpec, options: &PlanOptions) -> String {
     let jobs = options.jobs;
     let load = options.make_load();
     let mut out = String::new();
@@ -231,7 +167,7 @@ pub fn render_make_conf(spec: &ImageSpec, options: &PlanOptions) -> String {
 }
 
 /// `KEY="value"` lines, in order, quoted so Portage reads back exactly the value.
-pub fn render_assignments(vars: &indexmap::IndexMap<String, String>) -> String {
+pub(crate) fn render_assignments(vars: &indexmap::IndexMap<String, String>) -> String {
     vars.iter()
         .map(|(key, value)| format!("{key}={}\n", make_conf_value(value)))
         .collect()

@@ -1,5 +1,7 @@
-//! Reading what Portage prints: emerge's progress lines and the rootfs package list.
+//! Reading what Portage prints: emerge's progress lines, and the rootfs package list (the script that prints it
+//! and its parser, kept together so the format has one owner).
 
+use crate::plan::ROOTFS_DIR;
 use serde::Serialize;
 
 /// A progress line from `emerge`.
@@ -22,7 +24,7 @@ pub enum EmergeEvent {
 }
 
 /// Recognise an emerge progress line. Other lines give `None`.
-pub fn parse_emerge_line(line: &str) -> Option<EmergeEvent> {
+pub(crate) fn parse_emerge_line(line: &str) -> Option<EmergeEvent> {
     let rest = line.trim_start().strip_prefix(">>> Emerging ")?;
     let (binary, rest) = match rest.strip_prefix("binary ") {
         Some(rest) => (true, rest),
@@ -65,13 +67,31 @@ pub struct InstalledPackage {
 }
 
 /// The marker that starts each line the package-list step prints.
-pub(crate) const PACKAGE_LIST_MARKER: &str = "staves-pkg";
+const PACKAGE_LIST_MARKER: &str = "staves-pkg";
 
-/// Parse the package-list step's output: one `staves-pkg<TAB>cat/pf<TAB>repo<TAB>USE<TAB>IUSE` line per package.
+/// The package-list step's script: one `staves-pkg<TAB>cat/pf<TAB>repo<TAB>USE<TAB>IUSE` line per package in the
+/// rootfs package database, read back by [`parse_package_list`].
+pub(crate) fn package_list_script() -> String {
+    format!(
+        r#"set -eu
+cd {rootfs}/var/db/pkg 2>/dev/null || exit 0
+for d in */*/; do
+  [ -d "$d" ] || continue
+  d=${{d%/}}
+  printf '{marker}\t%s\t%s\t%s\t%s\n' "$d" "$(cat "$d/repository" 2>/dev/null || true)" "$(cat "$d/USE" 2>/dev/null || true)" "$(cat "$d/IUSE" 2>/dev/null || true)"
+done
+"#,
+        rootfs = ROOTFS_DIR,
+        marker = PACKAGE_LIST_MARKER,
+    )
+}
+
+/// Parse the output of [`package_list_script`]: one `staves-pkg<TAB>cat/pf<TAB>repo<TAB>USE<TAB>IUSE` line per
+/// package.
 ///
 /// Other lines are ignored. USE is intersected with IUSE so that implicit flags (`amd64`, `elibc_glibc`, …) are
 /// left out. `binary` is left unknown; the builder fills it in from emerge's output.
-pub fn parse_package_list(output: &str) -> Vec<InstalledPackage> {
+pub(crate) fn parse_package_list(output: &str) -> Vec<InstalledPackage> {
     let mut packages: Vec<InstalledPackage> = output
         .lines()
         .filter_map(|line| {
@@ -136,6 +156,44 @@ mod tests {
         assert_eq!(parse_emerge_line(">>> Emerging (x of 3) a/b-1"), None);
         assert_eq!(parse_emerge_line(">>> Installing (1 of 3) a/b-1"), None);
         assert_eq!(parse_emerge_line("Calculating dependencies... done!"), None);
+    }
+
+    #[test]
+    fn the_package_list_script_prints_what_the_parser_reads() {
+        let root = tempfile::tempdir().unwrap();
+        let vdb = root.path().join("var/db/pkg");
+        for (cpv, repo, used, iuse) in [
+            ("app-misc/hello-1", "gentoo", "amd64 nls", "+nls doc"),
+            ("dev-libs/libfoo-2-r1", "extra", "", ""),
+        ] {
+            let dir = vdb.join(cpv);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("repository"), format!("{repo}\n")).unwrap();
+            std::fs::write(dir.join("USE"), format!("{used}\n")).unwrap();
+            std::fs::write(dir.join("IUSE"), format!("{iuse}\n")).unwrap();
+        }
+        let script = package_list_script().replace(ROOTFS_DIR, &root.path().display().to_string());
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pkgs = parse_package_list(&String::from_utf8_lossy(&out.stdout));
+        let got: Vec<(&str, &str, Vec<String>)> = pkgs
+            .iter()
+            .map(|p| (p.cpv.as_str(), p.repository.as_str(), p.use_flags.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("app-misc/hello-1", "gentoo", vec!["nls".to_owned()]),
+                ("dev-libs/libfoo-2-r1", "extra", vec![]),
+            ]
+        );
     }
 
     #[test]

@@ -85,7 +85,78 @@ impl Diagnostic {
     /// `source` is the text the spec was parsed from; without it (or without a line) only the header and the
     /// location are printed. Control characters in the source are neutralised and long lines are trimmed around
     /// the column by the renderer.
+    ///
+    /// This finds the line by scanning `source`; to render many diagnostics of one text, use
+    /// [`SpecError::render`](crate::SpecError::render) or [`ImageSpec::render_diagnostics`](crate::ImageSpec::render_diagnostics),
+    /// which index the lines once.
     pub fn render(&self, source: Option<&str>) -> String {
+        let line_text = match (self.line, source) {
+            (Some(line), Some(source)) => source.split('\n').nth(line.saturating_sub(1)),
+            _ => None,
+        };
+        self.render_line(line_text)
+    }
+
+    /// [`Diagnostic::render`] given the text of the diagnostic's line.
+    fn render_line(&self, line_text: Option<&str>) -> String {
+        let mut out = String::new();
+        self.render_line_into(&mut out, line_text);
+        out
+    }
+
+    /// [`Diagnostic::render_line`], appended to `out`.
+    fn render_line_into(&self, out: &mut String, line_text: Option<&str>) {
+        if !self.render_simple(out, line_text) {
+            out.push_str(&self.render_snippet(line_text));
+        }
+    }
+
+    /// The common case rendered directly, byte for byte as `annotate-snippets` does (checked by a test against
+    /// it): a short line of printable ASCII, a caret within or just after it, a message and path without control
+    /// characters. `annotate-snippets` takes most of the time of rendering thousands of diagnostics otherwise.
+    /// Returns false (and writes nothing) for any other case.
+    fn render_simple(&self, out: &mut String, line_text: Option<&str>) -> bool {
+        use std::fmt::Write as _;
+        let (Some(line), Some(column), Some(text)) = (self.line, self.column, line_text) else {
+            return false;
+        };
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        let printable = |s: &str| !s.chars().any(char::is_control);
+        let path = match &self.path {
+            Some(p) => p.to_string_lossy(),
+            None => "<input>".into(),
+        };
+        let simple = line >= 1
+            && (1..=text.len() + 1).contains(&column)
+            && text.len() <= SIMPLE_LINE_MAX
+            && text.bytes().all(|b| (0x20..0x7f).contains(&b))
+            && !text.trim().is_empty()
+            && printable(&self.message)
+            && printable(&path);
+        if !simple {
+            return false;
+        }
+        let level = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let pad = line.checked_ilog10().unwrap_or(0) as usize + 1;
+        let caret = column - 1;
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            "{level}: {message}\n{:pad$}--> {path}:{line}:{column}\n{:pad$} |\n{line} | {text}\n{:pad$} | {:caret$}^\n",
+            "",
+            "",
+            "",
+            "",
+            message = self.message,
+        );
+        true
+    }
+
+    /// [`Diagnostic::render_line`] through `annotate-snippets`.
+    fn render_snippet(&self, line_text: Option<&str>) -> String {
         use annotate_snippets::{AnnotationKind, Level, Origin, Renderer, Snippet};
         let level = match self.severity {
             Severity::Error => Level::ERROR,
@@ -97,10 +168,6 @@ impl Diagnostic {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "<input>".to_owned());
         let title = level.primary_title(self.message.as_str());
-        let line_text = match (self.line, source) {
-            (Some(line), Some(source)) => source.split('\n').nth(line.saturating_sub(1)),
-            _ => None,
-        };
         let group = match (self.line, self.column, line_text) {
             (Some(line), Some(column), Some(text)) => {
                 let text = text.strip_suffix('\r').unwrap_or(text);
@@ -133,11 +200,29 @@ impl Diagnostic {
     }
 }
 
+/// Longest line [`Diagnostic::render_simple`] renders (`annotate-snippets` trims longer ones around the column).
+const SIMPLE_LINE_MAX: usize = 100;
+
 /// Render every diagnostic, separated by blank lines, followed by a summary line.
-pub fn render_diagnostics(diagnostics: &[Diagnostic], source: Option<&str>) -> String {
-    let mut out = String::new();
+///
+/// Linear in the number of diagnostics and the size of `source`: the start of every line is found once.
+pub(crate) fn render_all(diagnostics: &[Diagnostic], source: Option<&str>) -> String {
+    let starts: Vec<usize> = match source {
+        Some(text) => std::iter::once(0)
+            .chain(memchr_newlines(text).map(|i| i + 1))
+            .collect(),
+        None => Vec::new(),
+    };
+    let line_text = |line: usize| -> Option<&str> {
+        let text = source?;
+        let start = *starts.get(line.checked_sub(1)?)?;
+        let end = starts.get(line).map_or(text.len(), |&next| next - 1);
+        text.get(start..end)
+    };
+    // About what a diagnostic takes rendered, so the text is not copied over and over as it grows.
+    let mut out = String::with_capacity(diagnostics.len().saturating_mul(256).min(1 << 30));
     for d in diagnostics {
-        out.push_str(&d.render(source));
+        d.render_line_into(&mut out, d.line.and_then(line_text));
         out.push('\n');
     }
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
@@ -152,6 +237,14 @@ pub fn render_diagnostics(diagnostics: &[Diagnostic], source: Option<&str>) -> S
     out
 }
 
+/// Byte offsets of the `\n`s of `text`.
+fn memchr_newlines(text: &str) -> impl Iterator<Item = usize> + '_ {
+    text.bytes()
+        .enumerate()
+        .filter(|&(_, b)| b == b'\n')
+        .map(|(i, _)| i)
+}
+
 /// Byte offset → (line, column) conversion, 1-based, column in characters.
 pub(crate) struct LineIndex<'a> {
     text: &'a str,
@@ -159,6 +252,8 @@ pub(crate) struct LineIndex<'a> {
     /// (line index, byte offset, characters from line start) of the last lookup, to keep lookups on very long
     /// lines linear overall.
     cursor: (usize, usize, usize),
+    /// The text is ASCII: a column is a byte count, found in constant time wherever the lookup lands.
+    ascii: bool,
 }
 
 impl<'a> LineIndex<'a> {
@@ -174,6 +269,7 @@ impl<'a> LineIndex<'a> {
             text,
             starts,
             cursor: (0, 0, 0),
+            ascii: text.is_ascii(),
         }
     }
 
@@ -187,6 +283,9 @@ impl<'a> LineIndex<'a> {
             .partition_point(|&s| s <= offset)
             .saturating_sub(1);
         let start = self.starts[line];
+        if self.ascii {
+            return (line + 1, offset - start + 1);
+        }
         let (cl, co, cc) = self.cursor;
         let chars = if cl == line && co <= offset {
             cc + self.text[co..offset].chars().count()
@@ -222,6 +321,8 @@ pub(crate) struct SourceMap {
     pub(crate) from_text: bool,
     /// Key paths that could not be parsed (and were left out of the spec).
     pub(crate) failed: Vec<String>,
+    /// The warnings found when the spec was loaded (errors make loading fail).
+    pub(crate) warnings: Vec<Diagnostic>,
 }
 
 impl SourceMap {
@@ -309,6 +410,78 @@ mod tests {
         assert_eq!(idx.position(x), (2, 6));
         // Going backwards still works.
         assert_eq!(idx.position(2), (1, 3));
+    }
+
+    #[test]
+    fn the_simple_renderer_matches_annotate_snippets() {
+        // Deterministic pseudo-random lines of printable ASCII, every column, line numbers of every width.
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut checked = 0;
+        let mut texts: Vec<String> = (1..=SIMPLE_LINE_MAX)
+            .step_by(7)
+            .chain([SIMPLE_LINE_MAX])
+            .map(|len| {
+                (0..len)
+                    .map(|_| char::from(0x20 + (next() % 95) as u8))
+                    .collect()
+            })
+            .collect();
+        texts.extend(
+            [
+                "x",
+                "    use = ['bad flag']",
+                "name = 'x'   ",
+                "  a  b  ",
+                "['cat/pkg']",
+            ]
+            .map(String::from),
+        );
+        for text in texts {
+            let len = text.len();
+            if text.trim().is_empty() {
+                continue;
+            }
+            for line in [1, 9, 10, 99, 100, 12_345, 1_000_000] {
+                for column in [1, 2, len / 2 + 1, len, len + 1] {
+                    if !(1..=len + 1).contains(&column) {
+                        continue;
+                    }
+                    for severity in [Severity::Error, Severity::Warning] {
+                        let mut d = Diagnostic::new(
+                            severity,
+                            "k",
+                            format!("`{text}` is wrong here: write `x = 'y'` instead (see {line})"),
+                        );
+                        d.line = Some(line);
+                        d.column = Some(column);
+                        d.path = (line % 2 == 0).then(|| PathBuf::from("dir/staves.toml"));
+                        let mut simple = String::new();
+                        assert!(d.render_simple(&mut simple, Some(&text)), "{d:?}");
+                        assert_eq!(simple, d.render_snippet(Some(&text)), "{d:?}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 500, "{checked}");
+        // A tab, a control character or a long line goes to annotate-snippets.
+        let mut d = Diagnostic::error("k", "m");
+        d.line = Some(1);
+        d.column = Some(1);
+        let long = "x".repeat(SIMPLE_LINE_MAX + 1);
+        for text in ["a\tb", "a\u{1b}b", "é", &long, "", "   "] {
+            let mut out = String::new();
+            assert!(!d.render_simple(&mut out, Some(text)), "{text:?}");
+            assert!(out.is_empty());
+        }
+        d.column = Some(5);
+        assert!(!d.render_simple(&mut String::new(), Some("abc")));
     }
 
     #[test]

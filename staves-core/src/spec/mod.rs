@@ -1,4 +1,11 @@
 //! `staves.toml`: parsing, validation and serialization.
+//!
+//! A spec is loaded one way: [`ImageSpec::load`] for a file, [`ImageSpec::parse`] for text. Both parse, validate
+//! and either give a spec with no errors (its warnings in [`ImageSpec::warnings`]) or a [`SpecError`] carrying
+//! every diagnostic, which [`SpecError::render`] prints rustc-style.
+//!
+//! The helpers here check single values the way a spec's settings are checked: package [`Atom`]s,
+//! [`check_tag`] for an image tag and [`check_image_reference`] for an image reference given on a command line.
 
 mod atom;
 mod builder;
@@ -6,63 +13,113 @@ mod diagnostic;
 mod error;
 mod model;
 mod parse;
+mod schema;
 mod validate;
 mod write;
 
 pub use atom::{Atom, AtomError, Operator};
 pub use builder::ImageSpecBuilder;
-pub use diagnostic::{Diagnostic, Severity, render_diagnostics};
+pub use diagnostic::{Diagnostic, Severity};
 pub use error::SpecError;
+pub(crate) use error::summary;
 pub use model::{ImageConfig, ImageSpec, Locale, PackageConfig, Repository};
+pub use validate::{check_image_reference, check_tag};
 
-use std::path::{Path, PathBuf};
+use diagnostic::render_all;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Largest spec accepted, in bytes.
+pub const MAX_SPEC_BYTES: u64 = parse::MAX_SPEC_BYTES as u64;
 
 impl ImageSpec {
-    /// Parse TOML text (structure, types, syntax). Semantic rules are checked by [`ImageSpec::validate`].
-    pub fn from_toml_str(text: &str) -> Result<ImageSpec, SpecError> {
-        parse::parse(text, None)
-    }
-
-    /// Like [`ImageSpec::from_toml_str`]; `path` is only used in diagnostics.
-    pub fn from_toml_str_at(text: &str, path: Option<&Path>) -> Result<ImageSpec, SpecError> {
-        parse::parse(text, path)
-    }
-
-    /// Read and parse a file. Invalid UTF-8 is one diagnostic with its position.
-    pub fn from_path(path: &Path) -> Result<ImageSpec, SpecError> {
-        let bytes = read(path)?;
-        let text = parse::decode(&bytes, Some(path))?;
-        parse::parse(text, Some(path))
-    }
-
-    /// Parse and validate a file: `Err(SpecError::Invalid)` if any diagnostic is an error (warnings alone are fine).
-    pub fn load(path: &Path) -> Result<ImageSpec, SpecError> {
-        Self::from_path(path)?.checked()
-    }
-
-    /// Parse and validate text: `Err(SpecError::Invalid)` if any diagnostic is an error.
-    pub fn load_str(text: &str, path: Option<&Path>) -> Result<ImageSpec, SpecError> {
-        Self::from_toml_str_at(text, path)?.checked()
-    }
-
-    /// Parse as much as possible and validate: every diagnostic, parse and semantic, in file order.
+    /// Read, parse and validate the file at `path`.
     ///
-    /// Unlike [`ImageSpec::from_toml_str`] this does not stop at structural problems: settings that cannot be
-    /// parsed are left out of the returned spec (which is `None` only when the text is not TOML at all).
-    pub fn check_str(text: &str, path: Option<&Path>) -> (Vec<Diagnostic>, Option<ImageSpec>) {
-        check_text(text, path)
+    /// Any kind of path works (a FIFO such as `<(generate)` too); at most [`MAX_SPEC_BYTES`] + 1 bytes are ever
+    /// read, so a device or an endless pipe fails with one diagnostic instead of filling memory. Invalid UTF-8 is
+    /// one diagnostic with its position. Otherwise as [`ImageSpec::parse`].
+    pub fn load(path: impl AsRef<Path>) -> Result<ImageSpec, SpecError> {
+        let path = path.as_ref();
+        let bytes = read(path)?;
+        match parse::decode(&bytes, Some(path)) {
+            Ok(text) => Self::parse(text, Some(path)),
+            Err(diagnostic) => Err(SpecError::Parse {
+                path: Some(path.to_path_buf()),
+                diagnostics: vec![*diagnostic],
+                text: Some(Arc::from(String::from_utf8_lossy(&bytes))),
+                spec: None,
+            }),
+        }
     }
 
-    fn checked(self) -> Result<ImageSpec, SpecError> {
-        let diagnostics = self.validate();
-        if diagnostics.iter().any(Diagnostic::is_error) {
-            Err(SpecError::Invalid {
-                path: self.source.0.path.clone(),
+    /// Parse and validate TOML text; `origin` names the file in diagnostics.
+    ///
+    /// `Ok` when no diagnostic is an error: the spec's warnings are in [`ImageSpec::warnings`]. Otherwise
+    /// [`SpecError::Parse`] (the text is not TOML, or settings have the wrong structure or type) or
+    /// [`SpecError::Invalid`] (settings break the rules), each with every diagnostic in file order: parsing goes on
+    /// past a setting it cannot use, and the rules are checked on everything else.
+    pub fn parse(text: &str, origin: Option<&Path>) -> Result<ImageSpec, SpecError> {
+        let path = origin.map(Path::to_path_buf);
+        let (spec, mut diagnostics, structural) = match parse::parse_lenient(text, origin) {
+            Err(diagnostics) => {
+                return Err(SpecError::Parse {
+                    path,
+                    diagnostics,
+                    text: Some(Arc::from(text)),
+                    spec: None,
+                });
+            }
+            Ok((spec, diagnostics)) => {
+                let structural = !diagnostics.is_empty();
+                (spec, diagnostics, structural)
+            }
+        };
+        diagnostics.extend(spec.validate());
+        diagnostics.sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(usize::MAX)));
+        let text = Some(Arc::clone(&spec.source.0.text));
+        if structural {
+            return Err(SpecError::Parse {
+                path,
                 diagnostics,
-            })
-        } else {
-            Ok(self)
+                text,
+                spec: Some(Box::new(spec)),
+            });
         }
+        if diagnostics.iter().any(Diagnostic::is_error) {
+            return Err(SpecError::Invalid {
+                path,
+                diagnostics,
+                text,
+                spec: Some(Box::new(spec)),
+            });
+        }
+        let mut spec = spec;
+        Arc::make_mut(&mut spec.source.0).warnings = diagnostics;
+        Ok(spec)
+    }
+
+    /// The warnings found when the spec was loaded (empty for a spec built in code).
+    ///
+    /// They describe the spec as loaded; after changing its fields, call [`ImageSpec::validate`] again.
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.source.0.warnings
+    }
+
+    /// Render `diagnostics` of this spec rustc-style against the text it was loaded from (for a spec built in
+    /// code, without source lines), then a summary line. Linear in the number of diagnostics.
+    ///
+    /// ```
+    /// # use staves_core::ImageSpec;
+    /// let spec = ImageSpec::parse("name = 'x/y'\npackages = ['a/b', 'a/b']\n", None)?;
+    /// let text = spec.render_diagnostics(spec.warnings());
+    /// assert!(text.starts_with("warning: package `a/b` is listed twice"));
+    /// assert!(text.ends_with("0 errors, 1 warning\n"));
+    /// # Ok::<(), staves_core::SpecError>(())
+    /// ```
+    pub fn render_diagnostics(&self, diagnostics: &[Diagnostic]) -> String {
+        let text = &self.source.0.text;
+        render_all(diagnostics, (!text.is_empty()).then_some(&**text))
     }
 
     /// Check every rule; return all errors and warnings, in file order when the spec came from text.
@@ -80,6 +137,13 @@ impl ImageSpec {
         write::to_toml(self)
     }
 
+    /// The JSON Schema (draft-07) of `staves.toml`, pretty-printed: for editors (taplo / Even Better TOML) and
+    /// validators. It checks structure, types and the simple value rules (name, tag, sync types, unknown keys in
+    /// nested tables); [`ImageSpec::load`] checks everything.
+    pub fn json_schema() -> String {
+        schema::json_schema()
+    }
+
     /// The file this spec was read from, if any.
     pub fn source_path(&self) -> Option<&Path> {
         self.source.0.path.as_deref()
@@ -93,8 +157,9 @@ impl ImageSpec {
     }
 }
 
+/// Read at most [`MAX_SPEC_BYTES`] + 1 bytes of `path`: more is one diagnostic, whatever kind of file it is.
 fn read(path: &Path) -> Result<Vec<u8>, SpecError> {
-    std::fs::read(path).map_err(|error| {
+    let fail = |error: std::io::Error| {
         let mut d = Diagnostic::error("", format!("cannot read {}: {error}", path.display()));
         d.path = Some(path.to_path_buf());
         SpecError::Read {
@@ -102,66 +167,29 @@ fn read(path: &Path) -> Result<Vec<u8>, SpecError> {
             error,
             diagnostics: vec![d],
         }
-    })
-}
-
-fn check_text(text: &str, path: Option<&Path>) -> (Vec<Diagnostic>, Option<ImageSpec>) {
-    match parse::parse_lenient(text, path) {
-        Err(diagnostics) => (diagnostics, None),
-        Ok((spec, mut diagnostics)) => {
-            diagnostics.extend(spec.validate());
-            diagnostics
-                .sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(usize::MAX)));
-            (diagnostics, Some(spec))
-        }
+    };
+    let file = std::fs::File::open(path).map_err(fail)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SPEC_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
+    if bytes.len() as u64 > MAX_SPEC_BYTES {
+        let mut d = Diagnostic::error(
+            "",
+            format!(
+                "the file is more than the {} MiB a staves.toml may have: is this the right file?",
+                MAX_SPEC_BYTES / 1024 / 1024
+            ),
+        );
+        d.path = Some(path.to_path_buf());
+        return Err(SpecError::Parse {
+            path: Some(path.to_path_buf()),
+            diagnostics: vec![d],
+            text: None,
+            spec: None,
+        });
     }
-}
-
-/// The outcome of checking one spec file: every diagnostic, plus the text for rendering them.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct SpecReport {
-    /// The file checked.
-    pub path: PathBuf,
-    /// The file's text (lossily decoded if it was not UTF-8).
-    pub source: String,
-    /// Parse diagnostics if it did not parse, else every validation diagnostic.
-    pub diagnostics: Vec<Diagnostic>,
-    /// The spec, when it parsed.
-    pub spec: Option<ImageSpec>,
-}
-
-impl SpecReport {
-    /// Read, parse and validate `path`. Only an unreadable file is an `Err`.
-    pub fn check(path: &Path) -> Result<SpecReport, SpecError> {
-        let bytes = read(path)?;
-        let source = String::from_utf8_lossy(&bytes).into_owned();
-        let (diagnostics, spec) = match parse::decode(&bytes, Some(path)) {
-            Err(e) => (e.diagnostics().to_vec(), None),
-            Ok(text) => check_text(text, Some(path)),
-        };
-        Ok(SpecReport {
-            path: path.to_path_buf(),
-            source,
-            diagnostics,
-            spec,
-        })
-    }
-
-    /// True when any diagnostic is an error.
-    pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(Diagnostic::is_error)
-    }
-
-    /// Every diagnostic rustc-style, then a summary line.
-    pub fn render_text(&self) -> String {
-        render_diagnostics(&self.diagnostics, Some(&self.source))
-    }
-
-    /// The diagnostics as a pretty JSON array of objects (`severity`, `line`, `column`, `message`, `path`, `key`).
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(&self.diagnostics).unwrap_or_else(|_| "[]".to_owned())
-    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -172,19 +200,20 @@ mod tests {
 
     #[test]
     fn original_example_parses_and_round_trips() {
-        let spec = ImageSpec::from_toml_str(ORIGINAL).unwrap();
+        let spec = ImageSpec::parse(ORIGINAL, None).unwrap();
         assert_eq!(spec.version, "latest");
         assert_eq!(spec.env["CFLAGS"], "${CFLAGS} -O3");
         assert_eq!(spec.named_envs["nocache"]["FEATURES"], "-buildpkg");
         assert_eq!(spec.package_configs.len(), 2);
         let written = spec.to_toml_string();
         println!("{written}");
-        let again = ImageSpec::from_toml_str(&written).unwrap();
+        let again = ImageSpec::parse(&written, None).unwrap();
         assert_eq!(spec, again);
         let diags = spec.validate();
         println!("{diags:#?}");
         assert_eq!(diags.len(), 1);
         assert_eq!(diags[0].severity, Severity::Warning);
         assert_eq!((diags[0].line, diags[0].column), (Some(12), Some(2)));
+        assert_eq!(spec.warnings(), diags);
     }
 }

@@ -2,6 +2,7 @@
 
 use super::diagnostic::SourceMap;
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -77,7 +78,8 @@ impl ImageSpec {
 }
 
 /// The locale generated into an image (`locale = { name, charset }`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[schemars(default, deny_unknown_fields)]
 pub struct Locale {
     /// Locale name, e.g. `C` or `en_US`.
     pub name: String,
@@ -95,19 +97,22 @@ impl Default for Locale {
 }
 
 /// An extra ebuild repository (`[[repositories]]`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Repository {
     /// Repository name, as in `profiles/repo_name`.
     pub name: String,
     /// Portage sync type, e.g. `git`.
     #[serde(rename = "type")]
+    #[schemars(with = "super::schema::SyncType")]
     pub sync_type: String,
     /// Sync URI.
     pub uri: String,
 }
 
 /// Settings for one package atom (a top-level table keyed by the atom).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct PackageConfig {
     /// USE flags for `package.use`.
     #[serde(rename = "use", default, skip_serializing_if = "Vec::is_empty")]
@@ -124,17 +129,20 @@ pub struct PackageConfig {
 }
 
 /// Runtime settings of the image (`[image]`), as in the OCI image config.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct ImageConfig {
     /// Default arguments to the entrypoint (`Cmd`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cmd: Vec<String>,
     /// User (`name`, `uid`, `uid:gid`, …) the process runs as.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub user: Option<String>,
     /// Working directory of the process.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub workdir: Option<String>,
     /// Environment of the process, in the order written.
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
@@ -147,5 +155,6 @@ pub struct ImageConfig {
     pub volumes: Vec<String>,
     /// Signal that stops the container, e.g. `SIGTERM`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub stop_signal: Option<String>,
 }

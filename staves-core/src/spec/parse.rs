@@ -1,7 +1,6 @@
 //! TOML text → [`ImageSpec`]: structure, types and positions (no semantic rules; see `validate`).
 
 use super::diagnostic::{Diagnostic, LineIndex, SourceMap, key_segment};
-use super::error::SpecError;
 use super::model::{ImageConfig, ImageSpec, Locale, PackageConfig, Repository, SourceHandle};
 use indexmap::IndexMap;
 use std::ops::Range;
@@ -42,22 +41,18 @@ const IMAGE_KEYS: &[&str] = &[
 type Value<'i> = Spanned<DeValue<'i>>;
 
 /// Bytes → text: the size limit and UTF-8 check, each as one diagnostic.
-pub(crate) fn decode<'b>(bytes: &'b [u8], path: Option<&Path>) -> Result<&'b str, SpecError> {
-    let fail = |d: Diagnostic| SpecError::Parse {
-        path: path.map(Path::to_path_buf),
-        diagnostics: vec![d],
-    };
+pub(crate) fn decode<'b>(bytes: &'b [u8], path: Option<&Path>) -> Result<&'b str, Box<Diagnostic>> {
     if bytes.len() > MAX_SPEC_BYTES {
         let mut d = Diagnostic::error(
             "",
             format!(
-                "the file is {} bytes, more than the {} MiB a staves.toml may have: is this the right file?",
+                "the text is {} bytes, more than the {} MiB a staves.toml may have: is this the right file?",
                 bytes.len(),
                 MAX_SPEC_BYTES / 1024 / 1024
             ),
         );
         d.path = path.map(Path::to_path_buf);
-        return Err(fail(d));
+        return Err(Box::new(d));
     }
     match std::str::from_utf8(bytes) {
         Ok(s) => Ok(s),
@@ -76,19 +71,8 @@ pub(crate) fn decode<'b>(bytes: &'b [u8], path: Option<&Path>) -> Result<&'b str
             d.path = path.map(Path::to_path_buf);
             d.line = Some(line);
             d.column = Some(column);
-            Err(fail(d))
+            Err(Box::new(d))
         }
-    }
-}
-
-/// Parse TOML text into a spec, recording where each setting was written. Any structural problem is an error.
-pub(crate) fn parse(text: &str, path: Option<&Path>) -> Result<ImageSpec, SpecError> {
-    match parse_lenient(text, path) {
-        Ok((spec, diags)) if diags.is_empty() => Ok(spec),
-        Ok((_, diagnostics)) | Err(diagnostics) => Err(SpecError::Parse {
-            path: path.map(Path::to_path_buf),
-            diagnostics,
-        }),
     }
 }
 
@@ -101,7 +85,7 @@ pub(crate) fn parse_lenient(
     let path_buf = path.map(Path::to_path_buf);
     if text.len() > MAX_SPEC_BYTES {
         return match decode(text.as_bytes(), path) {
-            Err(e) => Err(e.diagnostics().to_vec()),
+            Err(d) => Err(vec![*d]),
             Ok(_) => Err(Vec::new()),
         };
     }
@@ -240,9 +224,13 @@ fn type_name(v: &DeValue<'_>) -> &'static str {
     }
 }
 
+/// Most candidates [`suggest`] compares a word with: it runs once per unknown name, so a spec with many unknown
+/// names and many candidates would otherwise take quadratic time.
+const MAX_SUGGESTION_CANDIDATES: usize = 256;
+
 /// The closest of `known` to `word`, if it is close enough to be a typo.
 pub(crate) fn suggest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
-    if word.is_empty() || word.len() > 64 {
+    if word.is_empty() || word.len() > 64 || known.len() > MAX_SUGGESTION_CANDIDATES {
         return None;
     }
     known

@@ -2,6 +2,7 @@
 
 use super::atom::{Atom, is_repo_name, is_use_flag_name};
 use super::diagnostic::{Diagnostic, LineIndex, key_segment};
+use super::error::SpecError;
 use super::model::ImageSpec;
 use foldhash::{HashMap, HashMapExt, HashSet};
 
@@ -92,15 +93,23 @@ pub(crate) fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
     check_image(&mut c);
     let mut out = c.out;
     // Settings that failed to parse were left out; rules about them would only repeat the parse error.
-    let failed = &spec.source.0.failed;
+    // Linear in the number of diagnostics: each key's own prefixes are looked up in a set.
+    let failed: HashSet<&str> = spec
+        .source
+        .0
+        .failed
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !f.is_empty())
+        .collect();
     if !failed.is_empty() {
         out.retain(|d| {
-            !failed.iter().any(|f| {
-                !f.is_empty()
-                    && (d.key == *f
-                        || d.key.starts_with(&format!("{f}."))
-                        || d.key.starts_with(&format!("{f}[")))
-            })
+            let key = d.key.as_str();
+            let mut prefixes = key
+                .match_indices(['.', '['])
+                .map(|(i, _)| &key[..i])
+                .chain(std::iter::once(key));
+            !prefixes.any(|p| failed.contains(p))
         });
     }
     out.sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(usize::MAX)));
@@ -193,15 +202,122 @@ fn check_name(c: &mut Checker<'_>) {
     }
     let version = &c.spec.version;
     if !is_tag(version) {
-        c.error(
-            "version",
-            format!(
-                "`{}` is not a valid image tag: use up to 128 letters, digits, `_`, `.` and `-`, \
-                 not starting with `.` or `-`, e.g. `1.0` or `latest`",
-                printable(version)
+        c.error("version", tag_message(version));
+    }
+}
+
+fn tag_message(tag: &str) -> String {
+    format!(
+        "`{}` is not a valid image tag: use up to 128 letters, digits, `_`, `.` and `-`, \
+         not starting with `.` or `-`, e.g. `1.0` or `latest`",
+        printable(tag)
+    )
+}
+
+/// Check an image tag given outside a spec (e.g. a `--version` override) by the rule a spec's `version` follows.
+///
+/// ```
+/// assert!(staves_core::spec::check_tag("1.0").is_ok());
+/// let err = staves_core::spec::check_tag("bad tag!").unwrap_err();
+/// assert!(err.to_string().starts_with("`bad tag!` is not a valid image tag"));
+/// ```
+pub fn check_tag(tag: &str) -> Result<(), SpecError> {
+    if is_tag(tag) {
+        Ok(())
+    } else {
+        Err(SpecError::InvalidValue {
+            what: "image tag".to_owned(),
+            value: tag.to_owned(),
+            message: tag_message(tag),
+        })
+    }
+}
+
+/// Check an image reference `NAME[:TAG][@DIGEST]` (e.g. a builder image given on a command line): the name as a
+/// spec's `name`, the tag as its `version`, and a digest `ALGORITHM:HEX` (64 hex digits for `sha256`).
+///
+/// ```
+/// use staves_core::spec::check_image_reference;
+/// for ok in ["gentoo/stage3", "gentoo/stage3:latest", "localhost:5000/a/b:1.0"] {
+///     assert!(check_image_reference(ok).is_ok(), "{ok}");
+/// }
+/// assert!(check_image_reference(&format!("a/b@sha256:{}", "0".repeat(64))).is_ok());
+/// assert!(check_image_reference("Bad Ref!").is_err());
+/// ```
+pub fn check_image_reference(reference: &str) -> Result<(), SpecError> {
+    let problem = image_reference_problem(reference);
+    match problem {
+        None => Ok(()),
+        Some(why) => Err(SpecError::InvalidValue {
+            what: "image reference".to_owned(),
+            value: reference.to_owned(),
+            message: format!(
+                "`{}` is not a valid image reference: {why}; write NAME[:TAG][@DIGEST], e.g. `gentoo/stage3:latest`",
+                printable(reference)
             ),
+        }),
+    }
+}
+
+fn image_reference_problem(reference: &str) -> Option<&'static str> {
+    let (rest, digest) = match reference.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (reference, None),
+    };
+    if let Some(digest) = digest {
+        let Some((algorithm, hex)) = digest.split_once(':') else {
+            return Some("the digest after `@` needs the form ALGORITHM:HEX");
+        };
+        let algorithm_ok = !algorithm.is_empty()
+            && algorithm
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b));
+        let hex_ok = match algorithm {
+            "sha256" => {
+                hex.len() == 64
+                    && hex
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            }
+            "sha512" => {
+                hex.len() == 128
+                    && hex
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            }
+            _ => {
+                hex.len() >= 32
+                    && hex
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b))
+            }
+        };
+        if !algorithm_ok || !hex_ok {
+            return Some(
+                "the digest after `@` is not ALGORITHM:HEX (sha256 has 64 lowercase hex digits)",
+            );
+        }
+    }
+    // A `:` after the last `/` starts the tag (one before it is a registry port).
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match rest[last_slash..].rfind(':') {
+        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+        None => (rest, None),
+    };
+    if name.is_empty() {
+        return Some("it has no image name");
+    }
+    if !is_image_name(name) {
+        return Some(
+            "the name must be lowercase letters, digits and `.`, `_`, `-`, with `/` between parts and no spaces",
         );
     }
+    if tag.is_some_and(|t| !is_tag(t)) {
+        return Some(
+            "the tag after `:` must be up to 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`",
+        );
+    }
+    None
 }
 
 /// Show a value in a message with control characters escaped.
@@ -534,18 +650,19 @@ fn check_package_configs(c: &mut Checker<'_>) {
         .filter_map(|p| Atom::parse(p).ok())
         .map(|a| a.cp())
         .collect();
+    // When `packages` did not parse, what it installs is unknown.
+    let packages_known = !spec
+        .source
+        .0
+        .failed
+        .iter()
+        .any(|f| f.starts_with("packages"));
+    let known_envs: Vec<&str> = spec.named_envs.keys().map(String::as_str).collect();
     for (atom_text, cfg) in &spec.package_configs {
         let base = key_segment(atom_text);
         match Atom::parse(atom_text) {
             Ok(atom) => {
-                if !installed.contains(&atom.cp())
-                    && !spec
-                        .source
-                        .0
-                        .failed
-                        .iter()
-                        .any(|f| f.starts_with("packages"))
-                {
+                if packages_known && !installed.contains(&atom.cp()) {
                     c.warning_at_key(
                         base.clone(),
                         format!(
@@ -605,8 +722,7 @@ fn check_package_configs(c: &mut Checker<'_>) {
         }
         for (i, env) in cfg.env.iter().enumerate() {
             if !spec.named_envs.contains_key(env) {
-                let known: Vec<&str> = spec.named_envs.keys().map(String::as_str).collect();
-                let hint = match super::parse::suggest(env, &known) {
+                let hint = match super::parse::suggest(env, &known_envs) {
                     Some(k) => format!("did you mean `{k}`?"),
                     None => format!("define it as a table `[env.{}]`", key_segment(env)),
                 };
@@ -726,6 +842,44 @@ fn check_image(c: &mut Checker<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_references_are_checked_part_by_part() {
+        for ok in [
+            "gentoo/stage3",
+            "gentoo/stage3:latest",
+            "staves-test/stage3:latest",
+            "localhost:5000/a/b",
+            "localhost:5000/a/b:1.0",
+            "registry.example.com/x",
+        ] {
+            assert_eq!(image_reference_problem(ok), None, "{ok}");
+        }
+        let digest = format!("a/b@sha256:{}", "ab".repeat(32));
+        assert_eq!(image_reference_problem(&digest), None);
+        assert_eq!(
+            image_reference_problem(&format!("a/b:1{}", &digest[3..])),
+            None
+        );
+        for (bad, why) in [
+            ("Bad Ref!", "name"),
+            ("", "no image name"),
+            (":tag", "no image name"),
+            ("a/b:bad tag", "tag"),
+            ("a/b:.x", "tag"),
+            ("a/b@sha256:abc", "digest"),
+            ("a/b@nodigest", "digest"),
+            ("UPPER/case", "name"),
+        ] {
+            let problem = image_reference_problem(bad).unwrap_or_else(|| panic!("{bad} passed"));
+            assert!(problem.contains(why), "{bad}: {problem}");
+        }
+        let err = check_image_reference("Bad Ref!").unwrap_err().to_string();
+        assert!(
+            err.starts_with("`Bad Ref!` is not a valid image reference: the name"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn image_names() {

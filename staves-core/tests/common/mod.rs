@@ -204,10 +204,16 @@ pub fn dir_names(dir: &Path) -> Vec<String> {
     names
 }
 
-/// The fixture images `tests/fixtures/build-images.sh` makes.
-pub const BUILDER_IMAGE: &str = "staves-test/stage3:latest";
-/// The fixture portage snapshot image.
-pub const PORTAGE_IMAGE: &str = "staves-test/portage:latest";
+/// The fixture images `tests/fixtures/build-images.sh` makes (`STAVES_TEST_BUILDER` at build time names another).
+pub const BUILDER_IMAGE: &str = match option_env!("STAVES_TEST_BUILDER") {
+    Some(image) => image,
+    None => "staves-test/stage3:latest",
+};
+/// The fixture portage snapshot image (`STAVES_TEST_PORTAGE` at build time names another).
+pub const PORTAGE_IMAGE: &str = match option_env!("STAVES_TEST_PORTAGE") {
+    Some(image) => image,
+    None => "staves-test/portage:latest",
+};
 
 /// Whether the engine tests can run. With `STAVES_REQUIRE_DOCKER=1` a missing engine or fixture fails the test.
 pub fn docker_ready() -> bool {

@@ -4,8 +4,11 @@
 
 EAPI=8
 
-DESCRIPTION="Test fixture: empty virtual/libc (test images hold only static binaries)"
+DESCRIPTION="Test fixture: virtual for the C library (sys-libs/glibc on elibc_glibc)"
 S="${WORKDIR}"
 
 SLOT="0"
 KEYWORDS="amd64"
+
+# As Gentoo's virtual/libc; the test repository has no musl.
+RDEPEND="elibc_glibc? ( sys-libs/glibc:2.2 )"

@@ -1,0 +1,90 @@
+//! Usage errors and spec errors of the CLI, which need no engine: exit codes and messages.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn staves(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_staves"))
+        .args(args)
+        .current_dir(dir)
+        // Nothing here may reach an engine: an unreachable one would turn a usage error into exit 3.
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const SPEC: &str = "name = 'staves/x'\npackages = ['app-misc/hello']\n";
+
+fn with_spec() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("staves.toml"), SPEC).unwrap();
+    dir
+}
+
+#[test]
+fn a_bad_version_override_is_a_usage_error() {
+    let dir = with_spec();
+    let out = staves(dir.path(), &["build", "--version", "bad tag!"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("'--version <TAG>'"), "{err}");
+    assert!(err.contains("`bad tag!` is not a valid image tag"), "{err}");
+}
+
+#[test]
+fn a_bad_image_reference_is_a_usage_error() {
+    let dir = with_spec();
+    for flag in ["--builder", "--portage"] {
+        let out = staves(dir.path(), &["build", flag, "Bad Ref!"]);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("`Bad Ref!` is not a valid image reference"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_spec_names_the_flag_once_and_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["validate", "plan", "build"] {
+        let out = staves(dir.path(), &[command, "--config", "nope.toml"]);
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            "error: cannot read nope.toml: No such file or directory (os error 2)\n  \
+             help: check the path, or pass another one with --config\n",
+            "{command}"
+        );
+    }
+}
+
+#[test]
+fn an_invalid_spec_lists_its_errors_in_plan_and_build() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("staves.toml"),
+        "name = 'X'\npackages = ['bash']\n",
+    )
+    .unwrap();
+    for command in ["plan", "build"] {
+        let out = staves(dir.path(), &[command]);
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("error: invalid staves.toml: 2 error(s)\n"),
+            "{err}"
+        );
+        assert!(
+            err.contains("\n  staves.toml:1:8: `X` is not a valid image name"),
+            "{err}"
+        );
+        assert!(err.contains("\n  staves.toml:2:13: "), "{err}");
+    }
+}

@@ -1,0 +1,84 @@
+//! Settings of a plan that are not part of the spec, and their checks.
+
+use super::PlanError;
+
+/// Settings that shape the rendered configuration but are not part of the spec.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PlanOptions {
+    /// Parallel jobs, for `MAKEOPTS` and emerge's `--jobs`.
+    pub jobs: usize,
+    /// emerge's `--load-average` (and make's `-l`): start no new job while the load average is at least this.
+    ///
+    /// `None` (the default) passes no `--load-average` to emerge and `-l JOBS` to make. emerge delays every job
+    /// start by up to 5 s in proportion to the load when this is set, which on a small machine serialises builds of
+    /// small packages; set it when the builder shares the machine with other work.
+    pub load_average: Option<f64>,
+}
+
+impl PlanOptions {
+    /// Options with `jobs` parallel jobs (one per CPU when `None`) and an optional load-average limit.
+    pub fn new(jobs: Option<usize>, load_average: Option<f64>) -> Self {
+        jobs.map(Self::with_jobs)
+            .unwrap_or_default()
+            .load_average(load_average)
+    }
+
+    /// Options with `jobs` parallel jobs (at least 1) and no load-average limit.
+    pub fn with_jobs(jobs: usize) -> Self {
+        Self {
+            jobs: jobs.max(1),
+            load_average: None,
+        }
+    }
+
+    /// The same options with emerge's `--load-average` set to `load` (`None`: no limit).
+    ///
+    /// [`BuildPlan::new`](super::BuildPlan::new) refuses a value that is not a finite number above 0.
+    pub fn load_average(mut self, load: Option<f64>) -> Self {
+        self.load_average = load;
+        self
+    }
+
+    /// Check the options: a load-average limit, when set, must be a finite number above 0.
+    pub fn check(&self) -> Result<(), PlanError> {
+        if let Some(load) = self.load_average {
+            check_load_average(load)?;
+        }
+        Ok(())
+    }
+
+    /// make's `-l` value: the load-average limit when one is set (and valid), the job count otherwise.
+    ///
+    /// An invalid limit never reaches a build: [`BuildPlan::new`](super::BuildPlan::new) refuses it first.
+    pub(crate) fn make_load(&self) -> String {
+        match self.load_average.map(check_load_average) {
+            Some(Ok(load)) => format_load(load),
+            _ => self.jobs.to_string(),
+        }
+    }
+}
+
+/// A load average as Portage and make read it: `2`, `2.5` (Rust prints no exponent and no `.0`).
+pub(crate) fn format_load(load: f64) -> String {
+    format!("{load}")
+}
+
+impl Default for PlanOptions {
+    /// One job per available CPU.
+    fn default() -> Self {
+        let jobs = std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1);
+        Self::with_jobs(jobs)
+    }
+}
+
+/// `load` when it is a usable load-average limit (a finite number above 0), else [`PlanError::InvalidLoadAverage`].
+pub fn check_load_average(load: f64) -> Result<f64, PlanError> {
+    if load.is_finite() && load > 0.0 {
+        Ok(load)
+    } else {
+        Err(PlanError::InvalidLoadAverage { value: load })
+    }
+}
