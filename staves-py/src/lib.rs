@@ -82,6 +82,9 @@ pub(crate) fn to_py_err(py: Python<'_>, err: Error) -> PyErr {
             Ok(DockerError::new_err(message))
         }
         Error::Build(_) => Ok(BuildError::new_err(message)),
+        Error::Binhost(staves_core::BinhostError::InvalidUrl { .. }) => {
+            return PyValueError::new_err(message);
+        }
         _ => Ok(StavesError::new_err(message)),
     };
     match result {
@@ -225,6 +228,7 @@ fn _staves(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(plan::plan, m)?)?;
     m.add_function(wrap_pyfunction!(build::build, m)?)?;
     m.add_function(wrap_pyfunction!(build::assemble, m)?)?;
+    m.add_function(wrap_pyfunction!(build::export_binhost, m)?)?;
     m.add_function(wrap_pyfunction!(spec::_restore_spec, m)?)?;
     m.add("DEFAULT_PORTAGE_IMAGE", staves_core::DEFAULT_PORTAGE_IMAGE)?;
     m.add("DEFAULT_BUILDER_IMAGE", staves_core::DEFAULT_BUILDER_IMAGE)?;

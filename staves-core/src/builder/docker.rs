@@ -131,6 +131,11 @@ impl DockerBuilder {
         self
     }
 
+    /// The Docker network the builder joins, if one was given.
+    pub fn network_name(&self) -> Option<&str> {
+        self.network.as_deref()
+    }
+
     /// The builder image.
     pub fn builder_image_name(&self) -> &str {
         &self.builder_image

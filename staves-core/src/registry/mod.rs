@@ -26,7 +26,8 @@ pub use reference::RegistryTarget;
 use std::path::PathBuf;
 
 /// Settings for pushing to registries; the defaults verify TLS and read credentials from the usual places.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct RegistryOptions {
     /// Verify the registry's TLS certificate (skopeo's `--tls-verify`; default `true`). `false` also lets Staves

@@ -27,9 +27,11 @@ from staves._staves import (
     Step,
     assemble,
     build,
+    export_binhost,
     plan,
 )
 from staves._types import (
+    BinhostExport,
     BuildReport,
     Compression,
     Event,
@@ -44,6 +46,8 @@ from staves._types import (
     PackageConfig,
     PackageEvent,
     PreparingEvent,
+    PushReport,
+    RegistryOptions,
     Repository,
     StepFinishedEvent,
     StepKind,
@@ -54,6 +58,7 @@ from staves._types import (
 
 __all__ = [
     "BUILD_LABEL",
+    "BinhostExport",
     "DEFAULT_BUILD_CACHE",
     "DEFAULT_BUILDER_IMAGE",
     "DEFAULT_PORTAGE_IMAGE",
@@ -79,6 +84,8 @@ __all__ = [
     "PackageConfig",
     "PackageEvent",
     "PreparingEvent",
+    "PushReport",
+    "RegistryOptions",
     "Repository",
     "SpecError",
     "StavesError",
@@ -91,5 +98,6 @@ __all__ = [
     "assemble",
     "build",
     "build_async",
+    "export_binhost",
     "plan",
 ]

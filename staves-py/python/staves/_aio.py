@@ -5,7 +5,7 @@ import functools
 from typing import Any, Callable, List, Optional, Tuple, TypeVar, Union
 
 from staves._staves import CancelToken, DockerBuilder, ImageSpec, MockBuilder, build
-from staves._types import BuildReport, Compression, Event, Locale
+from staves._types import BuildReport, Compression, Event, Locale, RegistryOptions
 
 _T = TypeVar("_T")
 
@@ -24,6 +24,8 @@ async def build_async(
     stdlib: Optional[bool] = None,
     locale: Optional[Locale] = None,
     cancel: Optional[CancelToken] = None,
+    binhost: Optional[Union[str, List[str]]] = None,
+    registry: Optional[RegistryOptions] = None,
 ) -> BuildReport:
     """``build()`` as a coroutine: ``report = await staves.build_async(spec, builder, ["docker"])``.
 
@@ -74,6 +76,8 @@ async def build_async(
         stdlib=stdlib,
         locale=locale,
         cancel=token,
+        binhost=binhost,
+        registry=registry,
     )
     future = loop.run_in_executor(None, call)
     try:
