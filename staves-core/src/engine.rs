@@ -98,7 +98,7 @@ pub(crate) async fn connect(host: Option<&str>) -> Result<Docker, EngineError> {
                 source,
             },
         };
-    let docker = crate::engine_address::client(&address)?;
+    let docker = crate::engine_address::client(&address)?.map_err(connect_err)?;
     let docker = docker.negotiate_version().await.map_err(connect_err)?;
     docker.ping().await.map_err(connect_err)?;
     Ok(docker)

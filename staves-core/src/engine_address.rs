@@ -179,8 +179,10 @@ fn check_tls_files(files: &TlsFiles) -> Result<(), String> {
     Ok(())
 }
 
-/// A client for the engine at `address` (not yet connected: the first request connects).
-pub(crate) fn client(address: &str) -> Result<Docker, EngineError> {
+/// A client for the engine at `address` (not yet connected: the first request connects). The outer error is an
+/// address or TLS file that cannot be used; the inner one the client's own (e.g. no socket at the path), which the
+/// caller reports as an unreachable engine.
+pub(crate) fn client(address: &str) -> Result<Result<Docker, bollard::errors::Error>, EngineError> {
     let invalid = |reason: String| EngineError::InvalidAddress {
         host: address.to_owned(),
         reason,
@@ -200,7 +202,7 @@ pub(crate) fn client(address: &str) -> Result<Docker, EngineError> {
             tls: Some(files),
         } => tls_client(authority, files).map_err(invalid)?,
     };
-    result.map_err(|e| invalid(e.to_string()))
+    Ok(result)
 }
 
 /// A client for a TLS engine: the engine's certificate must be signed by `ca.pem`, and Staves presents
