@@ -1,9 +1,11 @@
 //! `staves build`: spec → plan → builder container → image.
 
 use crate::progress::Progress;
+use staves_core::BuildEvent;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Flags of `staves build`.
 #[derive(Debug, clap::Args)]
@@ -75,9 +77,60 @@ pub struct Args {
     /// Print every line the builder prints.
     #[arg(long, short = 'v')]
     verbose: bool,
-    /// Output format of the final report.
+    /// Output format of the final report (on stdout).
     #[arg(long, default_value = "text")]
     format: crate::Format,
+    /// Format of the progress log on stderr: text, or one JSON event per line (`{"kind": "step-started", …}`).
+    #[arg(long, value_enum, default_value_t = crate::Format::Text)]
+    log_format: crate::Format,
+}
+
+/// Where progress goes: the terminal (spinner or plain lines), or one JSON object per line on stderr.
+enum Reporter {
+    Text(Progress),
+    Json,
+}
+
+impl Reporter {
+    fn event(&self, event: &BuildEvent) {
+        match self {
+            Reporter::Text(progress) => progress.event(event),
+            Reporter::Json => {
+                if let Ok(line) = serde_json::to_string(event) {
+                    let mut stderr = std::io::stderr().lock();
+                    let _ = writeln!(stderr, "{line}");
+                }
+            }
+        }
+    }
+
+    /// A message of the command itself (signals), as a line or as `{"kind": KIND, "message": …}`.
+    fn note(&self, kind: &str, message: &str) {
+        match self {
+            Reporter::Text(progress) => progress.message(message),
+            Reporter::Json => json_line(&serde_json::json!({"kind": kind, "message": message})),
+        }
+    }
+
+    fn finish(&self) {
+        if let Reporter::Text(progress) = self {
+            progress.finish();
+        }
+    }
+}
+
+fn json_line(value: &serde_json::Value) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{value}");
+}
+
+/// What the signal handler needs to say what a build left behind.
+#[derive(Default)]
+struct BuildState {
+    build_id: Option<String>,
+    signal: Option<String>,
+    /// The build returned successfully: its outputs are committed and nothing of it is left.
+    done: bool,
 }
 
 /// Run `staves build`.
@@ -96,34 +149,121 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(path) = args.image_path {
         outputs.push(staves_core::Output::Rootfs(path));
     }
+    let output_dirs = temp_file_dirs(&outputs);
     let builder = staves_core::DockerBuilder::new(args.builder)?
         .portage_image(args.portage)
         .build_cache(args.build_cache)
         .ssh(args.ssh || (!args.no_ssh && staves_core::defaults::SSH))
         .netrc(args.netrc || (!args.no_netrc && staves_core::defaults::NETRC))
         .locale(args.locale)
-        .docker_host(args.docker_host.clone())
-        .network(args.network)
-        .cancel_on_ctrl_c(true);
-    let progress = Arc::new(Progress::new(args.quiet, args.verbose));
-    let handler = progress.clone();
-    let options =
-        staves_core::BuildOptions::default().with_events(Arc::new(move |e| handler.event(e)));
+        .docker_host(args.docker_host)
+        .network(args.network);
+    let reporter = Arc::new(match args.log_format {
+        crate::Format::Text => Reporter::Text(Progress::new(args.quiet, args.verbose)),
+        crate::Format::Json => Reporter::Json,
+    });
+    let state = Arc::new(Mutex::new(BuildState::default()));
+    let (handler, handler_state) = (reporter.clone(), state.clone());
+    let cancel = staves_core::CancelToken::new();
+    let options = staves_core::BuildOptions::default()
+        .with_cancel(cancel.clone())
+        .with_events(Arc::new(move |e: &BuildEvent| {
+            if let BuildEvent::Started { build_id } = e {
+                lock(&handler_state).build_id = Some(build_id.clone());
+            }
+            handler.event(e);
+        }));
+    let (first, second) = (reporter.clone(), reporter.clone());
+    let (first_state, second_state) = (state.clone(), state.clone());
+    let signals = crate::signals::cancel_on_signals(
+        cancel,
+        move |name| {
+            lock(&first_state).signal = Some(name.to_owned());
+            first.note(
+                "signal",
+                &format!(
+                    "received {name}: stopping the build and removing its containers \
+                     (send it again to exit at once)"
+                ),
+            );
+        },
+        move |name| {
+            let (build_id, done) = {
+                let state = lock(&second_state);
+                (state.build_id.clone(), state.done)
+            };
+            if done {
+                second.note(
+                    "signal",
+                    &format!("received {name} again: exiting at once; the build had completed"),
+                );
+                second.finish();
+                return 0;
+            }
+            let resources = match build_id {
+                Some(id) => format!(
+                    "the containers and volumes of build {id} (label {}={id})",
+                    staves_core::BUILD_LABEL
+                ),
+                None => "any container or volume the build had created".to_owned(),
+            };
+            second.note(
+                "signal",
+                &format!(
+                    "received {name} again: exiting at once. Left behind: {resources}, and any .staves-* \
+                     temporary files in {}; `staves prune` removes the containers and volumes",
+                    output_dirs.join(", ")
+                ),
+            );
+            second.finish();
+            4
+        },
+    )?;
     let request = staves_core::BuildRequest::new(outputs)
         .jobs(args.jobs)
         .load_average(args.load_average)
         .compression(args.compression)
-        .docker_host(args.docker_host)
         .registry(args.registry.options())
         .binhosts(args.binhosts);
     let result = staves_core::build_image(&spec, &builder, &request, &options);
-    progress.finish();
-    let outcome = result?;
+    reporter.finish();
+    let outcome = match (result, args.log_format) {
+        (Ok(outcome), _) => {
+            lock(&state).done = true;
+            outcome
+        }
+        (Err(err), crate::Format::Json) => {
+            let code = err.exit_code();
+            json_line(&serde_json::json!({
+                "kind": "error",
+                "message": err.to_string(),
+                "exit_code": code,
+            }));
+            return Ok(ExitCode::from(code));
+        }
+        (Err(err), crate::Format::Text) => return Err(err.into()),
+    };
+    let late_signal = || {
+        if let Some(name) = lock(&state).signal.take() {
+            reporter.note(
+                "signal",
+                &format!("{name} arrived after the image was committed: the build completed"),
+            );
+        }
+    };
+    late_signal();
     match args.format {
         crate::Format::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
         crate::Format::Text => {
             let report = &outcome.report;
-            if !args.quiet {
+            if !args.quiet && args.log_format == crate::Format::Text {
+                if !report.reaped.is_empty() {
+                    eprintln!(
+                        "removed {} container(s) and {} volume(s) left by earlier builds whose process is gone",
+                        report.reaped.containers.len(),
+                        report.reaped.volumes.len()
+                    );
+                }
                 eprintln!(
                     "{} packages in the image; emerge built {} from source and installed {} from binary \
                      packages; {:.1}s in all",
@@ -148,6 +288,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("{}", outcome.image.digest);
         }
     }
+    // A signal up to here still gets its answer; the build is done either way.
+    drop(signals);
+    late_signal();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -156,4 +299,37 @@ fn parse_binhost(text: &str) -> Result<String, String> {
     staves_core::binhost::check_binhost_url(text)
         .map(|()| text.to_owned())
         .map_err(|e| e.to_string())
+}
+
+fn lock(state: &Mutex<BuildState>) -> std::sync::MutexGuard<'_, BuildState> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The directories where the image writer keeps its temporary files: next to each file output, else the
+/// system's temporary directory.
+fn temp_file_dirs(outputs: &[staves_core::Output]) -> Vec<String> {
+    use staves_core::Output;
+    let mut dirs: Vec<String> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::OciDir(p)
+            | Output::OciArchive(p)
+            | Output::DockerArchive(p)
+            | Output::Rootfs(p) => {
+                let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+                Some(
+                    parent
+                        .unwrap_or(std::path::Path::new("."))
+                        .display()
+                        .to_string(),
+                )
+            }
+            _ => None,
+        })
+        .collect();
+    if dirs.is_empty() {
+        dirs.push(std::env::temp_dir().display().to_string());
+    }
+    dirs.dedup();
+    dirs
 }

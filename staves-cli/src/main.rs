@@ -8,16 +8,20 @@
 //! - `2`: usage error (bad flags);
 //! - `3`: the Docker engine failed or could not be reached;
 //! - `4`: the build failed (a step exited non-zero, or it was interrupted);
-//! - `5`: any other error (I/O, image writing).
+//! - `5`: any other error (I/O, image writing);
+//! - `6`: security advisories apply (`audit`, and `build --deny-advisories`).
 
 mod cmd_assemble;
+mod cmd_audit;
 mod cmd_build;
 mod cmd_cache;
 mod cmd_plan;
+mod cmd_prune;
 mod cmd_schema;
 mod cmd_validate;
 mod progress;
 mod registry_args;
+mod signals;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -43,8 +47,12 @@ enum Command {
     /// Work with the build cache volume (binary packages).
     #[command(subcommand)]
     Cache(cmd_cache::Command),
+    /// Check an SBOM written earlier against the security advisories (GLSAs) of a Portage snapshot.
+    Audit(cmd_audit::Args),
     /// Print the JSON Schema of staves.toml (for editors such as taplo / Even Better TOML).
     Schema(cmd_schema::Args),
+    /// Remove the containers and volumes of builds whose process is gone (--all: of every build).
+    Prune(cmd_prune::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,7 +63,9 @@ fn main() -> ExitCode {
         Command::Assemble(args) => cmd_assemble::run(args),
         Command::Build(args) => cmd_build::run(*args),
         Command::Cache(command) => cmd_cache::run(command),
+        Command::Audit(args) => cmd_audit::run(args),
         Command::Schema(args) => cmd_schema::run(args),
+        Command::Prune(args) => cmd_prune::run(args),
     };
     match result {
         Ok(code) => code,
@@ -91,6 +101,9 @@ fn error_message(err: &anyhow::Error) -> String {
 
 /// Map an error to the documented exit code.
 fn exit_code_for(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<UsageError>().is_some() {
+        return 2;
+    }
     if let Some(hinted) = err.downcast_ref::<WithHelp>() {
         return hinted.error.exit_code();
     }
@@ -133,6 +146,17 @@ fn spec_error(err: staves_core::SpecError) -> anyhow::Error {
         error.into()
     }
 }
+/// A usage error found after the flags were parsed (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// Output format of the commands that print a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -66,6 +66,18 @@ impl Progress {
             BuildEvent::Log { line, .. } if self.verbose || self.bar.is_none() => self.line(line),
             BuildEvent::StepFinished { .. } => {}
             BuildEvent::Exporting => self.status("writing the image"),
+            BuildEvent::Reaped {
+                containers,
+                volumes,
+            } => self.line(&format!(
+                "removed what earlier builds whose process is gone left behind: {}",
+                containers
+                    .iter()
+                    .map(|c| format!("container {c}"))
+                    .chain(volumes.iter().map(|v| format!("volume {v}")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
             _ => {}
         }
     }
@@ -75,6 +87,11 @@ impl Progress {
             Some(bar) => bar.set_message(message.to_owned()),
             None => eprintln!("==> {message}"),
         }
+    }
+
+    /// A message that shows even with `-q` (signals).
+    pub fn message(&self, message: &str) {
+        self.line(message);
     }
 
     fn line(&self, line: &str) {

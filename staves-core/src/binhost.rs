@@ -328,7 +328,7 @@ pub fn export_binhost(
     builder_image: &str,
     docker_host: Option<&str>,
 ) -> crate::Result<BinhostExport> {
-    block_on(export_binhost_async(
+    crate::engine::block_on(export_binhost_async(
         volume,
         dir,
         builder_image,
@@ -344,7 +344,9 @@ pub async fn export_binhost_async(
     docker_host: Option<&str>,
 ) -> crate::Result<BinhostExport> {
     check_destination(dir)?;
-    let docker = crate::engine::connect(docker_host).await?;
+    let docker = crate::engine::Engine::new(docker_host.map(str::to_owned))
+        .connect()
+        .await?;
     match docker.inspect_volume(volume).await {
         Ok(_) => {}
         Err(bollard::errors::Error::DockerResponseServerError {
@@ -659,37 +661,6 @@ pub fn index_packages(index: &str) -> Vec<String> {
         }
     }
     packages
-}
-
-/// Run a future from sync code: on a private runtime (on a helper thread when called inside a runtime).
-fn block_on<F>(future: F) -> Result<F::Output, BinhostError>
-where
-    F: std::future::Future + Send,
-    F::Output: Send,
-{
-    let run = |future: F| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map(|rt| rt.block_on(future))
-    };
-    if tokio::runtime::Handle::try_current().is_err() {
-        return run(future).map_err(runtime_err);
-    }
-    std::thread::scope(|scope| {
-        scope
-            .spawn(move || run(future))
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            .map_err(runtime_err)
-    })
-}
-
-fn runtime_err(source: std::io::Error) -> BinhostError {
-    BinhostError::Write {
-        context: "starting the runtime that talks to the Docker engine".to_owned(),
-        source,
-    }
 }
 
 #[cfg(test)]

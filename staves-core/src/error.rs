@@ -25,6 +25,15 @@ pub enum Error {
     /// Pushing to a registry failed.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    /// An SBOM could not be written or read.
+    #[error(transparent)]
+    Sbom(#[from] crate::sbom::SbomError),
+    /// Security advisories could not be read.
+    #[error(transparent)]
+    Advisory(#[from] crate::advisory::AdvisoryError),
+    /// A Portage snapshot could not be read.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// An I/O error outside any more specific area.
     #[error("{context}: {source}")]
     Io {
@@ -44,7 +53,14 @@ impl Error {
             Error::Engine(_) => 3,
             Error::Plan(_) => 1,
             Error::Build(_) => 4,
-            Error::Image(_) | Error::Registry(_) | Error::Binhost(_) | Error::Io { .. } => 5,
+            Error::Snapshot(crate::snapshot::SnapshotError::Engine(_)) => 3,
+            Error::Image(_)
+            | Error::Registry(_)
+            | Error::Binhost(_)
+            | Error::Io { .. }
+            | Error::Sbom(_)
+            | Error::Advisory(_)
+            | Error::Snapshot(_) => 5,
         }
     }
 }

@@ -24,6 +24,8 @@
 //! (paths inside the builder, load-average check) and [`portage`] (what the rendered configuration holds) and
 //! [`binhost`] (binary package host URLs, `binrepos.conf`, the `Packages` index).
 
+pub mod advisory;
+pub mod audit;
 pub mod binhost;
 mod builder;
 pub mod defaults;
@@ -35,20 +37,25 @@ mod pipeline;
 pub mod plan;
 pub mod portage;
 mod registry;
+pub mod sbom;
+pub mod snapshot;
 pub mod spec;
 
 pub use binhost::{BinhostError, BinhostExport, export_binhost, export_binhost_async};
 pub use builder::{
-    BUILD_LABEL, BuildError, BuildEvent, BuildOptions, BuildReport, Builder, CancelToken,
-    DEFAULT_BUILD_CACHE, DEFAULT_BUILDER_IMAGE, DEFAULT_PORTAGE_IMAGE, DockerBuilder, EventHandler,
-    LogStream, MockBuilder, MockCall, MockEntry, RootfsSink, StepReport,
+    BUILD_LABEL, BuildError, BuildEvent, BuildFuture, BuildOptions, BuildOwner, BuildReport,
+    BuildResources, Builder, CancelToken, DEFAULT_BUILD_CACHE, DEFAULT_BUILDER_IMAGE,
+    DEFAULT_PORTAGE_IMAGE, DockerBuilder, EventHandler, LogStream, MockBuilder, MockCall,
+    MockEntry, Ownership, PruneOptions, PruneReport, Reaped, RootfsSink, StepReport, list_builds,
+    list_builds_async, prune, prune_async, remove_builds, remove_builds_async,
 };
-pub use engine::{DEFAULT_DOCKER_HOST, EngineError};
+pub use engine::{DEFAULT_DOCKER_HOST, Engine, EngineError};
 pub use error::{Error, Result};
 pub use image::{
-    Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, WrittenOutput,
+    Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, Referrer,
+    ReferrerSource, WrittenOutput,
 };
-pub use pipeline::{BuildOutcome, BuildRequest, build_image};
+pub use pipeline::{BuildOutcome, BuildRequest, build_image, build_image_async};
 pub use plan::{BuildPlan, PlanError, PlanOptions, Step, StepKind};
 pub use portage::{BuildEnv, InstalledPackage, PortageFile};
 pub use registry::{PushReport, RegistryError, RegistryOptions, RegistryTarget};

@@ -1,12 +1,14 @@
-//! The whole build: spec → plan → builder → image writer. The CLI and the Python module call [`build_image`].
+//! The whole build: spec → plan → builder → image writer. The CLI and the Python module call [`build_image`];
+//! async programs call [`build_image_async`].
 
-use crate::builder::{BuildOptions, BuildReport, Builder};
-use crate::image::{Compression, ImageReport, ImageWriter, Output};
+use crate::builder::{BuildError, BuildEvent, BuildOptions, BuildReport, Builder, RootfsSink};
+use crate::engine::Engine;
+use crate::image::{Compression, ImageReport, ImageWriter, Output, PreparedImage};
 use crate::plan::BuildPlan;
 use crate::plan::PlanOptions;
 use crate::spec::ImageSpec;
 use serde::Serialize;
-use std::io::Read;
+use std::time::Duration;
 
 /// What to produce from a build, besides the spec itself.
 #[derive(Debug, Clone)]
@@ -20,7 +22,8 @@ pub struct BuildRequest {
     pub load_average: Option<f64>,
     /// Layer compression.
     pub compression: Compression,
-    /// The engine that the `docker` output loads into (`DOCKER_HOST` or the local socket when `None`).
+    /// The engine of the `docker` output for a backend that has none of its own (the mock). A
+    /// [`DockerBuilder`](crate::DockerBuilder) always loads into the engine it builds on, and this is ignored.
     pub docker_host: Option<String>,
     /// TLS and credential settings for `docker://` outputs.
     pub registry: crate::registry::RegistryOptions,
@@ -60,7 +63,7 @@ impl BuildRequest {
         self
     }
 
-    /// The engine for the `docker` output.
+    /// The engine of the `docker` output when the backend has none (the mock); a `DockerBuilder` uses its own.
     pub fn docker_host(mut self, host: Option<String>) -> Self {
         self.docker_host = host;
         self
@@ -93,11 +96,32 @@ pub struct BuildOutcome {
     pub report: BuildReport,
 }
 
+/// Build `spec` with `builder` and write the image to the request's outputs, from sync code.
+///
+/// Works from any thread, including a Tokio runtime's worker (the build then runs on a private runtime on a
+/// helper thread, and this thread waits). Cancel it from any thread with [`BuildOptions::cancel`]. See
+/// [`build_image_async`] for what is written when.
+pub fn build_image(
+    spec: &ImageSpec,
+    builder: &dyn Builder,
+    request: &BuildRequest,
+    options: &BuildOptions,
+) -> crate::Result<BuildOutcome> {
+    crate::engine::block_on(build_image_async(spec, builder, request, options))?
+}
+
 /// Build `spec` with `builder` and write the image to the request's outputs.
 ///
-/// The spec is validated first. The image is written only after every step succeeded, straight from the builder's
-/// rootfs stream; a failed or interrupted build writes and tags nothing.
-pub fn build_image(
+/// The spec is validated first. The image is written only after every step succeeded, straight from the
+/// builder's rootfs stream, on a blocking thread. Every output is all-or-nothing: files are written under
+/// temporary names next to their destinations and renamed at the end; the `docker` output is loaded untagged and
+/// tagged last. A failed, cancelled or dropped build leaves no output, no tag and (once its background cleanup
+/// has run, within seconds) no container or volume.
+///
+/// Must run inside a Tokio runtime. Dropping the future cancels the build. A cancel (through
+/// [`BuildOptions::cancel`]) that arrives once the outputs are being committed is too late: the build then
+/// succeeds, and says so.
+pub async fn build_image_async(
     spec: &ImageSpec,
     builder: &dyn Builder,
     request: &BuildRequest,
@@ -107,17 +131,88 @@ pub fn build_image(
         return Err(crate::image::ImageError::NoOutputs.into());
     }
     let plan = BuildPlan::new(spec, &request.plan_options())?.with_binhosts(&request.binhosts)?;
+    let (options, queue) = options.queued();
+    let result = run(&plan, spec, builder, request, &options).await;
+    if let Some(queue) = queue {
+        queue.finish().await;
+    }
+    result
+}
+
+async fn run(
+    plan: &BuildPlan,
+    spec: &ImageSpec,
+    builder: &dyn Builder,
+    request: &BuildRequest,
+    options: &BuildOptions,
+) -> crate::Result<BuildOutcome> {
+    let engine = builder
+        .engine()
+        .cloned()
+        .unwrap_or_else(|| Engine::new(request.docker_host.clone()));
     let writer = ImageWriter::new(spec)
         .compression(request.compression)
-        .docker_host(request.docker_host.clone())
-        .registry(request.registry.clone());
-    let mut image = None;
-    let report = builder.build(&plan, options, &mut |rootfs: &mut dyn Read| {
-        image = Some(writer.write_tar(rootfs, &request.outputs)?);
+        .engine(engine)
+        .registry(request.registry.clone())
+        .cancel(options.cancel.clone());
+    let (sender, receiver) = tokio::sync::oneshot::channel::<PreparedImage>();
+    let outputs = request.outputs.clone();
+    let sink = RootfsSink::new(move |rootfs| {
+        let prepared = writer.prepare_tar(rootfs, &outputs)?;
+        // The receiver is gone only when the build was dropped; the prepared image then deletes itself.
+        let _ = sender.send(prepared);
         Ok(())
-    })?;
-    let image = image.ok_or_else(|| {
-        crate::builder::BuildError::Export("the builder never produced a rootfs".into())
-    })?;
+    });
+    let report = builder.build(plan, options, sink).await?;
+    let mut prepared = receiver.await.map_err(|_| BuildError::NoRootfs)?;
+
+    let docker = if prepared.wants_engine() {
+        Some(prepared.engine().connect().await?)
+    } else {
+        None
+    };
+    if let Some(docker) = &docker {
+        // Not cancellable: a load cut short may still complete in the engine. It is undone below instead.
+        prepared.load(docker).await?;
+    }
+    // The registry blobs too (no remote tag yet): a cancel now still leaves nothing tagged anywhere.
+    if let Err(err) = prepared.upload().await {
+        let _ = prepared.discard(docker.as_ref()).await;
+        return Err(err);
+    }
+    test_pause("write", options).await;
+    if options.cancel.is_cancelled() {
+        prepared
+            .discard(docker.as_ref())
+            .await
+            .map_err(|e| BuildError::LeftBehind {
+                build_id: report.build_id.clone(),
+                reason: e.to_string(),
+                cause: Some(Box::new(BuildError::Interrupted.into())),
+            })?;
+        return Err(BuildError::Interrupted.into());
+    }
+    // The commit: from here on a cancel is too late, and the build reports what it wrote.
+    let image = prepared.commit(docker.as_ref()).await?;
     Ok(BuildOutcome { image, report })
+}
+
+/// The environment variable that makes a build pause at a named point, for tests only: `STAVES_TEST_PAUSE=POINT`
+/// waits up to 5 s at POINT (`setup`: between creating the snapshot and the builder container; `write`: with the
+/// outputs written to temporary files and the `docker` output loaded, before the commit), ending early on cancel.
+/// It emits a [`BuildEvent::Preparing`] naming the point, so a test can send a signal at exactly that moment.
+pub(crate) const TEST_PAUSE_VAR: &str = "STAVES_TEST_PAUSE";
+
+/// Pause at `point` when [`TEST_PAUSE_VAR`] names it (tests only).
+pub(crate) async fn test_pause(point: &str, options: &BuildOptions) {
+    if std::env::var(TEST_PAUSE_VAR).ok().as_deref() != Some(point) {
+        return;
+    }
+    options.emit(BuildEvent::Preparing {
+        message: format!("test pause at {point} ({TEST_PAUSE_VAR})"),
+    });
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        () = options.cancel.cancelled() => {}
+    }
 }

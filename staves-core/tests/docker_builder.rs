@@ -3,9 +3,12 @@
 
 mod common;
 
-use common::{BUILDER_IMAGE, PORTAGE_IMAGE, TempVolume, docker_ready, staves_containers};
+use common::{
+    BUILDER_IMAGE, PORTAGE_IMAGE, TempVolume, docker_ready, staves_containers, staves_volumes,
+};
 use staves_core::{
     BuildEvent, BuildOptions, BuildPlan, Builder, DockerBuilder, Error, ImageSpec, PlanOptions,
+    RootfsSink,
 };
 use std::io::Read;
 use std::sync::{Arc, Mutex};
@@ -48,21 +51,25 @@ fn builds_hello_rootfs_and_leaves_no_container() {
     let options = BuildOptions::default().with_events(Arc::new(move |e: &BuildEvent| {
         sink_events.lock().unwrap().push(e.clone());
     }));
-    let mut entries = Vec::new();
-    let mut removed_while_writing = false;
+    let seen = Arc::new(Mutex::new((Vec::new(), false)));
+    let sink_seen = seen.clone();
+    let sink = RootfsSink::new(move |r: &mut dyn Read| {
+        let entries = list_entries(r)?;
+        std::io::copy(r, &mut std::io::sink()).unwrap();
+        // The whole rootfs has arrived: the containers go while the sink (the image writer) is still busy.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut removed = false;
+        while std::time::Instant::now() < deadline && !removed {
+            removed = staves_containers().is_empty() && staves_volumes().is_empty();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        *sink_seen.lock().unwrap() = (entries, removed);
+        Ok(())
+    });
     let report = builder(&cache)
-        .build(&plan, &options, &mut |r: &mut dyn Read| {
-            entries = list_entries(r)?;
-            std::io::copy(r, &mut std::io::sink()).unwrap();
-            // The whole rootfs has arrived: the containers go while the sink (the image writer) is still busy.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-            while std::time::Instant::now() < deadline && !removed_while_writing {
-                removed_while_writing = staves_containers().is_empty();
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            Ok(())
-        })
+        .build_blocking(&plan, &options, sink)
         .unwrap();
+    let (entries, removed_while_writing) = seen.lock().unwrap().clone();
     assert!(
         removed_while_writing,
         "the containers were not removed once the rootfs was read"
@@ -91,6 +98,17 @@ fn builds_hello_rootfs_and_leaves_no_container() {
             .any(|e| matches!(e, BuildEvent::Package { .. }))
     );
     assert!(staves_containers().is_empty(), "{:?}", staves_containers());
+    assert!(staves_volumes().is_empty(), "{:?}", staves_volumes());
+    // The report's log keeps the end of the output, and the whole log went to the handler.
+    let logged = events
+        .iter()
+        .filter(|e| matches!(e, BuildEvent::Log { .. }))
+        .count();
+    assert_eq!(
+        report.log.len(),
+        logged.min(staves_core::BuildReport::LOG_LIMIT)
+    );
+    assert!(!report.build_id.is_empty());
     eprintln!("report: {}", serde_json::to_string_pretty(&report).unwrap());
 }
 
@@ -104,14 +122,19 @@ fn a_missing_package_fails_the_rootfs_step_and_leaves_no_container() {
     let mut spec = ImageSpec::new("staves-test/missing");
     spec.packages = vec!["app-misc/does-not-exist".into()];
     let plan = BuildPlan::new(&spec, &PlanOptions::with_jobs(2)).unwrap();
-    let mut called = false;
+    let called = Arc::new(Mutex::new(false));
+    let sink_called = called.clone();
+    let sink = RootfsSink::new(move |_: &mut dyn Read| {
+        *sink_called.lock().unwrap() = true;
+        Ok(())
+    });
     let err = builder(&cache)
-        .build(&plan, &BuildOptions::default(), &mut |_: &mut dyn Read| {
-            called = true;
-            Ok(())
-        })
+        .build_blocking(&plan, &BuildOptions::default(), sink)
         .unwrap_err();
-    assert!(!called, "the sink must not be called for a failed build");
+    assert!(
+        !*called.lock().unwrap(),
+        "the sink must not be called for a failed build"
+    );
     let Error::Build(staves_core::BuildError::StepFailed { label, tail, .. }) = &err else {
         panic!("{err:?}")
     };
@@ -184,14 +207,11 @@ fn a_failing_background_step_fails_the_build() {
         charset: "UTF-8".into(),
     };
     let plan = BuildPlan::new(&spec, &PlanOptions::with_jobs(2)).unwrap();
+    let sink = RootfsSink::new(|_: &mut dyn Read| -> staves_core::Result<()> {
+        panic!("the sink must not be called")
+    });
     let err = builder(&cache)
-        .build(
-            &plan,
-            &BuildOptions::default(),
-            &mut |_: &mut dyn Read| -> staves_core::Result<()> {
-                panic!("the sink must not be called")
-            },
-        )
+        .build_blocking(&plan, &BuildOptions::default(), sink)
         .unwrap_err();
     let Error::Build(staves_core::BuildError::StepFailed { label, tail, .. }) = &err else {
         panic!("{err:?}")
@@ -199,4 +219,61 @@ fn a_failing_background_step_fails_the_build() {
     assert!(label.starts_with("Generate locale xx_NOWHERE"), "{label}");
     assert!(tail.join("\n").contains("locale"), "{err}");
     assert!(staves_containers().is_empty(), "{:?}", staves_containers());
+}
+
+/// A builder image without emerge, or without even `sleep`, fails before any step and says what it lacks.
+#[test]
+fn a_builder_image_that_is_not_a_stage3_is_named_before_any_step() {
+    if !docker_ready() {
+        return;
+    }
+    let _lock = common::engine_lock();
+    let cache = TempVolume::new("builder-notstage3");
+    let image = format!("staves-test/no-emerge:t{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {BUILDER_IMAGE}\nRUN rm -f \"$(command -v emerge)\"\n"),
+    )
+    .unwrap();
+    let built = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", &image])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let mut spec = ImageSpec::new("staves-test/notstage3");
+    spec.packages = vec!["app-misc/hello".into()];
+    let plan = BuildPlan::new(&spec, &PlanOptions::with_jobs(2)).unwrap();
+    for (builder_image, missing) in [(image.as_str(), "emerge"), (PORTAGE_IMAGE, "sleep")] {
+        let steps = Arc::new(Mutex::new(0));
+        let counted = steps.clone();
+        let options = BuildOptions::default().with_events(Arc::new(move |e: &BuildEvent| {
+            if matches!(e, BuildEvent::StepStarted { .. }) {
+                *counted.lock().unwrap() += 1;
+            }
+        }));
+        let err = DockerBuilder::new(builder_image)
+            .unwrap()
+            .portage_image(PORTAGE_IMAGE)
+            .build_cache(&cache.0)
+            .build_blocking(&plan, &options, RootfsSink::new(|_: &mut dyn Read| Ok(())))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{builder_image} is not a Gentoo stage3 (no {missing} found); pass --builder with a stage3 image"
+            )
+        );
+        assert_eq!(*steps.lock().unwrap(), 0, "a step ran");
+        assert!(staves_containers().is_empty(), "{:?}", staves_containers());
+        assert!(staves_volumes().is_empty(), "{:?}", staves_volumes());
+    }
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "-f", &image])
+        .output();
 }

@@ -53,6 +53,7 @@ fn package(cpv: &str, binary: bool) -> InstalledPackage {
         use_flags: vec![],
         repository: "gentoo".into(),
         binary: Some(binary),
+        ..InstalledPackage::default()
     }
 }
 

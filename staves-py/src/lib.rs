@@ -73,14 +73,15 @@ pub(crate) fn to_py_err(py: Python<'_>, err: Error) -> PyErr {
             }
             Ok(StavesError::new_err(message))
         }
-        Error::Engine(EngineError::Connect { host, source }) => Ok(DockerError::new_err(format!(
-            "cannot reach the Docker engine at {host}: {}\n  help: start the Docker daemon, or pass \
-             `docker_host` (or set DOCKER_HOST) with the address of a running engine",
-            root_cause(source)
-        ))),
-        Error::Engine(_) | Error::Image(ImageError::DockerLoad { .. }) => {
-            Ok(DockerError::new_err(message))
+        Error::Engine(EngineError::Connect { host, reason, .. }) => {
+            Ok(DockerError::new_err(format!(
+                "cannot reach the Docker engine at {host}: {reason}\n  help: start the Docker daemon, or pass \
+             `docker_host` (or set DOCKER_HOST) with the address of a running engine"
+            )))
         }
+        Error::Engine(_)
+        | Error::Image(ImageError::DockerLoad { .. })
+        | Error::Image(ImageError::Engine(_)) => Ok(DockerError::new_err(message)),
         Error::Build(_) => Ok(BuildError::new_err(message)),
         Error::Binhost(staves_core::BinhostError::InvalidUrl { .. }) => {
             return PyValueError::new_err(message);

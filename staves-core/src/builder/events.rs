@@ -1,4 +1,4 @@
-//! Progress events and cancellation, shared by the CLI and the Python module.
+//! Progress events, their in-order delivery off the engine's I/O path, and cancellation.
 
 use serde::Serialize;
 use std::sync::Arc;
@@ -16,14 +16,30 @@ pub enum LogStream {
 }
 
 /// Something that happened during a build, delivered as it happens.
+///
+/// Serialized with a `kind` tag in kebab-case, one object per event (what `staves build --log-format json`
+/// prints): `{"kind":"step-started","index":1,"total":8,"label":"…"}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "event", rename_all = "kebab-case")]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum BuildEvent {
     /// The backend is preparing (checking images, creating containers).
     Preparing {
         /// What it is doing.
         message: String,
+    },
+    /// The build has an id: every container and volume it creates carries the label
+    /// [`BUILD_LABEL`](crate::BUILD_LABEL)` = build_id`.
+    Started {
+        /// The build's id.
+        build_id: String,
+    },
+    /// Containers and volumes of earlier builds whose process is gone were removed.
+    Reaped {
+        /// Names of the removed containers.
+        containers: Vec<String>,
+        /// Names of the removed volumes.
+        volumes: Vec<String>,
     },
     /// A step started.
     StepStarted {
@@ -65,10 +81,82 @@ pub enum BuildEvent {
     },
     /// The rootfs is being streamed into the image writer.
     Exporting,
+    /// The build's containers and volumes were removed.
+    CleanedUp,
 }
 
-/// A callback receiving [`BuildEvent`]s; called on the backend's threads, so it must be quick and thread-safe.
+/// A callback receiving [`BuildEvent`]s.
+///
+/// During a build it is called on one dedicated delivery thread, in the order the events happened, never on the
+/// threads that talk to the engine: a slow handler delays only later events, not the build.
 pub type EventHandler = Arc<dyn Fn(&BuildEvent) + Send + Sync>;
+
+/// In-order delivery of events on a dedicated thread, so a slow handler never stalls the engine's streams.
+///
+/// Created at the start of a build; [`EventQueue::finish`] waits until every event queued before it was handled.
+/// Dropped without `finish` (the build's future was dropped), the thread still delivers what was queued, then
+/// ends. Events queued after the end are dropped.
+pub(crate) struct EventQueue {
+    sender: Option<std::sync::mpsc::Sender<Option<BuildEvent>>>,
+    done: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl EventQueue {
+    /// Start a delivery thread calling `handler`, and return the handler that queues for it.
+    pub(crate) fn start(handler: EventHandler) -> (Self, EventHandler) {
+        let (sender, receiver) = std::sync::mpsc::channel::<Option<BuildEvent>>();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let thread_handler = handler.clone();
+        let spawned = std::thread::Builder::new()
+            .name("staves-events".into())
+            .spawn(move || {
+                // `None` marks the end of the build; a closed channel ends it too.
+                while let Ok(Some(event)) = receiver.recv() {
+                    thread_handler(&event);
+                }
+                let _ = done_tx.send(());
+            });
+        match spawned {
+            Ok(_) => {
+                let queue_sender = sender.clone();
+                let queued: EventHandler = Arc::new(move |event: &BuildEvent| {
+                    let _ = queue_sender.send(Some(event.clone()));
+                });
+                let queue = Self {
+                    sender: Some(sender),
+                    done: Some(done_rx),
+                };
+                (queue, queued)
+            }
+            // No thread could be started: deliver inline rather than not at all.
+            Err(_) => (
+                Self {
+                    sender: None,
+                    done: None,
+                },
+                handler,
+            ),
+        }
+    }
+
+    /// Wait until every event queued so far was delivered.
+    pub(crate) async fn finish(mut self) {
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send(None);
+        }
+        if let Some(done) = self.done.take() {
+            let _ = done.await;
+        }
+    }
+}
+
+impl Drop for EventQueue {
+    fn drop(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send(None);
+        }
+    }
+}
 
 /// A cloneable flag that cancels a build; every clone sees the same state.
 #[derive(Clone, Default)]
@@ -88,7 +176,7 @@ impl CancelToken {
         Self::default()
     }
 
-    /// Cancel the build. Safe to call from any thread, any number of times.
+    /// Cancel the build. Safe to call from any thread (or a signal-handling thread), any number of times.
     pub fn cancel(&self) {
         self.inner.cancelled.store(true, Ordering::SeqCst);
         self.inner.notify.notify_waiters();
@@ -100,7 +188,7 @@ impl CancelToken {
     }
 
     /// Resolves once the token is cancelled.
-    pub(crate) async fn cancelled(&self) {
+    pub async fn cancelled(&self) {
         let notified = self.inner.notify.notified();
         tokio::pin!(notified);
         // Register before checking the flag, so a cancel() in between is not missed.
@@ -117,5 +205,66 @@ impl std::fmt::Debug for CancelToken {
         f.debug_struct("CancelToken")
             .field("cancelled", &self.is_cancelled())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn events_arrive_in_order_and_a_slow_handler_does_not_block_the_sender() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+        let gate = Mutex::new(gate_rx);
+        let sink = seen.clone();
+        let handler: EventHandler = Arc::new(move |e: &BuildEvent| {
+            // The first event waits until the sender has queued everything: a blocked handler.
+            if let BuildEvent::StepFinished { index: 0, .. } = e {
+                let _ = gate.lock().unwrap().recv();
+            }
+            sink.lock().unwrap().push(e.clone());
+        });
+        let (queue, queued) = EventQueue::start(handler);
+        for index in 0..1000 {
+            queued(&BuildEvent::StepFinished {
+                index,
+                seconds: 0.0,
+            });
+        }
+        // All 1000 were queued while the handler was still blocked on the first.
+        assert!(seen.lock().unwrap().len() <= 1);
+        gate_tx.send(()).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(queue.finish());
+        let seen = seen.lock().unwrap();
+        let order: Vec<usize> = seen
+            .iter()
+            .map(|e| match e {
+                BuildEvent::StepFinished { index, .. } => *index,
+                _ => usize::MAX,
+            })
+            .collect();
+        assert_eq!(order, (0..1000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn events_serialize_with_a_kind_tag() {
+        let json = serde_json::to_string(&BuildEvent::StepStarted {
+            index: 1,
+            total: 2,
+            label: "x".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"step-started","index":1,"total":2,"label":"x"}"#
+        );
+        let json = serde_json::to_string(&BuildEvent::Exporting).unwrap();
+        assert_eq!(json, r#"{"kind":"exporting"}"#);
     }
 }

@@ -1,7 +1,8 @@
 //! A recording test double: no engine, a rootfs from a directory or from generated entries.
 
 use super::{
-    BuildError, BuildEvent, BuildOptions, BuildReport, Builder, LogStream, RootfsSink, StepReport,
+    BuildError, BuildEvent, BuildFuture, BuildOptions, BuildReport, Builder, LogStream, RootfsSink,
+    StepReport,
 };
 use crate::plan::{BuildPlan, StepKind};
 use crate::portage::InstalledPackage;
@@ -194,11 +195,22 @@ impl MockBuilder {
 }
 
 impl Builder for MockBuilder {
-    fn build(
+    fn build<'a>(
+        &'a self,
+        plan: &'a BuildPlan,
+        options: &'a BuildOptions,
+        sink: RootfsSink,
+    ) -> BuildFuture<'a> {
+        Box::pin(self.build_async(plan, options, sink))
+    }
+}
+
+impl MockBuilder {
+    async fn build_async(
         &self,
         plan: &BuildPlan,
         options: &BuildOptions,
-        sink: &mut dyn RootfsSink,
+        sink: RootfsSink,
     ) -> crate::Result<BuildReport> {
         let started = Instant::now();
         self.record(MockCall::Build { plan: plan.clone() });
@@ -219,6 +231,9 @@ impl Builder for MockBuilder {
                 argv: step.argv.clone(),
             });
             let line = format!("mock: {}", step.label);
+            if report.log.len() == BuildReport::LOG_LIMIT {
+                report.log.remove(0);
+            }
             report.log.push(line.clone());
             options.emit(BuildEvent::Log {
                 step: index,
@@ -265,7 +280,10 @@ impl Builder for MockBuilder {
         options.emit(BuildEvent::Exporting);
         self.record(MockCall::Export);
         let export_started = Instant::now();
-        sink.consume(&mut tar.as_slice())?;
+        sink.consume_blocking(std::io::Cursor::new(tar)).await?;
+        if options.cancel.is_cancelled() {
+            return Err(BuildError::Interrupted.into());
+        }
         report.export_duration = export_started.elapsed();
         report.total_duration = started.elapsed();
         Ok(report)

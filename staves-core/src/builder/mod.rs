@@ -6,16 +6,25 @@
 mod docker;
 mod events;
 mod mock;
+mod owner;
 
 pub use docker::{BUILD_LABEL, DEFAULT_BUILDER_IMAGE, DEFAULT_PORTAGE_IMAGE, DockerBuilder};
+pub(crate) use events::EventQueue;
 pub use events::{BuildEvent, CancelToken, EventHandler, LogStream};
 pub use mock::{MockBuilder, MockCall, MockEntry};
+pub use owner::{
+    BuildOwner, BuildResources, Ownership, PruneOptions, PruneReport, Reaped, list_builds,
+    list_builds_async, prune, prune_async, remove_builds, remove_builds_async,
+};
 
+use crate::engine::Engine;
 use crate::plan::{BuildPlan, StepKind};
 use crate::portage::InstalledPackage;
 use serde::Serialize;
+use std::future::Future;
 use std::io::Read;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Duration;
 
 /// The default name of the volume that keeps binary packages between builds.
@@ -25,16 +34,19 @@ pub const DEFAULT_BUILD_CACHE: &str = "staves-binpkgs";
 #[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct BuildOptions {
-    /// Receives progress events and log lines as they happen.
+    /// Receives progress events and log lines, in order, on a delivery thread of its own (see [`EventHandler`]).
     pub events: Option<EventHandler>,
-    /// Cancels the build when triggered (Ctrl-C); containers are still removed.
+    /// Cancels the build when triggered (Ctrl-C, a signal, another thread); containers are still removed.
     pub cancel: CancelToken,
+    /// Set once `events` is the queueing handler of a running [`EventQueue`].
+    queued: bool,
 }
 
 impl BuildOptions {
     /// Options that deliver events to `handler`.
     pub fn with_events(mut self, handler: EventHandler) -> Self {
         self.events = Some(handler);
+        self.queued = false;
         self
     }
 
@@ -47,6 +59,23 @@ impl BuildOptions {
     pub(crate) fn emit(&self, event: BuildEvent) {
         if let Some(handler) = &self.events {
             handler(&event);
+        }
+    }
+
+    /// These options with events going through a delivery thread (unless they already do), and the queue to
+    /// [`finish`](EventQueue::finish) at the end of the build.
+    pub(crate) fn queued(&self) -> (Self, Option<EventQueue>) {
+        match &self.events {
+            Some(handler) if !self.queued => {
+                let (queue, handler) = EventQueue::start(handler.clone());
+                let options = Self {
+                    events: Some(handler),
+                    cancel: self.cancel.clone(),
+                    queued: true,
+                };
+                (options, Some(queue))
+            }
+            _ => (self.clone(), None),
         }
     }
 }
@@ -62,32 +91,84 @@ impl std::fmt::Debug for BuildOptions {
 
 /// Consumes the rootfs tar stream while the build environment still exists.
 ///
-/// The stream is untrusted: it comes out of a container. The image writer is the usual sink.
-pub trait RootfsSink {
-    /// Read the whole rootfs tar from `rootfs`.
-    fn consume(&mut self, rootfs: &mut dyn Read) -> crate::Result<()>;
+/// The stream is untrusted: it comes out of a container. The image writer is the usual sink. The sink is
+/// synchronous (it reads a [`std::io::Read`]); backends run it on a blocking thread (`spawn_blocking`) fed from
+/// the engine's download stream, so it must be `Send + 'static`.
+pub struct RootfsSink {
+    consume: SinkFn,
 }
 
-impl<F> RootfsSink for F
-where
-    F: FnMut(&mut dyn Read) -> crate::Result<()>,
-{
-    fn consume(&mut self, rootfs: &mut dyn Read) -> crate::Result<()> {
-        self(rootfs)
+type SinkFn = Box<dyn FnOnce(&mut dyn Read) -> crate::Result<()> + Send>;
+
+impl RootfsSink {
+    /// A sink that reads the whole rootfs tar with `consume`.
+    pub fn new(consume: impl FnOnce(&mut dyn Read) -> crate::Result<()> + Send + 'static) -> Self {
+        Self {
+            consume: Box::new(consume),
+        }
+    }
+
+    /// Read the whole rootfs tar from `rootfs` (on the calling thread).
+    pub fn consume(self, rootfs: &mut dyn Read) -> crate::Result<()> {
+        (self.consume)(rootfs)
+    }
+
+    /// Run the sink on a blocking thread of the current runtime, reading from `rootfs`.
+    pub(crate) async fn consume_blocking(
+        self,
+        mut rootfs: impl Read + Send + 'static,
+    ) -> crate::Result<()> {
+        tokio::task::spawn_blocking(move || self.consume(&mut rootfs))
+            .await
+            .unwrap_or_else(|e| {
+                Err(BuildError::WriterStopped {
+                    reason: e.to_string(),
+                }
+                .into())
+            })
     }
 }
 
+impl std::fmt::Debug for RootfsSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RootfsSink")
+    }
+}
+
+/// The future a [`Builder`] returns: `Send`, so it can be spawned on a multi-threaded runtime.
+pub type BuildFuture<'a> = Pin<Box<dyn Future<Output = crate::Result<BuildReport>> + Send + 'a>>;
+
 /// An execution backend.
-pub trait Builder {
+///
+/// [`Builder::build`] is async. It must be polled inside a Tokio runtime (it spawns blocking work and cleanup
+/// there); [`crate::build_image`] and [`Builder::build_blocking`] run it from sync code on any thread.
+pub trait Builder: Send + Sync {
     /// Run `plan`, then pass the rootfs tar stream to `sink` and return what happened.
     ///
-    /// The sink is only called when every step succeeded, so a failed build never produces an image.
-    fn build(
+    /// The sink is only called when every step succeeded, so a failed build never produces an image. Dropping
+    /// the future cancels the build; what it created is then removed in the background.
+    fn build<'a>(
+        &'a self,
+        plan: &'a BuildPlan,
+        options: &'a BuildOptions,
+        sink: RootfsSink,
+    ) -> BuildFuture<'a>;
+
+    /// The engine this backend builds on, which the `docker` output then loads into. `None` for backends that
+    /// use no engine (the mock).
+    fn engine(&self) -> Option<&Engine> {
+        None
+    }
+
+    /// [`Builder::build`] from sync code, on any thread (also inside a runtime: it then runs on a helper thread).
+    fn build_blocking(
         &self,
         plan: &BuildPlan,
         options: &BuildOptions,
-        sink: &mut dyn RootfsSink,
-    ) -> crate::Result<BuildReport>;
+        sink: RootfsSink,
+    ) -> crate::Result<BuildReport> {
+        crate::engine::block_on(self.build(plan, options, sink))?
+    }
 }
 
 /// What one step did.
@@ -125,12 +206,20 @@ pub struct BuildReport {
     /// Total wall time, including container setup and cleanup.
     #[serde(serialize_with = "seconds")]
     pub total_duration: Duration,
-    /// Every line the steps printed, in order.
+    /// The build's id: the value of [`BUILD_LABEL`] on everything it created (empty for the mock).
+    pub build_id: String,
+    /// What the build removed of earlier builds whose process is gone, before it started.
+    pub reaped: Reaped,
+    /// The last [`BuildReport::LOG_LIMIT`] lines the steps printed, in order. The whole log streams to the
+    /// event handler ([`BuildEvent::Log`]).
     #[serde(skip_serializing)]
     pub log: Vec<String>,
 }
 
 impl BuildReport {
+    /// How many of the last log lines [`BuildReport::log`] keeps.
+    pub const LOG_LIMIT: usize = 2000;
+
     /// Time spent inside `emerge` and `emaint` (the build-dependency, rootfs and sync steps).
     pub fn emerge_duration(&self) -> Duration {
         self.steps
@@ -167,8 +256,6 @@ impl BuildReport {
 
     /// Fill in `binary` for each rootfs package from what emerge said.
     pub(crate) fn resolve_binary_flags(&mut self) {
-        self.fetched_from_binhost =
-            crate::binhost::parse_fetched_binaries(self.log.iter().map(String::as_str));
         for package in &mut self.packages {
             if self.built_from_source.iter().any(|c| c == &package.cpv) {
                 package.binary = Some(false);
@@ -201,9 +288,55 @@ pub enum BuildError {
         /// The last lines of the step's output.
         tail: Vec<String>,
     },
-    /// The build was cancelled (Ctrl-C).
-    #[error("the build was interrupted; its containers were removed and no image was written")]
+    /// The build was cancelled (a signal, a [`CancelToken`]); everything it created was removed.
+    #[error(
+        "the build was interrupted; its containers and volumes were removed and no image was written"
+    )]
     Interrupted,
+    /// Removing the build's containers or volumes failed: they are left behind.
+    #[error(
+        "{}removing the build's containers and volumes failed: {reason}\n  \
+         help: `staves prune` removes them (they carry the label {label}={build_id})",
+        cause.as_ref().map(|c| format!("{c}\nthen ")).unwrap_or_default(),
+        label = BUILD_LABEL
+    )]
+    LeftBehind {
+        /// The build's id.
+        build_id: String,
+        /// Why the removal failed.
+        reason: String,
+        /// What ended the build before the cleanup, if it failed.
+        cause: Option<Box<crate::Error>>,
+    },
+    /// The builder image lacks a command every Gentoo stage3 has.
+    #[error(
+        "{image} is not a Gentoo stage3 (no {missing} found); pass --builder with a stage3 image"
+    )]
+    NotAStage3 {
+        /// The builder image.
+        image: String,
+        /// The command that is missing (`emerge`, `portageq`, `sleep`, `sh`).
+        missing: String,
+    },
+    /// A step run in the background could not be awaited.
+    #[error("step {index} ({label}) ran in the background and did not finish: {reason}")]
+    BackgroundStep {
+        /// 1-based step number.
+        index: usize,
+        /// The step's label.
+        label: String,
+        /// What happened to it.
+        reason: String,
+    },
+    /// The builder finished but never handed a rootfs to the sink.
+    #[error("the builder finished without producing a rootfs")]
+    NoRootfs,
+    /// The thread writing the image stopped without a result (it panicked).
+    #[error("the image writer stopped unexpectedly: {reason}")]
+    WriterStopped {
+        /// What happened.
+        reason: String,
+    },
     /// A local file (e.g. `~/.ssh`) could not be used.
     #[error("{context}: {source}")]
     Io {
@@ -219,9 +352,6 @@ pub enum BuildError {
         /// The step's label.
         label: String,
     },
-    /// The builder produced a rootfs the sink could not read.
-    #[error("reading the rootfs out of the builder failed: {0}")]
-    Export(String),
 }
 
 fn tail_text(tail: &[String]) -> String {

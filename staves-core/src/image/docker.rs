@@ -1,37 +1,40 @@
-//! The `docker` output: load an archive into the engine through its API and check the tag.
+//! The `docker` output: load an untagged archive into the engine through its API, then tag it as the commit.
+//!
+//! Loading first and tagging last keeps the output all-or-nothing: until the tag is set, the engine holds only an
+//! untagged image, which is removed again when the build stops before its commit (unless the engine had that
+//! very image already).
 
 use super::ImageError;
-use crate::engine::{self, EngineError};
-use crate::error::Error;
+use crate::engine::{EngineError, is_not_found};
+use bollard::Docker;
 use futures_util::StreamExt;
 use std::path::Path;
 
-/// Run `fut` to completion from sync code: on the current tokio runtime when there is one (the caller must be in
-/// `spawn_blocking` or a plain thread), else on a local current-thread runtime.
-pub(crate) fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output, ImageError> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => Ok(handle.block_on(fut)),
-        Err(_) => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| ImageError::Write {
-                    context: "starting a runtime to talk to the Docker engine".to_owned(),
-                    source: e,
-                })?;
-            Ok(rt.block_on(fut))
-        }
-    }
+/// An image that was loaded but not tagged.
+#[derive(Debug, Clone)]
+pub(crate) struct Loaded {
+    /// The image ID (`sha256:…` of the config).
+    pub id: String,
+    /// The engine had this image before the load: never remove it.
+    pub existed_before: bool,
 }
 
-/// Load the docker archive at `archive` into the engine and check that `tag` now names `config_digest`.
-pub(crate) async fn load(
-    host: Option<&str>,
+/// Load the untagged docker archive at `archive` and check that the engine now has `config_digest`.
+pub(crate) async fn load_untagged(
+    docker: &Docker,
     archive: &Path,
     tag: &str,
     config_digest: &str,
-) -> Result<(), Error> {
-    let docker = engine::connect(host).await?;
+) -> Result<Loaded, ImageError> {
+    let existed_before = match docker.inspect_image(config_digest).await {
+        Ok(_) => true,
+        Err(e) if is_not_found(&e) => false,
+        Err(e) => {
+            return Err(
+                EngineError::request(format!("looking up image {config_digest}"), e).into(),
+            );
+        }
+    };
     let file = tokio::fs::File::open(archive)
         .await
         .map_err(|e| ImageError::Write {
@@ -50,33 +53,82 @@ pub(crate) async fn load(
                     return Err(ImageError::DockerLoad {
                         tag: tag.to_owned(),
                         message,
-                    }
-                    .into());
+                    });
                 }
             }
             Err(bollard::errors::Error::DockerStreamError { error }) => {
                 return Err(ImageError::DockerLoad {
                     tag: tag.to_owned(),
                     message: error,
-                }
-                .into());
+                });
             }
             Err(e) => return Err(EngineError::request(format!("loading {tag}"), e).into()),
         }
     }
+    let inspect = docker.inspect_image(config_digest).await.map_err(|e| {
+        if is_not_found(&e) {
+            ImageError::DockerLoad {
+                tag: tag.to_owned(),
+                message: format!("after the load, the engine has no image {config_digest}"),
+            }
+        } else {
+            EngineError::request(format!("inspecting the loaded image {tag}"), e).into()
+        }
+    })?;
+    Ok(Loaded {
+        id: inspect.id.unwrap_or_else(|| config_digest.to_owned()),
+        existed_before,
+    })
+}
+
+/// Tag the loaded image `name:version` and check the tag names it.
+pub(crate) async fn tag(docker: &Docker, loaded: &Loaded, tag: &str) -> Result<(), ImageError> {
+    // The tag is after the last `:` that follows the last `/` (a registry host may carry a port).
+    let slash = tag.rfind('/').map_or(0, |i| i + 1);
+    let (repo, version) = match tag[slash..].rfind(':') {
+        Some(i) => (&tag[..slash + i], &tag[slash + i + 1..]),
+        None => (tag, "latest"),
+    };
+    let options = bollard::query_parameters::TagImageOptionsBuilder::new()
+        .repo(repo)
+        .tag(version)
+        .build();
+    docker
+        .tag_image(&loaded.id, Some(options))
+        .await
+        .map_err(|e| EngineError::request(format!("tagging the loaded image as {tag}"), e))?;
     let inspect = docker
         .inspect_image(tag)
         .await
-        .map_err(|e| EngineError::request(format!("inspecting the loaded image {tag}"), e))?;
-    if inspect.id.as_deref() != Some(config_digest) {
+        .map_err(|e| EngineError::request(format!("inspecting the tagged image {tag}"), e))?;
+    if inspect.id.as_deref() != Some(loaded.id.as_str()) {
         return Err(ImageError::DockerLoad {
             tag: tag.to_owned(),
             message: format!(
-                "after the load, {tag} names {} instead of the written image {config_digest}",
-                inspect.id.unwrap_or_default()
+                "after tagging, {tag} names {} instead of the written image {}",
+                inspect.id.unwrap_or_default(),
+                loaded.id
             ),
-        }
-        .into());
+        });
     }
     Ok(())
+}
+
+/// Undo a load that will not be committed: remove the image unless the engine had it before.
+pub(crate) async fn discard(docker: &Docker, loaded: &Loaded) -> Result<(), EngineError> {
+    if loaded.existed_before {
+        return Ok(());
+    }
+    let options = bollard::query_parameters::RemoveImageOptionsBuilder::new()
+        .force(false)
+        .noprune(false)
+        .build();
+    match docker.remove_image(&loaded.id, Some(options), None).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(EngineError::request(
+            format!("removing the untagged image {}", loaded.id),
+            e,
+        )),
+    }
 }

@@ -31,6 +31,8 @@ mod oci;
 mod registry;
 mod source;
 
+use crate::builder::{BuildError, CancelToken};
+use crate::engine::{Engine, EngineError, block_on};
 use crate::error::Error;
 use crate::registry::{PushReport, RegistryOptions, RegistryTarget};
 use crate::spec::ImageSpec;
@@ -203,6 +205,17 @@ pub enum ImageError {
         /// The engine's message.
         message: String,
     },
+    /// The `docker` output could not talk to the engine.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Committing the outputs failed part way: some destinations were written, the others not.
+    #[error("{reason}\n  note: these outputs were written before the failure: {}", written.join(", "))]
+    PartlyWritten {
+        /// The outputs that exist.
+        written: Vec<String>,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// Where an image is written; named as skopeo and podman name transports.
@@ -354,10 +367,39 @@ pub struct ImageReport {
     pub outputs: Vec<WrittenOutput>,
 }
 
+/// A document attached to an image as an OCI 1.1 referrer (an artifact manifest whose `subject` is the image).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Referrer {
+    /// The artifact type and the media type of its one blob, e.g. `application/spdx+json`.
+    pub artifact_type: String,
+    /// The blob's file name (`org.opencontainers.image.title`), e.g. `sbom.spdx.json`.
+    pub title: String,
+    /// The document.
+    pub bytes: Vec<u8>,
+}
+
+impl Referrer {
+    /// A referrer holding `bytes` of `artifact_type`, named `title`.
+    pub fn new(artifact_type: impl Into<String>, title: impl Into<String>, bytes: Vec<u8>) -> Self {
+        Self {
+            artifact_type: artifact_type.into(),
+            title: title.into(),
+            bytes,
+        }
+    }
+}
+
+/// Makes the referrer for an image once its manifest digest is known (e.g. an SBOM that names the image).
+pub type ReferrerSource =
+    std::sync::Arc<dyn Fn(&str) -> Result<Referrer, ImageError> + Send + Sync>;
+
 /// Turns a rootfs into an image; built from an [`ImageSpec`] and adjusted with builder methods.
 ///
-/// `write_*` are blocking. Call them from plain sync code or from `tokio::task::spawn_blocking`: the `docker`
-/// output runs its API calls on the current runtime when there is one, else on a private one.
+/// `write_*` are blocking and work from any thread (inside a Tokio runtime the `docker` output's API calls run on
+/// a helper thread). Every output is first written to a temporary name next to its destination and renamed into
+/// place only when all of them are ready; the `docker` output is loaded untagged and tagged last. A failure
+/// leaves no output and no tag behind.
 #[derive(Debug, Clone)]
 pub struct ImageWriter {
     name: String,
@@ -376,9 +418,21 @@ pub struct ImageWriter {
     mtime_clamp: i64,
     os: String,
     arch: String,
-    docker_host: Option<String>,
+    engine: Engine,
+    cancel: Option<CancelToken>,
     block_size: usize,
     registry: RegistryOptions,
+    referrer: Option<ReferrerSourceField>,
+}
+
+/// [`ReferrerSource`] with a `Debug` that says only whether there is one.
+#[derive(Clone)]
+struct ReferrerSourceField(ReferrerSource);
+
+impl std::fmt::Debug for ReferrerSourceField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<referrer source>")
+    }
 }
 
 /// `SOURCE_DATE_EPOCH` when set to an integer, else [`DEFAULT_EPOCH`].
@@ -427,10 +481,23 @@ impl ImageWriter {
             mtime_clamp: epoch,
             os: std::env::consts::OS.to_owned(),
             arch: host_arch().to_owned(),
-            docker_host: None,
+            engine: Engine::default(),
+            cancel: None,
             block_size: layer::COMPRESSION_BLOCK,
             registry: RegistryOptions::default(),
+            referrer: None,
         }
+    }
+
+    /// Attach a document to the `oci:` and `oci-archive:` outputs as an OCI 1.1 referrer of the image: `source` is
+    /// called with the image manifest's digest once it is known, before anything is written.
+    pub fn referrer(mut self, source: ReferrerSource) -> Self {
+        self.referrer = Some(ReferrerSourceField(source));
+        self
+    }
+
+    pub(crate) fn referrer_source(&self) -> Option<&ReferrerSource> {
+        self.referrer.as_ref().map(|r| &r.0)
     }
 
     /// Use `c` for the layer.
@@ -460,7 +527,7 @@ impl ImageWriter {
 
     /// The engine address for the `docker` output (`None`: `DOCKER_HOST`, else the local socket).
     pub fn docker_host(mut self, host: Option<String>) -> Self {
-        self.docker_host = host;
+        self.engine = Engine::new(host);
         self
     }
 
@@ -470,6 +537,25 @@ impl ImageWriter {
         self
     }
 
+    /// The engine the `docker` output loads into.
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
+    }
+
+    /// Stop (and write nothing) when `cancel` is triggered before the outputs are committed.
+    pub(crate) fn cancel(mut self, cancel: CancelToken) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    fn check_cancel(&self) -> Result<(), Error> {
+        match &self.cancel {
+            Some(c) if c.is_cancelled() => Err(BuildError::Interrupted.into()),
+            _ => Ok(()),
+        }
+    }
+
     /// The image reference `name:version`.
     pub fn tag(&self) -> String {
         format!("{}:{}", self.name, self.version)
@@ -477,9 +563,10 @@ impl ImageWriter {
 
     /// Write the image of the rootfs directory `dir` to every output.
     pub fn write_dir(&self, dir: &Path, outputs: &[Output]) -> Result<ImageReport, Error> {
-        self.write_with(dir.display().to_string(), outputs, |layer| {
+        self.prepare(dir.display().to_string(), outputs, |layer| {
             source::feed_dir(dir, layer)
-        })
+        })?
+        .finish_blocking()
     }
 
     /// Write the image of a rootfs at `path`: a directory ([`ImageWriter::write_dir`]) or a tar file
@@ -499,8 +586,18 @@ impl ImageWriter {
     /// (depth-first, each directory's children sorted by name — what Docker's archive API and
     /// `tar --sort=name` produce); an out-of-order entry fails with [`ImageError::OutOfOrder`] and leaves no output
     /// behind. Use [`ImageWriter::write_tar_file`] for a tar file in any order.
-    pub fn write_tar<R: Read>(&self, mut tar: R, outputs: &[Output]) -> Result<ImageReport, Error> {
-        self.write_with("(tar stream)".to_owned(), outputs, |layer| {
+    pub fn write_tar<R: Read>(&self, tar: R, outputs: &[Output]) -> Result<ImageReport, Error> {
+        self.prepare_tar(tar, outputs)?.finish_blocking()
+    }
+
+    /// Write every output of a streamed rootfs tar to temporary files; nothing is visible until
+    /// [`PreparedImage::commit`].
+    pub(crate) fn prepare_tar<R: Read>(
+        &self,
+        mut tar: R,
+        outputs: &[Output],
+    ) -> Result<PreparedImage, Error> {
+        self.prepare("(tar stream)".to_owned(), outputs, |layer| {
             source::feed_tar_stream(&mut tar, "(tar stream)", layer)
         })
     }
@@ -508,17 +605,18 @@ impl ImageWriter {
     /// Write the image of a rootfs tar file, whose entries may be in any order: the headers are read first and
     /// sorted, then the data is copied by offset.
     pub fn write_tar_file(&self, path: &Path, outputs: &[Output]) -> Result<ImageReport, Error> {
-        self.write_with(path.display().to_string(), outputs, |layer| {
+        self.prepare(path.display().to_string(), outputs, |layer| {
             source::feed_tar_file(path, layer)
-        })
+        })?
+        .finish_blocking()
     }
 
-    fn write_with(
+    fn prepare(
         &self,
         source_name: String,
         outputs: &[Output],
         feed: impl FnOnce(&mut LayerBuilder) -> Result<(), ImageError>,
-    ) -> Result<ImageReport, Error> {
+    ) -> Result<PreparedImage, Error> {
         if outputs.is_empty() {
             return Err(ImageError::NoOutputs.into());
         }
@@ -578,19 +676,16 @@ impl ImageWriter {
         let sink = LayerSink::new(layer_file, tee, self.compression, self.block_size);
         let mut builder = LayerBuilder::new(sink, self.mtime_clamp, source_name);
         feed(&mut builder)?;
+        self.check_cancel()?;
         let (layer, _) = builder.finish()?;
         let docs = oci::documents(self, &layer)?;
 
-        enum Prepared {
-            File(tempfile::NamedTempFile, PathBuf),
-            Dir(tempfile::TempDir, PathBuf),
-            Docker(PathBuf),
-            Done,
-        }
         let mut prepared = Vec::new();
+        let mut docker_archive = None;
         let mut sizes = Vec::new();
         let mut rootfs_temp = rootfs_temp;
         for output in outputs {
+            self.check_cancel()?;
             let (item, size) = match output {
                 Output::OciArchive(p) => {
                     let (t, size) =
@@ -598,7 +693,7 @@ impl ImageWriter {
                     (Prepared::File(t, p.clone()), size)
                 }
                 Output::DockerArchive(p) => {
-                    let members = oci::docker_members(&docs, &layer, &layer_path, layer.size);
+                    let members = oci::docker_members(&docs, &layer, &layer_path, layer.size, true);
                     let (t, size) = oci::archive_to_temp(p, &members)?;
                     (Prepared::File(t, p.clone()), size)
                 }
@@ -637,23 +732,28 @@ impl ImageWriter {
                         .map_err(write_err("writing the archive to load".to_owned()))?;
                     let members = match (&uncompressed_path, docker_uncompressed) {
                         (Some(raw), true) => {
-                            oci::docker_members(&docs, &layer, raw, layer.uncompressed_size)
+                            oci::docker_members(&docs, &layer, raw, layer.uncompressed_size, false)
                         }
-                        _ => oci::docker_members(&docs, &layer, &layer_path, layer.size),
+                        _ => oci::docker_members(&docs, &layer, &layer_path, layer.size, false),
                     };
                     oci::write_archive(&mut file, &members)
                         .map_err(write_err("writing the archive to load".to_owned()))?;
                     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-                    (Prepared::Docker(path), size)
+                    docker_archive = Some(path);
+                    sizes.push(size);
+                    continue;
                 }
-                // Pushed below, once every other output is written; the size is what gets uploaded.
-                Output::Registry(_) => (Prepared::Done, 0),
+                // Pushed when the image is committed; the size is then what was uploaded.
+                Output::Registry(_) => {
+                    sizes.push(0);
+                    continue;
+                }
             };
             prepared.push(item);
             sizes.push(size);
         }
-        // Every blob goes to the registries before anything is committed: a failed upload leaves no output and no
-        // remote tag.
+        self.check_cancel()?;
+        let tag = self.tag();
         let targets: Vec<RegistryTarget> = outputs
             .iter()
             .filter_map(|o| match o {
@@ -661,76 +761,237 @@ impl ImageWriter {
                 _ => None,
             })
             .collect();
-        let to_push = registry::image_to_push(&docs, &layer, &layer_path);
-        let staged = if targets.is_empty() {
-            None
-        } else {
-            Some(docker::block_on(registry::upload_all(
-                &to_push,
-                &targets,
-                &self.version,
-                &self.registry,
-            ))??)
-        };
-        // Everything is written: move files into place, then load into the engine.
-        let tag = self.tag();
-        for item in &mut prepared {
-            match std::mem::replace(item, Prepared::Done) {
-                Prepared::File(t, dest) => {
-                    t.persist(&dest).map_err(|e| {
-                        write_err(format!("moving the output into {}", dest.display()))(e.error)
-                    })?;
-                }
-                Prepared::Dir(t, dest) => oci::persist_layout(t, &dest)?,
-                other => *item = other,
-            }
-        }
-        for item in &prepared {
-            if let Prepared::Docker(path) = item {
-                docker::block_on(docker::load(
-                    self.docker_host.as_deref(),
-                    path,
-                    &tag,
-                    &docs.config.digest,
-                ))??;
-            }
-        }
-        // Last, the remote tags.
-        let mut pushed = match staged {
-            Some(staged) => docker::block_on(staged.publish(&to_push))??,
-            None => Vec::new(),
-        }
-        .into_iter();
-        drop(staging);
-        Ok(ImageReport {
-            digest: docs.manifest.digest.clone(),
-            config_digest: docs.config.digest.clone(),
-            layer_digest: layer.digest.clone(),
-            diff_id: layer.diff_id.clone(),
-            layer_size: layer.size,
-            uncompressed_size: layer.uncompressed_size,
-            tag,
-            outputs: outputs
-                .iter()
-                .cloned()
-                .zip(sizes)
-                .map(|(output, size)| match output {
-                    Output::Registry(_) => {
-                        let report = pushed.next();
-                        WrittenOutput {
-                            output,
-                            size: report.as_ref().map_or(size, |r| r.uploaded_bytes),
-                            pushed: report,
-                        }
-                    }
-                    output => WrittenOutput {
+        // The layer is streamed from the staging directory, which lives as long as the prepared image.
+        let push = (!targets.is_empty()).then(|| {
+            registry::PendingPush::new(
+                registry::image_to_push(&docs, &layer, &layer_path),
+                targets,
+                self.version.clone(),
+                self.registry.clone(),
+            )
+        });
+        Ok(PreparedImage {
+            items: prepared,
+            docker_archive,
+            loaded: None,
+            engine: self.engine.clone(),
+            push,
+            _staging: staging,
+            report: ImageReport {
+                digest: docs.manifest.digest.clone(),
+                config_digest: docs.config.digest.clone(),
+                layer_digest: layer.digest.clone(),
+                diff_id: layer.diff_id.clone(),
+                layer_size: layer.size,
+                uncompressed_size: layer.uncompressed_size,
+                tag,
+                outputs: outputs
+                    .iter()
+                    .cloned()
+                    .zip(sizes)
+                    .map(|(output, size)| WrittenOutput {
                         output,
                         size,
                         pushed: None,
-                    },
-                })
-                .collect(),
+                    })
+                    .collect(),
+            },
         })
+    }
+}
+
+/// A file output written to a temporary name next to its destination.
+enum Prepared {
+    File(tempfile::NamedTempFile, PathBuf),
+    Dir(tempfile::TempDir, PathBuf),
+}
+
+/// An image whose outputs are written but not yet visible: temporary files next to each destination, and for the
+/// `docker` output an archive to load. Dropped before [`PreparedImage::commit`], it leaves nothing behind: the
+/// temporary files are deleted, and an image it loaded is removed again (in the background).
+pub(crate) struct PreparedImage {
+    items: Vec<Prepared>,
+    docker_archive: Option<PathBuf>,
+    loaded: Option<docker::Loaded>,
+    engine: Engine,
+    report: ImageReport,
+    /// The `docker://` outputs, pushed by [`PreparedImage::upload`] (blobs) and [`PreparedImage::commit`] (tags).
+    push: Option<registry::PendingPush>,
+    /// Holds the layer and the archive to load; deleted on drop.
+    _staging: tempfile::TempDir,
+}
+
+impl PreparedImage {
+    /// Whether the `docker` output is among the outputs.
+    pub(crate) fn wants_engine(&self) -> bool {
+        self.docker_archive.is_some()
+    }
+
+    /// The engine the `docker` output loads into.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Load the `docker` output into the engine, untagged (nothing is tagged until [`PreparedImage::commit`]).
+    pub(crate) async fn load(&mut self, docker: &bollard::Docker) -> Result<(), Error> {
+        if let (Some(archive), None) = (&self.docker_archive, &self.loaded) {
+            let loaded = docker::load_untagged(
+                docker,
+                archive,
+                &self.report.tag,
+                &self.report.config_digest,
+            )
+            .await?;
+            self.loaded = Some(loaded);
+        }
+        Ok(())
+    }
+
+    /// Upload the blobs of the `docker://` outputs that their registries lack; no remote tag is pushed before
+    /// [`PreparedImage::commit`]. A no-op without such outputs, or when done already.
+    pub(crate) async fn upload(&mut self) -> Result<(), Error> {
+        if let Some(push) = &mut self.push {
+            push.upload().await?;
+        }
+        Ok(())
+    }
+
+    /// Rename every file output into place; the names written so far go to `written`.
+    fn commit_files(&mut self, written: &mut Vec<String>) -> Result<(), Error> {
+        for item in std::mem::take(&mut self.items) {
+            let dest = match item {
+                Prepared::File(t, dest) => {
+                    t.persist(&dest).map_err(|e| ImageError::Write {
+                        context: format!("moving the output into {}", dest.display()),
+                        source: e.error,
+                    })?;
+                    dest
+                }
+                Prepared::Dir(t, dest) => {
+                    oci::persist_layout(t, &dest)?;
+                    dest
+                }
+            };
+            written.push(dest.display().to_string());
+        }
+        Ok(())
+    }
+
+    /// Make every output visible: upload the registry blobs (unless [`upload`](PreparedImage::upload)ed), rename
+    /// the files into place, tag the loaded image, and last push the manifests of the `docker://` outputs. The
+    /// `docker` output must have been [`load`](PreparedImage::load)ed.
+    pub(crate) async fn commit(
+        mut self,
+        docker: Option<&bollard::Docker>,
+    ) -> Result<ImageReport, Error> {
+        self.upload().await?;
+        let mut written = Vec::new();
+        let result = self.commit_files(&mut written);
+        let result = match (result, self.loaded.clone(), docker) {
+            (Err(err), _, _) => Err(err),
+            (Ok(()), Some(loaded), Some(docker)) => {
+                let tagged = docker::tag(docker, &loaded, &self.report.tag).await;
+                if tagged.is_err() {
+                    let _ = docker::discard(docker, &loaded).await;
+                }
+                self.loaded = None;
+                tagged.map_err(Error::from)
+            }
+            (Ok(()), None, _) if self.docker_archive.is_none() => Ok(()),
+            (Ok(()), _, _) => Err(ImageError::DockerLoad {
+                tag: self.report.tag.clone(),
+                message: "the image was committed without being loaded first".to_owned(),
+            }
+            .into()),
+        };
+        if result.is_ok() && self.docker_archive.is_some() {
+            written.push(format!("docker ({})", self.report.tag));
+        }
+        let result = match (result, self.push.take()) {
+            (Ok(()), Some(push)) => match push.publish().await {
+                Ok(reports) => {
+                    let mut reports = reports.into_iter();
+                    for output in &mut self.report.outputs {
+                        if let Output::Registry(_) = output.output {
+                            output.pushed = reports.next();
+                            output.size = output.pushed.as_ref().map_or(0, |p| p.uploaded_bytes);
+                        }
+                    }
+                    Ok(())
+                }
+                Err(err) => Err(err.into()),
+            },
+            (result, _) => result,
+        };
+        match result {
+            Ok(()) => Ok(self.report.clone()),
+            Err(err) if written.is_empty() => Err(err),
+            Err(err) => Err(ImageError::PartlyWritten {
+                written,
+                reason: err.to_string(),
+            }
+            .into()),
+        }
+    }
+
+    /// Give up: delete the temporary files and remove the image this loaded (unless the engine had it before).
+    pub(crate) async fn discard(
+        mut self,
+        docker: Option<&bollard::Docker>,
+    ) -> Result<(), EngineError> {
+        match (self.loaded.take(), docker) {
+            (Some(loaded), Some(docker)) => docker::discard(docker, &loaded).await,
+            (Some(loaded), None) => {
+                self.loaded = Some(loaded);
+                Ok(())
+            }
+            (None, _) => Ok(()),
+        }
+    }
+
+    /// Load and commit from sync code, on any thread.
+    fn finish_blocking(mut self) -> Result<ImageReport, Error> {
+        if !self.wants_engine() && self.push.is_none() {
+            let mut written = Vec::new();
+            return match self.commit_files(&mut written) {
+                Ok(()) => Ok(self.report.clone()),
+                Err(err) if written.is_empty() => Err(err),
+                Err(err) => Err(ImageError::PartlyWritten {
+                    written,
+                    reason: err.to_string(),
+                }
+                .into()),
+            };
+        }
+        block_on(async move {
+            let docker = match self.wants_engine() {
+                true => Some(self.engine.connect().await?),
+                false => None,
+            };
+            if let Some(docker) = &docker {
+                self.load(docker).await?;
+            }
+            self.commit(docker.as_ref()).await
+        })?
+    }
+}
+
+impl Drop for PreparedImage {
+    fn drop(&mut self) {
+        // Dropped between load and commit (the build's future was dropped): remove the untagged image in the
+        // background, on a thread of its own so it works whatever runtime (if any) is shutting down.
+        if let Some(loaded) = self.loaded.take() {
+            let engine = self.engine.clone();
+            let _ = std::thread::Builder::new()
+                .name("staves-discard".into())
+                .spawn(move || {
+                    let _ = block_on(async move {
+                        if let Ok(docker) = engine.connect().await {
+                            let _ = docker::discard(&docker, &loaded).await;
+                        }
+                    });
+                });
+        }
     }
 }
 

@@ -45,6 +45,81 @@ pub(crate) struct Documents {
     pub docker_manifest_oci: Vec<u8>,
     /// Docker's `manifest.json` for the docker archive (classic paths).
     pub docker_manifest_classic: Vec<u8>,
+    /// The same without `RepoTags`: what the `docker` output loads, so that nothing is tagged before the commit.
+    pub docker_manifest_untagged: Vec<u8>,
+    /// The referrer attached to the image (OCI outputs only), with its blobs.
+    pub referrer: Option<ReferrerBlobs>,
+}
+
+/// The blobs of an OCI 1.1 referrer: its manifest, its empty config and its one document.
+#[derive(Debug, Clone)]
+pub(crate) struct ReferrerBlobs {
+    pub artifact_type: String,
+    pub manifest: Blob,
+    pub config: Blob,
+    pub document: Blob,
+}
+
+impl ReferrerBlobs {
+    fn blobs(&self) -> [&Blob; 3] {
+        [&self.manifest, &self.config, &self.document]
+    }
+}
+
+/// The OCI 1.1 empty descriptor's content (`application/vnd.oci.empty.v1+json`).
+const EMPTY_JSON: &[u8] = b"{}";
+
+/// Build the referrer manifest that attaches `referrer` to the image manifest `subject`.
+fn referrer_blobs(
+    referrer: super::Referrer,
+    subject: &Blob,
+    created: &str,
+) -> Result<ReferrerBlobs, ImageError> {
+    let document = Blob::new(referrer.bytes);
+    let config = Blob::new(EMPTY_JSON.to_vec());
+    let artifact = MediaType::Other(referrer.artifact_type.clone());
+    let title = referrer.title;
+    let mut config_desc = descriptor(
+        MediaType::EmptyJSON,
+        &config.digest,
+        EMPTY_JSON.len() as u64,
+        "referrer",
+    )?;
+    config_desc.set_data(Some("e30=".to_owned()));
+    let mut layer = descriptor(
+        artifact.clone(),
+        &document.digest,
+        document.bytes.len() as u64,
+        "referrer",
+    )?;
+    layer.set_annotations(Some(HashMap::from([(
+        "org.opencontainers.image.title".to_owned(),
+        title,
+    )])));
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .artifact_type(artifact)
+        .config(config_desc)
+        .layers(vec![layer])
+        .subject(descriptor(
+            MediaType::ImageManifest,
+            &subject.digest,
+            subject.bytes.len() as u64,
+            "referrer",
+        )?)
+        .annotations(HashMap::from([(
+            "org.opencontainers.image.created".to_owned(),
+            created.to_owned(),
+        )]))
+        .build()
+        .map_err(doc_err("referrer manifest"))?;
+    Ok(ReferrerBlobs {
+        artifact_type: referrer.artifact_type,
+        manifest: Blob::new(to_json(&manifest, "referrer manifest")?),
+        config,
+        document,
+    })
 }
 
 /// Sort every object's keys recursively, so the bytes never depend on hash-map order.
@@ -227,10 +302,29 @@ pub(crate) fn documents(w: &ImageWriter, layer: &LayerInfo) -> Result<Documents,
         "org.opencontainers.image.ref.name".to_owned(),
         w.version.clone(),
     )])));
+    let referrer = match w.referrer_source() {
+        Some(source) => Some(referrer_blobs(
+            source(&manifest.digest)?,
+            &manifest,
+            &rfc3339(w.created),
+        )?),
+        None => None,
+    };
+    let mut entries = vec![entry];
+    if let Some(r) = &referrer {
+        let mut entry = descriptor(
+            MediaType::ImageManifest,
+            &r.manifest.digest,
+            r.manifest.bytes.len() as u64,
+            "index",
+        )?;
+        entry.set_artifact_type(Some(MediaType::Other(r.artifact_type.clone())));
+        entries.push(entry);
+    }
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageIndex)
-        .manifests(vec![entry])
+        .manifests(entries)
         .build()
         .map_err(doc_err("index"))?;
     let index = Blob::new(to_json(&index, "index")?);
@@ -252,12 +346,22 @@ pub(crate) fn documents(w: &ImageWriter, layer: &LayerInfo) -> Result<Documents,
         }]),
         "manifest.json",
     )?;
+    let docker_manifest_untagged = to_json(
+        &serde_json::json!([{
+            "Config": format!("{}.json", config.hex()),
+            "RepoTags": null,
+            "Layers": [format!("{}/layer.tar", hex_of(&layer.diff_id))],
+        }]),
+        "manifest.json",
+    )?;
     Ok(Documents {
         config,
         manifest,
         index,
         docker_manifest_oci,
         docker_manifest_classic,
+        referrer,
+        docker_manifest_untagged,
     })
 }
 
@@ -334,6 +438,14 @@ pub(crate) fn oci_members<'a>(
             Member::File(layer_path, layer.size),
         ),
     ];
+    if let Some(r) = &docs.referrer {
+        for blob in r.blobs() {
+            blobs.push((
+                format!("blobs/sha256/{}", blob.hex()),
+                Member::Bytes(&blob.bytes),
+            ));
+        }
+    }
     blobs.sort_by(|a, b| a.0.cmp(&b.0));
     blobs.dedup_by(|a, b| a.0 == b.0);
     let mut members = vec![
@@ -353,12 +465,14 @@ pub(crate) fn oci_members<'a>(
 /// The members of the docker archive (`docker save` layout), in canonical order.
 ///
 /// The layer file is `<diff_id>/layer.tar`; it holds `layer_path`, which is either the compressed blob or (for
-/// engines that cannot decompress zstd) the uncompressed layer of `layer_size` bytes.
+/// engines that cannot decompress zstd) the uncompressed layer of `layer_size` bytes. An untagged archive names no
+/// `RepoTags`: loading it tags nothing.
 pub(crate) fn docker_members<'a>(
     docs: &'a Documents,
     layer: &LayerInfo,
     layer_path: &'a Path,
     layer_size: u64,
+    tagged: bool,
 ) -> Vec<(String, Member<'a>)> {
     let mut members = vec![
         (
@@ -372,10 +486,12 @@ pub(crate) fn docker_members<'a>(
         ),
     ];
     members.sort_by(|a, b| entry::cmp_paths(a.0.as_bytes(), b.0.as_bytes()));
-    members.push((
-        "manifest.json".to_owned(),
-        Member::Bytes(&docs.docker_manifest_classic),
-    ));
+    let manifest = if tagged {
+        &docs.docker_manifest_classic
+    } else {
+        &docs.docker_manifest_untagged
+    };
+    members.push(("manifest.json".to_owned(), Member::Bytes(manifest)));
     members
 }
 
@@ -450,9 +566,17 @@ pub(crate) fn layout_to_temp(
     set_mode(&layer_dest, 0o644).map_err(ctx)?;
     std::fs::write(blobs.join(docs.config.hex()), &docs.config.bytes).map_err(ctx)?;
     std::fs::write(blobs.join(docs.manifest.hex()), &docs.manifest.bytes).map_err(ctx)?;
+    let mut referrer_size = 0;
+    if let Some(r) = &docs.referrer {
+        for blob in r.blobs() {
+            std::fs::write(blobs.join(blob.hex()), &blob.bytes).map_err(ctx)?;
+            referrer_size += blob.bytes.len() as u64;
+        }
+    }
     std::fs::write(dir.path().join("index.json"), &docs.index.bytes).map_err(ctx)?;
     std::fs::write(dir.path().join("oci-layout"), OCI_LAYOUT).map_err(ctx)?;
-    let size = layer.size
+    let size = referrer_size
+        + layer.size
         + (docs.config.bytes.len()
             + docs.manifest.bytes.len()
             + docs.index.bytes.len()

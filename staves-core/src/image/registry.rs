@@ -3,8 +3,8 @@
 use super::layer::LayerInfo;
 use super::oci::Documents;
 use crate::registry::{
-    BlobData, BlobToPush, ImageToPush, ManifestToPush, PushReport, Pusher, RegistryError,
-    RegistryOptions, RegistryTarget,
+    BlobData, BlobToPush, ImageToPush, ManifestToPush, PushReport, Pusher, ReferrerToPush,
+    RegistryError, RegistryOptions, RegistryTarget,
 };
 use std::path::Path;
 
@@ -30,7 +30,73 @@ pub(crate) fn image_to_push(docs: &Documents, layer: &LayerInfo, layer_path: &Pa
             media_type: OCI_MANIFEST.to_owned(),
             bytes: docs.manifest.bytes.clone(),
         },
-        referrers: Vec::new(),
+        referrers: docs
+            .referrer
+            .iter()
+            .map(|r| ReferrerToPush {
+                artifact_type: r.artifact_type.clone(),
+                manifest: ManifestToPush {
+                    digest: r.manifest.digest.clone(),
+                    media_type: OCI_MANIFEST.to_owned(),
+                    bytes: r.manifest.bytes.clone(),
+                },
+                blobs: [&r.config, &r.document]
+                    .into_iter()
+                    .map(|b| BlobToPush {
+                        digest: b.digest.clone(),
+                        size: b.bytes.len() as u64,
+                        data: BlobData::Bytes(b.bytes.clone().into()),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// The `docker://` outputs of an image, waiting for the commit: what to push where, and (after
+/// [`PendingPush::upload`]) the blobs already in the registries.
+pub(crate) struct PendingPush {
+    image: ImageToPush,
+    targets: Vec<RegistryTarget>,
+    default_tag: String,
+    options: RegistryOptions,
+    staged: Option<StagedPushes>,
+}
+
+impl PendingPush {
+    /// The pushes of `image` to `targets` (tag `default_tag` where a target names none).
+    pub(crate) fn new(
+        image: ImageToPush,
+        targets: Vec<RegistryTarget>,
+        default_tag: String,
+        options: RegistryOptions,
+    ) -> Self {
+        Self {
+            image,
+            targets,
+            default_tag,
+            options,
+            staged: None,
+        }
+    }
+
+    /// Upload every blob the registries lack (once). Nothing is tagged remotely yet.
+    pub(crate) async fn upload(&mut self) -> Result<(), RegistryError> {
+        if self.staged.is_none() {
+            self.staged = Some(
+                upload_all(&self.image, &self.targets, &self.default_tag, &self.options).await?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Push the manifests (the remote tags), uploading first if that has not happened; one report per target.
+    pub(crate) async fn publish(mut self) -> Result<Vec<PushReport>, RegistryError> {
+        self.upload().await?;
+        match self.staged.take() {
+            Some(staged) => staged.publish(&self.image).await,
+            None => Ok(Vec::new()),
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 mod output;
 mod quote;
 
-pub use output::{EmergeEvent, InstalledPackage};
+pub use output::{EmergeEvent, InstalledPackage, parse_added_files};
 pub(crate) use output::{package_list_script, parse_emerge_line, parse_package_list};
 pub(crate) use quote::{ini_value, make_conf_value, shell_quote};
 

@@ -53,7 +53,7 @@ pub(crate) fn parse_emerge_line(line: &str) -> Option<EmergeEvent> {
 }
 
 /// A package installed in the rootfs, read from its `/var/db/pkg` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct InstalledPackage {
     /// `category/package-version` (with revision).
     pub cpv: String,
@@ -64,30 +64,83 @@ pub struct InstalledPackage {
     pub repository: String,
     /// Installed from a binary package (`Some(true)`), built from source (`Some(false)`), or unknown.
     pub binary: Option<bool>,
+    /// The slot (`SLOT`, e.g. `0` or `3.11/3.11`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    /// The Gentoo `LICENSE` expression, as the package declares it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    /// `HOMEPAGE` (may list several URLs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub homepage: Option<String>,
+    /// `DESCRIPTION`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Installed size in bytes (`SIZE`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Number of files, directories and symlinks it owns (entries of `CONTENTS`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
 }
 
 /// The marker that starts each line the package-list step prints.
-const PACKAGE_LIST_MARKER: &str = "staves-pkg";
+pub(crate) const PACKAGE_LIST_MARKER: &str = "staves-pkg";
+/// The marker of the package-list step's lines about files Staves itself added to the rootfs.
+pub(crate) const ADDED_FILE_MARKER: &str = "staves-added";
 
-/// The package-list step's script: one `staves-pkg<TAB>cat/pf<TAB>repo<TAB>USE<TAB>IUSE` line per package in the
-/// rootfs package database, read back by [`parse_package_list`].
+/// Parse the package-list step's `staves-added<TAB>path<TAB>size<TAB>reason` lines: the files Staves added to the
+/// rootfs outside any package (the locale archive, libgcc, libstdc++).
+pub fn parse_added_files(output: &str) -> Vec<crate::sbom::AddedFile> {
+    let mut added: Vec<crate::sbom::AddedFile> = output
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split('\t');
+            if fields.next()? != ADDED_FILE_MARKER {
+                return None;
+            }
+            let path = fields.next()?.trim().trim_start_matches('/').to_owned();
+            let size = fields.next()?.trim().parse().ok()?;
+            let reason = fields.next().unwrap_or("").trim().to_owned();
+            (!path.is_empty()).then_some(crate::sbom::AddedFile { path, size, reason })
+        })
+        .collect();
+    added.sort_by(|a, b| a.path.cmp(&b.path));
+    added
+}
+
+/// The package-list step's script: the files Staves added outside any package (`staves-added<TAB>path<TAB>size<TAB>
+/// reason`, read by [`parse_added_files`]), then one line per package in the rootfs package database, read back by
+/// [`parse_package_list`].
 pub(crate) fn package_list_script() -> String {
     format!(
         r#"set -eu
+if [ -d /usr/lib64 ] && [ ! -L /usr/lib64 ]; then libdir=usr/lib64; else libdir=usr/lib; fi
+for entry in "usr/lib/locale/locale-archive|locale archive" "$libdir/libgcc_s.so.1|libgcc" "$libdir/libstdc++.so.6|libstdc++"; do
+  path=${{entry%%|*}}
+  if [ -f "{rootfs}/$path" ] && [ ! -L "{rootfs}/$path" ]; then
+    printf '{added}\t%s\t%s\t%s\n' "$path" "$(wc -c < "{rootfs}/$path" | tr -d ' ')" "${{entry#*|}}"
+  fi
+done
 cd {rootfs}/var/db/pkg 2>/dev/null || exit 0
 for d in */*/; do
   [ -d "$d" ] || continue
   d=${{d%/}}
-  printf '{marker}\t%s\t%s\t%s\t%s\n' "$d" "$(cat "$d/repository" 2>/dev/null || true)" "$(cat "$d/USE" 2>/dev/null || true)" "$(cat "$d/IUSE" 2>/dev/null || true)"
+  field() {{ if [ -f "$d/$1" ]; then tr '\t\n' '  ' < "$d/$1"; fi; }}
+  files=$(grep -c '' "$d/CONTENTS" 2>/dev/null || true)
+  printf '{marker}\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$d" "$(field repository)" "$(field USE)" "$(field IUSE)" \
+    "$(field SLOT)" "$(field LICENSE)" "$(field SIZE)" "${{files:-0}}" "$(field HOMEPAGE)" "$(field DESCRIPTION)"
 done
 "#,
         rootfs = ROOTFS_DIR,
         marker = PACKAGE_LIST_MARKER,
+        added = ADDED_FILE_MARKER,
     )
 }
 
-/// Parse the output of [`package_list_script`]: one `staves-pkg<TAB>cat/pf<TAB>repo<TAB>USE<TAB>IUSE` line per
-/// package.
+/// Parse the package-list step's output: one
+/// `staves-pkg<TAB>cat/pf<TAB>repo<TAB>USE<TAB>IUSE<TAB>SLOT<TAB>LICENSE<TAB>SIZE<TAB>files<TAB>HOMEPAGE<TAB>DESCRIPTION`
+/// line per package (the fields after IUSE are optional).
 ///
 /// Other lines are ignored. USE is intersected with IUSE so that implicit flags (`amd64`, `elibc_glibc`, …) are
 /// left out. `binary` is left unknown; the builder fills it in from emerge's output.
@@ -115,11 +168,30 @@ pub(crate) fn parse_package_list(output: &str) -> Vec<InstalledPackage> {
                 .collect();
             use_flags.sort();
             use_flags.dedup();
+            let mut text = || {
+                fields
+                    .next()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+            };
+            let slot = text();
+            let license = text();
+            let size = text().and_then(|s| s.parse().ok());
+            let files = text().and_then(|s| s.parse().ok());
+            let homepage = text();
+            let description = text();
             (!cpv.is_empty()).then(|| InstalledPackage {
                 cpv: cpv.to_owned(),
                 use_flags,
                 repository,
                 binary: None,
+                slot,
+                license,
+                homepage,
+                description,
+                size,
+                files,
             })
         })
         .collect();
@@ -206,5 +278,35 @@ mod tests {
         assert_eq!(pkgs[0].use_flags, vec!["nls"]);
         assert_eq!(pkgs[0].repository, "gentoo");
         assert!(pkgs[1].use_flags.is_empty());
+        assert_eq!(pkgs[1].slot, None);
+    }
+
+    #[test]
+    fn added_files_are_read() {
+        let out = "staves-added\tusr/lib/locale/locale-archive\t3000\tlocale archive\n\
+                   staves-added\tusr/lib64/libgcc_s.so.1\tnot-a-number\tlibgcc\nstaves-pkg\ta/b-1\n";
+        let added = parse_added_files(out);
+        assert_eq!(added.len(), 1);
+        assert_eq!(added[0].path, "usr/lib/locale/locale-archive");
+        assert_eq!(added[0].size, 3000);
+        assert_eq!(added[0].reason, "locale archive");
+        assert!(parse_package_list(out).iter().all(|p| p.cpv == "a/b-1"));
+    }
+
+    #[test]
+    fn package_list_reads_vdb_details() {
+        let out = "staves-pkg\tsys-libs/glibc-2.36\tgentoo\tamd64\t\t2.2\tLGPL-2.1+ BSD\t12345\t42\
+                   \thttps://www.gnu.org/software/libc/ https://x\tGNU libc C library\n";
+        let pkgs = parse_package_list(out);
+        let p = &pkgs[0];
+        assert_eq!(p.slot.as_deref(), Some("2.2"));
+        assert_eq!(p.license.as_deref(), Some("LGPL-2.1+ BSD"));
+        assert_eq!(p.size, Some(12345));
+        assert_eq!(p.files, Some(42));
+        assert_eq!(
+            p.homepage.as_deref(),
+            Some("https://www.gnu.org/software/libc/ https://x")
+        );
+        assert_eq!(p.description.as_deref(), Some("GNU libc C library"));
     }
 }

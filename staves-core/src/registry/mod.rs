@@ -20,7 +20,9 @@ mod reference;
 mod transport;
 
 pub use push::PushReport;
-pub(crate) use push::{BlobData, BlobToPush, ImageToPush, ManifestToPush, Pusher, Staged};
+pub(crate) use push::{
+    BlobData, BlobToPush, ImageToPush, ManifestToPush, Pusher, ReferrerToPush, Staged,
+};
 pub use reference::RegistryTarget;
 
 use std::path::PathBuf;

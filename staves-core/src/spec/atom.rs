@@ -481,7 +481,7 @@ fn is_use_dep(dep: &str) -> bool {
 }
 
 /// Split `name-VERSION` at the last `-` that starts a valid PMS version.
-fn split_version(pv: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_version(pv: &str) -> Option<(&str, &str)> {
     // The version may contain `-r1`, so try each `-` from the left and take the first valid split.
     let mut from = 0;
     while let Some(i) = pv[from..].find('-') {

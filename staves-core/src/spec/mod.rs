@@ -15,6 +15,7 @@ mod model;
 mod parse;
 mod schema;
 mod validate;
+mod version;
 mod write;
 
 pub use atom::{Atom, AtomError, Operator};
@@ -24,6 +25,7 @@ pub use error::SpecError;
 pub(crate) use error::summary;
 pub use model::{ImageConfig, ImageSpec, Locale, PackageConfig, Repository};
 pub use validate::{check_image_reference, check_tag};
+pub use version::{Version, VersionError, split_cpv};
 
 use diagnostic::render_all;
 use std::io::Read;

@@ -272,6 +272,27 @@ pub fn staves_containers() -> Vec<String> {
         .collect()
 }
 
+/// Volumes carrying the Staves build label that this process created (their names start with its pid).
+pub fn staves_volumes() -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "volume",
+            "ls",
+            "--filter",
+            "label=io.staves.build",
+            "--format",
+            "{{.Name}}",
+        ])
+        .output()
+        .unwrap();
+    let prefix = format!("staves-{}-", std::process::id());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A cache volume name unique to this test run, removed on drop.
 pub struct TempVolume(pub String);
 

@@ -1,0 +1,308 @@
+//! Running one step in the builder with exec, streaming its output as events.
+
+use super::super::{BuildError, BuildEvent, BuildOptions, BuildReport, LogStream, StepReport};
+use crate::engine::EngineError;
+use crate::plan::{Step, StepKind};
+use crate::portage::{EmergeEvent, parse_emerge_line};
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use futures_util::StreamExt;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+/// How many trailing lines of a failed step's output the error shows.
+const TAIL_LINES: usize = 30;
+
+/// The last [`BuildReport::LOG_LIMIT`] lines of every step, in the order they arrived (background steps
+/// interleave); shared with background steps.
+#[derive(Clone, Default)]
+pub(super) struct SharedLog(Arc<Mutex<VecDeque<String>>>);
+
+impl SharedLog {
+    fn push(&self, line: String) {
+        let mut log = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if log.len() == BuildReport::LOG_LIMIT {
+            log.pop_front();
+        }
+        log.push_back(line);
+    }
+
+    /// The lines kept, oldest first.
+    pub(super) fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner)).into()
+    }
+}
+
+/// One step being run, with its position.
+#[derive(Clone)]
+pub(super) struct StepRun {
+    pub(super) index: usize,
+    pub(super) total: usize,
+    pub(super) step: Step,
+    /// Keep the step's stdout (the package list).
+    pub(super) capture: bool,
+    pub(super) log: SharedLog,
+}
+
+/// What a finished step produced; merged into the report by the caller.
+pub(super) struct StepOutput {
+    exit_code: i64,
+    duration: std::time::Duration,
+    tail: Vec<String>,
+    captured: String,
+    emerged: Vec<(String, bool)>,
+    fetched: Vec<String>,
+}
+
+impl StepOutput {
+    /// Fold the step into the report, or fail with the tail of its output when it exited non-zero.
+    pub(super) fn finish(
+        self,
+        run: &StepRun,
+        options: &BuildOptions,
+        report: &mut BuildReport,
+    ) -> crate::Result<String> {
+        for (cpv, binary) in &self.emerged {
+            report.record_emerge(cpv, *binary);
+        }
+        for cpv in self.fetched {
+            if !report.fetched_from_binhost.contains(&cpv) {
+                report.fetched_from_binhost.push(cpv);
+            }
+        }
+        if self.exit_code != 0 {
+            return Err(BuildError::StepFailed {
+                index: run.index,
+                total: run.total,
+                label: run.step.label.clone(),
+                exit_code: self.exit_code,
+                tail: self.tail,
+            }
+            .into());
+        }
+        report.steps.push(StepReport {
+            kind: run.step.kind.clone(),
+            label: run.step.label.clone(),
+            duration: self.duration,
+            exit_code: self.exit_code,
+        });
+        options.emit(BuildEvent::StepFinished {
+            index: run.index,
+            seconds: self.duration.as_secs_f64(),
+        });
+        Ok(self.captured)
+    }
+}
+
+/// Run one plan step, streaming its output as events as it arrives.
+pub(super) async fn exec_step(
+    docker: &Docker,
+    container: &str,
+    run: &StepRun,
+    options: &BuildOptions,
+) -> crate::Result<StepOutput> {
+    let started = Instant::now();
+    let env: Vec<String> = run
+        .step
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let label = &run.step.label;
+    let exec = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(run.step.argv.clone()),
+                env: Some(env),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| EngineError::request(format!("creating the exec for step {label}"), e))?;
+    let mut lines = LineSplitter::new(run, options);
+    if let StartExecResults::Attached { mut output, .. } =
+        docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| EngineError::request(format!("starting step {label}"), e))?
+    {
+        while let Some(item) = output.next().await {
+            use bollard::container::LogOutput;
+            match item
+                .map_err(|e| EngineError::request(format!("reading the output of {label}"), e))?
+            {
+                LogOutput::StdErr { message } => lines.feed(LogStream::Stderr, &message),
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    lines.feed(LogStream::Stdout, &message)
+                }
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+    }
+    let inspect = docker
+        .inspect_exec(&exec.id)
+        .await
+        .map_err(|e| EngineError::request(format!("reading the exit code of {label}"), e))?;
+    Ok(lines.finish(inspect.exit_code.unwrap_or(-1), started.elapsed()))
+}
+
+/// The commands a Gentoo stage3 has and a build needs, checked before any step.
+const STAGE3_COMMANDS: [&str; 2] = ["emerge", "portageq"];
+
+/// Fail with [`BuildError::NotAStage3`] when the builder lacks `sh`, `emerge` or `portageq` (or its `sleep`
+/// already died).
+pub(super) async fn check_stage3(
+    docker: &Docker,
+    container: &str,
+    image: &str,
+) -> crate::Result<()> {
+    let not_a_stage3 = |missing: &str| -> crate::Error {
+        BuildError::NotAStage3 {
+            image: image.to_owned(),
+            missing: missing.to_owned(),
+        }
+        .into()
+    };
+    let script = format!(
+        "for c in {}; do command -v \"$c\" >/dev/null 2>&1 || {{ echo \"$c\"; exit 3; }}; done",
+        STAGE3_COMMANDS.join(" ")
+    );
+    let exec = match docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(vec!["sh".into(), "-c".into(), script]),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+    {
+        Ok(exec) => exec,
+        // The container is not running: its `sleep infinity` could not start.
+        Err(e) if e.to_string().contains("is not running") => return Err(not_a_stage3("sleep")),
+        Err(e) => return Err(EngineError::request("checking the builder image", e).into()),
+    };
+    let mut missing = String::new();
+    match docker.start_exec(&exec.id, None).await {
+        Ok(StartExecResults::Attached { mut output, .. }) => {
+            while let Some(item) = output.next().await {
+                if let Ok(bollard::container::LogOutput::StdOut { message }) = item {
+                    missing.push_str(&String::from_utf8_lossy(&message));
+                }
+            }
+        }
+        Ok(StartExecResults::Detached) => {}
+        Err(e) if e.to_string().contains("executable file not found") => {
+            return Err(not_a_stage3("sh"));
+        }
+        Err(e) => return Err(EngineError::request("checking the builder image", e).into()),
+    }
+    let inspect = docker
+        .inspect_exec(&exec.id)
+        .await
+        .map_err(|e| EngineError::request("checking the builder image", e))?;
+    match inspect.exit_code {
+        Some(0) => Ok(()),
+        Some(3) if !missing.trim().is_empty() => Err(not_a_stage3(missing.trim())),
+        // 126/127: the exec could not run `sh`.
+        _ => Err(not_a_stage3("sh")),
+    }
+}
+
+/// Splits a step's output into lines, emitting events and keeping the tail.
+struct LineSplitter<'a> {
+    run: &'a StepRun,
+    options: &'a BuildOptions,
+    partial: [Vec<u8>; 2],
+    tail: VecDeque<String>,
+    captured: String,
+    emerged: Vec<(String, bool)>,
+    fetched: Vec<String>,
+}
+
+impl<'a> LineSplitter<'a> {
+    fn new(run: &'a StepRun, options: &'a BuildOptions) -> Self {
+        Self {
+            run,
+            options,
+            partial: [Vec::new(), Vec::new()],
+            tail: VecDeque::new(),
+            captured: String::new(),
+            emerged: Vec::new(),
+            fetched: Vec::new(),
+        }
+    }
+
+    fn feed(&mut self, stream: LogStream, bytes: &[u8]) {
+        let slot = stream as usize;
+        self.partial[slot].extend_from_slice(bytes);
+        while let Some(pos) = self.partial[slot].iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial[slot].drain(..=pos).collect();
+            self.line(stream, &line[..line.len() - 1]);
+        }
+    }
+
+    fn line(&mut self, stream: LogStream, bytes: &[u8]) {
+        let line = String::from_utf8_lossy(bytes)
+            .trim_end_matches('\r')
+            .to_owned();
+        if self.run.capture && stream == LogStream::Stdout {
+            self.captured.push_str(&line);
+            self.captured.push('\n');
+        }
+        if let Some(EmergeEvent::Emerging {
+            index,
+            total,
+            cpv,
+            binary,
+            ..
+        }) = parse_emerge_line(&line)
+        {
+            self.emerged.push((cpv.clone(), binary));
+            self.options.emit(BuildEvent::Package {
+                step: self.run.index,
+                index,
+                total,
+                cpv,
+                binary,
+            });
+        }
+        if self.run.step.kind == StepKind::FetchBinaries {
+            self.fetched
+                .extend(crate::binhost::parse_fetched_binaries([line.as_str()]));
+        }
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line.clone());
+        self.run.log.push(line.clone());
+        self.options.emit(BuildEvent::Log {
+            step: self.run.index,
+            stream,
+            line,
+        });
+    }
+
+    fn finish(mut self, exit_code: i64, duration: std::time::Duration) -> StepOutput {
+        for stream in [LogStream::Stdout, LogStream::Stderr] {
+            let rest = std::mem::take(&mut self.partial[stream as usize]);
+            if !rest.is_empty() {
+                self.line(stream, &rest);
+            }
+        }
+        StepOutput {
+            exit_code,
+            duration,
+            tail: self.tail.into_iter().collect(),
+            captured: self.captured,
+            emerged: self.emerged,
+            fetched: self.fetched,
+        }
+    }
+}
