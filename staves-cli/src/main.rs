@@ -9,7 +9,7 @@
 //! - `3`: the Docker engine failed or could not be reached;
 //! - `4`: the build failed (a step exited non-zero, or it was interrupted);
 //! - `5`: any other error (I/O, image writing);
-//! - `6`: security advisories apply (`audit`, and `build --deny-advisories`).
+//! - `6`: security advisories apply (`audit`).
 
 mod cmd_assemble;
 mod cmd_audit;

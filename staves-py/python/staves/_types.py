@@ -319,8 +319,8 @@ def _plain(value: Any) -> Any:
 
 
 def _event(data: Dict[str, Any]) -> Optional[Event]:
-    """The event for ``data`` (``{"event": KIND, ...}``), or None for a kind this version does not know."""
-    cls = _EVENTS.get(data.get("event", ""))
+    """The event for ``data`` (``{"kind": KIND, ...}``), or None for a kind this version does not know."""
+    cls = _EVENTS.get(data.get("kind", ""))
     if cls is None:
         return None
     known = {f.name for f in dataclasses.fields(cls) if f.init}
