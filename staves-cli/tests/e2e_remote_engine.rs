@@ -116,9 +116,16 @@ fn hello_builds_on_a_tls_engine_and_a_wrong_client_certificate_is_a_tls_error() 
     );
     assert!(err.contains("rejected Staves' client certificate"), "{err}");
 
-    // The right certificates: the whole build runs through the TLS endpoint.
+    // The right certificates: the whole build runs through the TLS endpoint. A ~/.ssh of this machine is not
+    // bind-mounted: the engine would read the path on its own host.
+    std::fs::create_dir_all(work.path().join(".ssh")).unwrap();
     let out = build(&engine.cert_path);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is remote: not mounting ~/.ssh or ~/.netrc"),
+        "{}",
+        text(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
         report["image"]["digest"]

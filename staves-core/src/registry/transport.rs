@@ -582,6 +582,115 @@ mod tests {
         assert_eq!(parse_bearer_challenge("Bearer service=x"), None);
     }
 
+    /// A tiny token-auth registry on 127.0.0.1 (plain HTTP): `/v2/` answers 401 with a Bearer challenge, and
+    /// `/token` gives an access token for the right refresh token only.
+    fn token_server() -> (u16, std::sync::mpsc::Receiver<String>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (seen, bodies) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                let mut reader = BufReader::new(stream);
+                // The HTTPS probe comes first: a TLS hello is not a request line; drop the connection.
+                let Ok(buffer) = reader.fill_buf() else {
+                    continue;
+                };
+                if !buffer.first().is_some_and(u8::is_ascii_alphabetic) {
+                    continue;
+                }
+                let mut head = String::new();
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    head.push_str(&line);
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let body = String::from_utf8_lossy(&body).into_owned();
+                let response = if head.starts_with("GET /v2/ ") {
+                    format!(
+                        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",\
+                         service=\"test-registry\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                } else if head.starts_with("POST /token ")
+                    && body.contains("refresh_token=good-refresh")
+                {
+                    let json = r#"{"access_token":"fresh-access"}"#;
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                         Connection: close\r\n\r\n{json}",
+                        json.len()
+                    )
+                } else {
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_owned()
+                };
+                let _ = seen.send(body);
+                let _ = reader.get_mut().write_all(response.as_bytes());
+            }
+        });
+        (port, bodies)
+    }
+
+    #[tokio::test]
+    async fn identity_tokens_are_exchanged_at_the_token_service() {
+        let (port, bodies) = token_server();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        let write = |token: &str| {
+            std::fs::write(
+                &file,
+                format!(r#"{{"auths": {{"127.0.0.1:{port}": {{"identitytoken": "{token}"}}}}}}"#),
+            )
+            .unwrap();
+        };
+        let target: RegistryTarget = format!("127.0.0.1:{port}/team/app:1").parse().unwrap();
+        let sources = auth::Sources {
+            files: vec![file.clone()],
+            helper_path: None,
+        };
+        write("good-refresh");
+        let connection = connect(&target, &RegistryOptions::default(), &sources)
+            .await
+            .unwrap();
+        assert_eq!(connection.scheme, "http");
+        assert!(
+            matches!(&connection.auth, RegistryAuth::Bearer(t) if t == "fresh-access"),
+            "{:?}",
+            connection.auth
+        );
+        let sent: Vec<String> = bodies.try_iter().collect();
+        let exchange = sent
+            .iter()
+            .find(|b| b.contains("grant_type=refresh_token"))
+            .unwrap();
+        assert!(exchange.contains("service=test-registry"), "{exchange}");
+        assert!(
+            exchange.contains("scope=repository%3Ateam%2Fapp%3Apull%2Cpush"),
+            "{exchange}"
+        );
+
+        write("revoked");
+        let err = connect(&target, &RegistryOptions::default(), &sources)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(&format!("the registry 127.0.0.1:{port} answered HTTP 401")),
+            "{err}"
+        );
+        assert!(err.contains("docker login"), "{err}");
+    }
+
     #[test]
     fn certificate_directories_are_read() {
         let dir = tempfile::tempdir().unwrap();

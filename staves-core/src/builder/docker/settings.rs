@@ -137,8 +137,23 @@ impl DockerBuilder {
     }
 
     /// Read-only binds for `~/.ssh` and `~/.netrc`, when enabled and present.
+    ///
+    /// A bind mount names a path on the engine's host, so with a remote engine (`tcp://`) nothing is bound: the
+    /// paths would be the engine host's, not this machine's (and the engine would create them empty).
     pub(super) fn credential_binds(&self, options: &BuildOptions) -> crate::Result<Vec<String>> {
         let mut binds = Vec::new();
+        let address = self.engine.address();
+        if !address.starts_with("unix://") {
+            if self.ssh || self.netrc {
+                options.emit(BuildEvent::Preparing {
+                    message: format!(
+                        "the engine at {address} is remote: not mounting ~/.ssh or ~/.netrc (a bind mount would \
+                         name a path on the engine's host)"
+                    ),
+                });
+            }
+            return Ok(binds);
+        }
         let wanted = [
             (self.ssh, ".ssh", "/root/.ssh"),
             (self.netrc, ".netrc", "/root/.netrc"),
