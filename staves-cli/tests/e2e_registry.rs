@@ -356,6 +356,32 @@ fn push_failures_are_clear_and_push_nothing() {
         "{err}"
     );
     assert_eq!(registry.catalog(), ["staves-e2e/allowed"]);
+
+    // Two repositories of one registry in one run: the first finds the blobs missing in its repository and uploads
+    // them, the second mounts them from the first.
+    let first = format!("docker://{}/staves-e2e/one:1", registry.address());
+    let second = format!("docker://{}/staves-e2e/two:1", registry.address());
+    let out = assemble(
+        &no_config,
+        work.path(),
+        &[first, second],
+        &[
+            "--authfile",
+            auth_file.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (one, two) = (
+        &report["outputs"][0]["pushed"],
+        &report["outputs"][1]["pushed"],
+    );
+    assert_eq!(one["uploaded_blobs"], 2, "{one}");
+    assert_eq!(two["mounted_blobs"], 2, "{two}");
+    assert_eq!(two["uploaded_bytes"], 0, "{two}");
+    assert_eq!(one["digest"], two["digest"]);
 }
 
 fn base64_of(text: &str) -> String {

@@ -234,11 +234,13 @@ impl BuildPlan {
             background: false,
             wait_background: false,
         };
+        // Right after the configuration and the repository syncs, before any other step: whatever inspects the
+        // binary packages of the cache before the emerge steps (the environment check) then sees the fetched ones.
         let at = self
             .steps
             .iter()
-            .position(|s| s.kind == StepKind::BuildDeps)
-            .unwrap_or(self.steps.len());
+            .rposition(|s| matches!(s.kind, StepKind::WriteFiles | StepKind::Sync { .. }))
+            .map_or(0, |i| i + 1);
         self.steps.insert(at, fetch);
         Ok(self)
     }
