@@ -62,6 +62,12 @@ pub enum BinhostError {
         /// Its last output lines.
         log: String,
     },
+    /// The exported files hold no `Packages` index.
+    #[error(
+        "the exported binary packages arrived without a Packages index\n  \
+         help: check that the builder image's Portage runs `emaint binhost --fix`"
+    )]
+    NoIndex,
     /// The export stream holds an entry that cannot be written safely.
     #[error("the exported binary packages hold an unsafe entry `{entry}`: {reason}")]
     UnsafeEntry {
@@ -395,7 +401,7 @@ struct ExportContainer {
 }
 
 impl ExportContainer {
-    async fn remove(self) {
+    async fn remove(mut self) {
         let options = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
             .force(true)
             .v(true)
@@ -404,12 +410,16 @@ impl ExportContainer {
             .docker
             .remove_container(&self.name, Some(options))
             .await;
-        std::mem::forget(self);
+        // Removed: nothing left for drop.
+        self.name.clear();
     }
 }
 
 impl Drop for ExportContainer {
     fn drop(&mut self) {
+        if self.name.is_empty() {
+            return;
+        }
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let docker = self.docker.clone();
             let name = std::mem::take(&mut self.name);
@@ -445,10 +455,15 @@ async fn run_export(
                 image: Some(builder_image.to_owned()),
                 entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
                 cmd: Some(vec![EXPORT_SCRIPT.to_owned()]),
-                labels: Some(std::collections::HashMap::from([(
-                    crate::BUILD_LABEL.to_owned(),
-                    id.to_owned(),
-                )])),
+                // A build's labels, with this process as owner: `staves prune` (and the next build) reap the
+                // container if this process dies before removing it.
+                labels: Some(
+                    crate::BuildOwner::current()
+                        .labels()
+                        .into_iter()
+                        .chain([(crate::BUILD_LABEL.to_owned(), id.to_owned())])
+                        .collect(),
+                ),
                 host_config: Some(HostConfig {
                     mounts: Some(vec![Mount {
                         target: Some(PKGDIR.into()),
@@ -614,13 +629,8 @@ fn unpack_export(reader: impl Read, dir: &Path) -> Result<BinhostExport, Binhost
             }
         }
     }
-    let index = std::fs::read_to_string(staging.path().join("Packages")).map_err(|_| {
-        BinhostError::ExportFailed {
-            volume: String::new(),
-            exit_code: 0,
-            log: "the export holds no Packages index".to_owned(),
-        }
-    })?;
+    let index = std::fs::read_to_string(staging.path().join("Packages"))
+        .map_err(|_| BinhostError::NoIndex)?;
     let packages = index_packages(&index);
     // Replace an earlier export whole: move it aside, move the new one in, then delete the old one.
     // A temporary directory starts as 0700; a web server needs to read it.
