@@ -11,6 +11,8 @@ packages=(
   zstd bzip2 pigz
   git
   time
+  docker-registry apache2-utils openssl curl   # the registry push tests (TLS + htpasswd)
+  socat                                        # the remote-engine test: a TLS endpoint before the socket
 )
 
 missing=()

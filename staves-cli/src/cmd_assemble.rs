@@ -14,7 +14,8 @@ pub struct Args {
     /// The spec that gives the name, tag, entrypoint, labels and `[image]` settings.
     #[arg(long, value_name = "PATH", default_value = "staves.toml")]
     config: PathBuf,
-    /// Where to write the image: docker, oci:DIR, oci-archive:FILE, docker-archive:FILE, rootfs:FILE. Repeatable.
+    /// Where to write the image: docker, oci:DIR, oci-archive:FILE, docker-archive:FILE, rootfs:FILE,
+    /// docker://HOST[:PORT]/REPO[:TAG]. Repeatable.
     #[arg(long = "output", value_name = "DEST", default_value = "docker")]
     outputs: Vec<Output>,
     /// Layer compression.
@@ -26,6 +27,8 @@ pub struct Args {
     /// Docker engine address (default: DOCKER_HOST, else the local socket).
     #[arg(long, value_name = "URL")]
     docker_host: Option<String>,
+    #[command(flatten)]
+    registry: crate::registry_args::RegistryArgs,
 }
 
 /// Run `staves assemble`.
@@ -33,7 +36,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let spec = crate::load_spec(&args.config)?;
     let writer = ImageWriter::new(&spec)
         .compression(args.compression)
-        .docker_host(args.docker_host);
+        .docker_host(args.docker_host)
+        .registry(args.registry.options());
     let report = if args.rootfs == Path::new("-") {
         writer.write_tar(std::io::stdin().lock(), &args.outputs)?
     } else {
@@ -41,7 +45,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut stdout = std::io::stdout().lock();
     match args.format {
-        crate::Format::Text => writeln!(stdout, "{}", report.digest)?,
+        crate::Format::Text => {
+            for line in report
+                .outputs
+                .iter()
+                .filter_map(crate::registry_args::describe_push)
+            {
+                eprintln!("{line}");
+            }
+            writeln!(stdout, "{}", report.digest)?
+        }
         crate::Format::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?,
     }
     Ok(ExitCode::SUCCESS)

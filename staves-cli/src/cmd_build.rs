@@ -46,7 +46,8 @@ pub struct Args {
     /// The image tag, instead of the spec's `version`.
     #[arg(long = "version", value_parser = crate::parse_tag)]
     tag: Option<String>,
-    /// Where to write the image: docker, oci:DIR, oci-archive:FILE, docker-archive:FILE, rootfs:FILE (repeatable).
+    /// Where to write the image: docker, oci:DIR, oci-archive:FILE, docker-archive:FILE, rootfs:FILE,
+    /// docker://HOST[:PORT]/REPO[:TAG] (repeatable).
     #[arg(long = "output", short = 'o')]
     outputs: Vec<staves_core::Output>,
     /// Layer compression.
@@ -61,6 +62,15 @@ pub struct Args {
     /// The Docker engine address (default: DOCKER_HOST, else the local socket).
     #[arg(long, env = "DOCKER_HOST")]
     docker_host: Option<String>,
+    #[command(flatten)]
+    registry: crate::registry_args::RegistryArgs,
+    /// Fetch binary packages from this binhost (a Packages index and binary packages over http, https, ftp or
+    /// file) before building; what it lacks is built from source. Repeatable, first one preferred.
+    #[arg(long = "binhost", value_name = "URL", value_parser = parse_binhost)]
+    binhosts: Vec<String>,
+    /// Attach the builder container to this Docker network (e.g. where the binhost runs).
+    #[arg(long, value_name = "NAME")]
+    network: Option<String>,
     /// Print only errors and the result.
     #[arg(long, short = 'q', conflicts_with = "verbose")]
     quiet: bool,
@@ -161,7 +171,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .ssh(args.ssh || (!args.no_ssh && staves_core::defaults::SSH))
         .netrc(args.netrc || (!args.no_netrc && staves_core::defaults::NETRC))
         .locale(args.locale)
-        .docker_host(args.docker_host);
+        .docker_host(args.docker_host)
+        .network(args.network);
     let reporter = Arc::new(match args.log_format {
         crate::Format::Text => Reporter::Text(Progress::new(args.quiet, args.verbose)),
         crate::Format::Json => Reporter::Json,
@@ -247,7 +258,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }))
         .store(store)
         .rebuild(args.rebuild)
-        .offline(args.offline);
+        .offline(args.offline)
+        .registry(args.registry.options())
+        .binhosts(args.binhosts);
     let result = staves_core::build_image(&spec, &builder, &request, &options);
     reporter.finish();
     let outcome = match (result, args.log_format) {
@@ -310,9 +323,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         report.installed_from_binary.len(),
                         report.total_duration.as_secs_f64()
                     );
+                    if !report.fetched_from_binhost.is_empty() {
+                        eprintln!(
+                            "fetched {} binary packages from the binhost",
+                            report.fetched_from_binhost.len()
+                        );
+                    }
                 }
                 for output in &outcome.image.outputs {
-                    eprintln!("wrote {} ({} bytes)", output.output, output.size);
+                    match crate::registry_args::describe_push(output) {
+                        Some(line) => eprintln!("{line}"),
+                        None => eprintln!("wrote {} ({} bytes)", output.output, output.size),
+                    }
                 }
                 let lock = &outcome.lock;
                 if let (true, Some(path)) = (lock.locked, &lock.path) {
@@ -333,6 +355,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     drop(signals);
     late_signal();
     Ok(ExitCode::SUCCESS)
+}
+
+/// clap's parser for `--binhost`: a URL Portage can fetch from.
+fn parse_binhost(text: &str) -> Result<String, String> {
+    staves_core::binhost::check_binhost_url(text)
+        .map(|()| text.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 fn lock(state: &Mutex<BuildState>) -> std::sync::MutexGuard<'_, BuildState> {

@@ -1,4 +1,5 @@
 //! `staves cache`: the binary package volume (`--build-cache`) and the local image store (`--cache-dir`).
+//! `export` writes the volume as a binary package host (binhost).
 //!
 //! Without `--binpkgs` or `--store` a command works on both.
 
@@ -24,6 +25,29 @@ enum CacheCommand {
     Clear(ClearArgs),
     /// How much space each takes.
     Du(Common),
+    /// Write the volume's binary packages and a Packages index into DIR: a binhost any static web server can
+    /// serve (then build elsewhere with --binhost URL).
+    Export(ExportArgs),
+}
+
+/// Flags of `staves cache export`.
+#[derive(Debug, clap::Args)]
+struct ExportArgs {
+    /// The directory to write (new, empty, or an earlier export, which is replaced).
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+    /// The build cache volume to export.
+    #[arg(long, default_value = staves_core::DEFAULT_BUILD_CACHE)]
+    build_cache: String,
+    /// The image whose Portage writes the Packages index (the builder image of the builds).
+    #[arg(long, default_value = staves_core::DEFAULT_BUILDER_IMAGE)]
+    builder: String,
+    /// The Docker engine address (default: DOCKER_HOST, else the local socket).
+    #[arg(long, env = "DOCKER_HOST")]
+    docker_host: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = crate::Format::Text)]
+    format: crate::Format,
 }
 
 /// What every `staves cache` command works on.
@@ -105,7 +129,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         CacheCommand::Prune(prune_args) => prune(&prune_args),
         CacheCommand::Clear(clear_args) => clear(&clear_args),
         CacheCommand::Du(common) => du(&common),
+        CacheCommand::Export(export_args) => export(&export_args),
     }
+}
+
+fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let export = staves_core::export_binhost(
+        &args.build_cache,
+        &args.dir,
+        &args.builder,
+        args.docker_host.as_deref(),
+    )?;
+    match args.format {
+        crate::Format::Json => println!("{}", serde_json::to_string_pretty(&export)?),
+        crate::Format::Text => println!(
+            "exported {} binary packages ({} files, {} bytes) from volume {} into {}",
+            export.packages.len(),
+            export.files,
+            export.bytes,
+            args.build_cache,
+            export.dir.display()
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_json(value: &serde_json::Value) -> anyhow::Result<ExitCode> {

@@ -15,13 +15,14 @@
 mod cmd_assemble;
 mod cmd_audit;
 mod cmd_build;
-mod cmd_lock;
 mod cmd_cache;
+mod cmd_lock;
 mod cmd_plan;
 mod cmd_prune;
 mod cmd_schema;
 mod cmd_validate;
 mod progress;
+mod registry_args;
 mod signals;
 
 use clap::{Parser, Subcommand};
@@ -44,7 +45,7 @@ enum Command {
     /// Turn an existing rootfs (directory or tar) into an image, with no Portage step.
     Assemble(cmd_assemble::Args),
     /// Build an image from a staves.toml in a Gentoo builder container.
-    Build(cmd_build::Args),
+    Build(Box<cmd_build::Args>),
     /// Resolve a staves.toml with Portage, without building, and write staves.lock next to it.
     Lock(cmd_lock::Args),
     /// Check an SBOM written earlier against the security advisories (GLSAs) of a Portage snapshot.
@@ -63,7 +64,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => cmd_validate::run(args),
         Command::Plan(args) => cmd_plan::run(args),
         Command::Assemble(args) => cmd_assemble::run(args),
-        Command::Build(args) => cmd_build::run(args),
+        Command::Build(args) => cmd_build::run(*args),
         Command::Lock(args) => cmd_lock::run(args),
         Command::Audit(args) => cmd_audit::run(args),
         Command::Schema(args) => cmd_schema::run(args),

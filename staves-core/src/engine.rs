@@ -35,6 +35,26 @@ pub enum EngineError {
         /// The client's error.
         client: Box<bollard::errors::Error>,
     },
+    /// The engine address cannot be used (`DOCKER_HOST`, `--docker-host`, or the TLS files).
+    #[error(
+        "cannot use the Docker engine address {host}: {reason}\n  \
+         help: DOCKER_HOST (or --docker-host) takes unix:///PATH or tcp://HOST:PORT; with DOCKER_TLS_VERIFY=1, \
+         DOCKER_CERT_PATH holds ca.pem, cert.pem and key.pem"
+    )]
+    InvalidAddress {
+        /// The address given.
+        host: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The TLS handshake with a remote engine failed.
+    #[error("TLS with the Docker engine at {host} failed: {reason}")]
+    Tls {
+        /// The address.
+        host: String,
+        /// What went wrong, in words.
+        reason: String,
+    },
     /// An image is missing locally and could not be pulled.
     #[error(
         "image {image} is not available locally and could not be pulled: {reason}\n  \
@@ -189,12 +209,19 @@ impl Engine {
     /// Connect and negotiate the API version (the engine here speaks 1.41).
     pub(crate) async fn connect(&self) -> Result<Docker, EngineError> {
         let address = self.address();
-        let connect_err = |source: bollard::errors::Error| EngineError::Connect {
-            host: address.clone(),
-            reason: describe(&source),
-            client: Box::new(source),
-        };
-        let docker = Docker::connect_with_host(&address).map_err(connect_err)?;
+        let connect_err =
+            |source: bollard::errors::Error| match crate::engine_address::tls_failure(&source) {
+                Some(reason) => EngineError::Tls {
+                    host: address.clone(),
+                    reason,
+                },
+                None => EngineError::Connect {
+                    host: address.clone(),
+                    reason: describe(&source),
+                    client: Box::new(source),
+                },
+            };
+        let docker = crate::engine_address::client(&address)?.map_err(connect_err)?;
         let docker = docker.negotiate_version().await.map_err(connect_err)?;
         docker.ping().await.map_err(connect_err)?;
         Ok(docker)

@@ -28,6 +28,12 @@ pub enum Error {
     /// An operation on a build cache volume failed.
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
+    /// A binary package host could not be used or exported.
+    #[error(transparent)]
+    Binhost(#[from] crate::binhost::BinhostError),
+    /// Pushing to a registry failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// An SBOM could not be written or read.
     #[error(transparent)]
     Sbom(#[from] crate::sbom::SbomError),
@@ -59,6 +65,8 @@ impl Error {
             Error::Lock(e) => e.exit_code(),
             Error::Snapshot(crate::snapshot::SnapshotError::Engine(_)) => 3,
             Error::Image(_)
+            | Error::Registry(_)
+            | Error::Binhost(_)
             | Error::Io { .. }
             | Error::Store(_)
             | Error::Cache(_)

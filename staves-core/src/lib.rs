@@ -23,25 +23,30 @@
 //! The crate root holds the concepts. Helpers live in named modules: [`spec`] (atoms, value checks), [`plan`]
 //! (paths inside the builder, load-average check), [`portage`] (what the rendered configuration holds), [`lock`]
 //! (`staves.lock`: its model, pins, changes and the `emerge --pretend` parser), [`cache`] (which binary packages a
-//! build may reuse) and [`store`] (the local image store and build keys).
+//! build may reuse), [`store`] (the local image store and build keys) and [`binhost`] (binary package host URLs,
+//! `binrepos.conf`, the `Packages` index).
 
 pub mod advisory;
 pub mod audit;
+pub mod binhost;
 mod builder;
 pub mod cache;
 pub mod defaults;
 mod engine;
+mod engine_address;
 mod error;
 mod image;
 pub mod lock;
 mod pipeline;
 pub mod plan;
 pub mod portage;
+mod registry;
 pub mod sbom;
 pub mod snapshot;
 pub mod spec;
 pub mod store;
 
+pub use binhost::{BinhostError, BinhostExport, export_binhost, export_binhost_async};
 pub use builder::{
     BUILD_LABEL, BuildError, BuildEvent, BuildFuture, BuildOptions, BuildOwner, BuildReport,
     BuildResources, Builder, CancelToken, DEFAULT_BUILD_CACHE, DEFAULT_BUILDER_IMAGE,
@@ -62,6 +67,7 @@ pub use lock::{
 pub use pipeline::{BuildOutcome, BuildRequest, ReusedImage, build_image, build_image_async};
 pub use plan::{BuildPlan, PlanError, PlanOptions, Step, StepKind, StepSkip};
 pub use portage::{BuildEnv, InstalledPackage, PortageFile};
+pub use registry::{PushReport, RegistryError, RegistryOptions, RegistryTarget};
 pub use spec::{
     Diagnostic, ImageConfig, ImageSpec, ImageSpecBuilder, Locale, PackageConfig, Repository,
     Severity, SpecError,

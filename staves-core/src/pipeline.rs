@@ -37,6 +37,10 @@ pub struct BuildRequest {
     pub offline: bool,
     /// Where `staves.lock` is and how to treat it (by default: next to the spec, used when present).
     pub lock: LockOptions,
+    /// TLS and credential settings for `docker://` outputs.
+    pub registry: crate::registry::RegistryOptions,
+    /// Binary package hosts to fetch from before building (see [`BuildPlan::with_binhosts`]).
+    pub binhosts: Vec<String>,
 }
 
 impl BuildRequest {
@@ -52,6 +56,8 @@ impl BuildRequest {
             rebuild: false,
             offline: false,
             lock: LockOptions::default(),
+            registry: crate::registry::RegistryOptions::default(),
+            binhosts: Vec::new(),
         }
     }
 
@@ -100,6 +106,18 @@ impl BuildRequest {
     /// Reuse stored images of specs with `[[repositories]]` without syncing them.
     pub fn offline(mut self, offline: bool) -> Self {
         self.offline = offline;
+        self
+    }
+
+    /// TLS and credential settings for `docker://` outputs.
+    pub fn registry(mut self, options: crate::registry::RegistryOptions) -> Self {
+        self.registry = options;
+        self
+    }
+
+    /// Fetch binary packages from these binhosts (in order) before building; what they lack is built from source.
+    pub fn binhosts(mut self, urls: Vec<String>) -> Self {
+        self.binhosts = urls;
         self
     }
 
@@ -190,6 +208,7 @@ pub async fn build_image_async(
             options.clone(),
         ),
     };
+    let plan = plan.with_binhosts(&request.binhosts)?;
     let (options, queue) = options.queued();
     let result = run(&plan, spec, builder, request, &options, locked).await;
     if let Some(queue) = queue {
@@ -213,15 +232,18 @@ async fn run(
         .unwrap_or_else(|| Engine::new(request.docker_host.clone()));
     let store = request.store.as_ref();
     let key = match store {
-        Some(_) => builder
-            .key_context()
-            .await?
-            .map(|context| BuildKey::new(spec, &context.lock(locked.as_ref().map(LockedBuild::pins_hash)))),
+        Some(_) => builder.key_context().await?.map(|context| {
+            BuildKey::new(
+                spec,
+                &context.lock(locked.as_ref().map(LockedBuild::pins_hash)),
+            )
+        }),
         None => None,
     };
     let writer = ImageWriter::new(spec)
         .compression(request.compression)
         .engine(engine)
+        .registry(request.registry.clone())
         .cancel(options.cancel.clone())
         .keep_layers_in(key.as_ref().and(store.cloned()));
     if let (Some(store), Some(key)) = (store, &key) {
@@ -295,6 +317,11 @@ async fn commit(
     if let Some(docker) = &docker {
         // Not cancellable: a load cut short may still complete in the engine. It is undone below instead.
         prepared.load(docker).await?;
+    }
+    // The registry blobs too (no remote tag yet): a cancel now still leaves nothing tagged anywhere.
+    if let Err(err) = prepared.upload().await {
+        let _ = prepared.discard(docker.as_ref()).await;
+        return Err(err);
     }
     test_pause("write", options).await;
     if options.cancel.is_cancelled() {

@@ -635,7 +635,10 @@ mod tests {
         let relocked = BuildKey::new(&spec, &context().lock(Some("sha256:l2".into())));
         assert_ne!(plain.digest, locked.digest);
         assert_ne!(locked.digest, relocked.digest);
-        assert_eq!(plain.digest, BuildKey::new(&spec, &context().lock(None)).digest);
+        assert_eq!(
+            plain.digest,
+            BuildKey::new(&spec, &context().lock(None)).digest
+        );
     }
 
     const BASE: &str = "name = 'x/y'\npackages = ['app-misc/hello']\n";

@@ -42,6 +42,39 @@ pub(crate) fn outputs(func: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<
         .collect()
 }
 
+/// `binhost`: one URL or a list of them (none when None), each one Portage can fetch from.
+pub(crate) fn binhosts(func: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let urls: Vec<String> = if value.is_instance_of::<PyString>() {
+        vec![value.extract()?]
+    } else {
+        value.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{func}(): `binhost` must be a URL or a list of URLs, not {}",
+                type_name(value)
+            ))
+        })?
+    };
+    for url in &urls {
+        staves_core::binhost::check_binhost_url(url)
+            .map_err(|e| PyValueError::new_err(format!("{func}(): `binhost`: {e}")))?;
+    }
+    Ok(urls)
+}
+
+/// `registry`: the `docker://` outputs' TLS and credential settings (a `staves.RegistryOptions` dict).
+pub(crate) fn registry(
+    func: &str,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<staves_core::RegistryOptions> {
+    match value {
+        None => Ok(staves_core::RegistryOptions::default()),
+        Some(value) => from_py(func, "registry", "RegistryOptions", value),
+    }
+}
+
 /// `compression`: `gzip` or `zstd`.
 pub(crate) fn compression(func: &str, value: &str) -> PyResult<Compression> {
     Compression::from_str(value)

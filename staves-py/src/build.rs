@@ -38,7 +38,7 @@ impl PyDockerBuilder {
         builder_image = staves_core::DEFAULT_BUILDER_IMAGE.to_owned(), *,
         portage_image = staves_core::DEFAULT_PORTAGE_IMAGE.to_owned(),
         build_cache = staves_core::DEFAULT_BUILD_CACHE.to_owned(), ssh = defaults::SSH, netrc = defaults::NETRC,
-        locale = defaults::BUILDER_LOCALE.to_owned(), docker_host = None
+        locale = defaults::BUILDER_LOCALE.to_owned(), docker_host = None, network = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -50,6 +50,7 @@ impl PyDockerBuilder {
         netrc: bool,
         locale: String,
         docker_host: Option<String>,
+        network: Option<String>,
     ) -> PyResult<Self> {
         let inner = DockerBuilder::new(builder_image)
             .map_err(|e| to_py_err(py, e))?
@@ -59,6 +60,7 @@ impl PyDockerBuilder {
             .netrc(netrc)
             .locale(locale.clone())
             .docker_host(docker_host)
+            .network(network)
             // Python handles SIGINT itself; `build()` turns KeyboardInterrupt into a cancel.
             .cancel_on_ctrl_c(false);
         Ok(Self {
@@ -110,6 +112,12 @@ impl PyDockerBuilder {
     #[getter]
     fn docker_host(&self) -> Option<String> {
         self.inner.docker_host_address().map(str::to_owned)
+    }
+
+    /// The Docker network the builder container joins, or None for the default bridge.
+    #[getter]
+    fn network(&self) -> Option<String> {
+        self.inner.network_name().map(str::to_owned)
     }
 
     fn __repr__(&self) -> String {
@@ -335,7 +343,7 @@ fn with_overrides<'a>(
 #[pyo3(signature = (
     spec, builder, outputs = None, on_log = None, *, on_event = None, jobs = None, load_average = None,
     compression = defaults::COMPRESSION.to_string(), version = None, stdlib = None, locale = None, cancel = None,
-    locked = false, frozen = false
+    locked = false, frozen = false, binhost = None, registry = None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build(
@@ -354,8 +362,12 @@ pub(crate) fn build(
     cancel: Option<Py<PyCancelToken>>,
     locked: bool,
     frozen: bool,
+    binhost: Option<&Bound<'_, PyAny>>,
+    registry: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     let outputs = args::outputs("build", outputs)?;
+    let binhosts = args::binhosts("build", binhost)?;
+    let registry = args::registry("build", registry)?;
     let compression = args::compression("build", &compression)?;
     let jobs = args::jobs("build", jobs)?;
     let (backend, docker_host): (&(dyn Builder + Sync), Option<String>) =
@@ -379,7 +391,9 @@ pub(crate) fn build(
         .load_average(load_average)
         .compression(compression)
         .docker_host(docker_host)
-        .lock(crate::lock::lock_options(locked, frozen));
+        .lock(crate::lock::lock_options(locked, frozen))
+        .binhosts(binhosts)
+        .registry(registry);
     // The library sees a token of its own, so that Ctrl-C or a failed callback never cancels the caller's token.
     let token = CancelToken::new();
     let callback_error = CallbackError::default();
@@ -458,7 +472,7 @@ pub(crate) fn build(
 /// Runs with the GIL released. A missing `rootfs` raises `FileNotFoundError`.
 #[pyfunction]
 #[pyo3(signature = (
-    rootfs, spec, outputs, *, compression = defaults::COMPRESSION.to_string(), docker_host = None
+    rootfs, spec, outputs, *, compression = defaults::COMPRESSION.to_string(), docker_host = None, registry = None
 ))]
 pub(crate) fn assemble(
     py: Python<'_>,
@@ -467,11 +481,13 @@ pub(crate) fn assemble(
     outputs: &Bound<'_, PyAny>,
     compression: String,
     docker_host: Option<String>,
+    registry: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     let outputs = args::outputs("assemble", Some(outputs))?;
     let writer = ImageWriter::new(&spec.get().inner)
         .compression(args::compression("assemble", &compression)?)
-        .docker_host(docker_host);
+        .docker_host(docker_host)
+        .registry(args::registry("assemble", registry)?);
     if let Err(error) = std::fs::metadata(&rootfs) {
         return Err(os_error(&error, Some(&rootfs)));
     }
@@ -480,4 +496,26 @@ pub(crate) fn assemble(
         .map_err(|e| to_py_err(py, e))?;
     let data = to_py(py, &report)?;
     Ok(converter(py, "_image_report")?.call1((data,))?.unbind())
+}
+
+/// Write the binary packages of the build cache volume `build_cache` and a `Packages` index into `dir`: a binhost
+/// that any static web server can serve (then build with `binhost=URL`). Runs with the GIL released.
+#[pyfunction]
+#[pyo3(signature = (
+    build_cache, dir, *, builder_image = staves_core::DEFAULT_BUILDER_IMAGE.to_owned(), docker_host = None
+))]
+pub(crate) fn export_binhost(
+    py: Python<'_>,
+    build_cache: String,
+    dir: PathBuf,
+    builder_image: String,
+    docker_host: Option<String>,
+) -> PyResult<Py<PyAny>> {
+    let export = py
+        .detach(|| {
+            staves_core::export_binhost(&build_cache, &dir, &builder_image, docker_host.as_deref())
+        })
+        .map_err(|e| to_py_err(py, e))?;
+    let data = to_py(py, &export)?;
+    Ok(converter(py, "_binhost_export")?.call1((data,))?.unbind())
 }

@@ -6,8 +6,8 @@
 
 mod args;
 mod build;
-mod lock;
 mod cache;
+mod lock;
 mod plan;
 mod spec;
 
@@ -92,6 +92,9 @@ pub(crate) fn to_py_err(py: Python<'_>, err: Error) -> PyErr {
         }
         // Locked versions the snapshot lacks, or a resolution that failed: the build cannot go on.
         Error::Lock(lock) if lock.exit_code() == 4 => Ok(BuildError::new_err(message)),
+        Error::Binhost(staves_core::BinhostError::InvalidUrl { .. }) => {
+            return PyValueError::new_err(message);
+        }
         _ => Ok(StavesError::new_err(message)),
     };
     match result {
@@ -237,6 +240,7 @@ fn _staves(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lock::lock, m)?)?;
     m.add_function(wrap_pyfunction!(build::assemble, m)?)?;
     m.add_function(wrap_pyfunction!(cache::cache, m)?)?;
+    m.add_function(wrap_pyfunction!(build::export_binhost, m)?)?;
     m.add_function(wrap_pyfunction!(spec::_restore_spec, m)?)?;
     m.add("DEFAULT_PORTAGE_IMAGE", staves_core::DEFAULT_PORTAGE_IMAGE)?;
     m.add("DEFAULT_BUILDER_IMAGE", staves_core::DEFAULT_BUILDER_IMAGE)?;

@@ -245,6 +245,8 @@ pub struct BuildReport {
     pub built_from_source: Vec<String>,
     /// Packages emerge installed from binary packages, in either emerge step.
     pub installed_from_binary: Vec<String>,
+    /// Binary packages fetched from a `--binhost` into the build cache (`category/package-version`).
+    pub fetched_from_binhost: Vec<String>,
     /// Every step, with its duration.
     pub steps: Vec<StepReport>,
     /// Time spent exporting the rootfs into the sink (the image writer).
@@ -279,6 +281,7 @@ impl BuildReport {
                 matches!(
                     s.kind,
                     StepKind::CheckBinaries
+                        | StepKind::FetchBinaries
                         | StepKind::BuildDeps
                         | StepKind::Rootfs
                         | StepKind::Sync { .. }

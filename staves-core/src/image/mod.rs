@@ -28,12 +28,14 @@ mod docker;
 mod entry;
 mod layer;
 mod oci;
+mod registry;
 mod source;
 mod stored;
 
 use crate::builder::{BuildError, CancelToken};
 use crate::engine::{Engine, EngineError, block_on};
 use crate::error::Error;
+use crate::registry::{PushReport, RegistryOptions, RegistryTarget};
 use crate::spec::ImageSpec;
 use layer::{LayerBuilder, LayerSink};
 use serde::{Serialize, Serializer};
@@ -54,7 +56,8 @@ pub enum ImageError {
     /// An `--output` destination could not be parsed.
     #[error(
         "invalid output `{value}`: {reason}\n  \
-         help: use one of docker, oci:DIR, oci-archive:FILE, docker-archive:FILE, rootfs:FILE"
+         help: use one of docker, oci:DIR, oci-archive:FILE, docker-archive:FILE, rootfs:FILE, \
+         docker://HOST[:PORT]/REPO[:TAG]"
     )]
     InvalidOutput {
         /// The text given.
@@ -230,6 +233,9 @@ pub enum Output {
     DockerArchive(PathBuf),
     /// `rootfs:FILE`: the plain, uncompressed, normalized rootfs tar (the layer itself).
     Rootfs(PathBuf),
+    /// `docker://HOST[:PORT]/REPO[:TAG]`: push to a registry with the OCI distribution API, once every other
+    /// output is written (the tag defaults to the image's own).
+    Registry(RegistryTarget),
 }
 
 impl FromStr for Output {
@@ -238,6 +244,17 @@ impl FromStr for Output {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "docker" {
             return Ok(Output::Docker);
+        }
+        if let Some(reference) = s.strip_prefix("docker://") {
+            return reference.parse().map(Output::Registry).map_err(
+                |e: crate::registry::RegistryError| ImageError::InvalidOutput {
+                    value: s.to_owned(),
+                    reason: match e {
+                        crate::registry::RegistryError::InvalidReference { reason, .. } => reason,
+                        other => other.to_string(),
+                    },
+                },
+            );
         }
         let invalid = |reason: &str| ImageError::InvalidOutput {
             value: s.to_owned(),
@@ -268,6 +285,7 @@ impl fmt::Display for Output {
             Output::OciArchive(p) => write!(f, "oci-archive:{}", p.display()),
             Output::DockerArchive(p) => write!(f, "docker-archive:{}", p.display()),
             Output::Rootfs(p) => write!(f, "rootfs:{}", p.display()),
+            Output::Registry(t) => write!(f, "docker://{t}"),
         }
     }
 }
@@ -320,8 +338,12 @@ impl fmt::Display for Compression {
 pub struct WrittenOutput {
     /// The destination.
     pub output: Output,
-    /// Bytes written there (for `docker`: the size of the archive streamed to the engine).
+    /// Bytes written there (for `docker`: the size of the archive streamed to the engine; for `docker://`: the
+    /// bytes uploaded).
     pub size: u64,
+    /// For a `docker://` output: what the push did (digest, bytes uploaded and skipped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<PushReport>,
 }
 
 /// What [`ImageWriter`] wrote.
@@ -401,6 +423,7 @@ pub struct ImageWriter {
     cancel: Option<CancelToken>,
     block_size: usize,
     store: Option<crate::store::ImageStore>,
+    registry: RegistryOptions,
     referrer: Option<ReferrerSourceField>,
 }
 
@@ -472,6 +495,7 @@ impl ImageWriter {
             cancel: None,
             block_size: layer::COMPRESSION_BLOCK,
             store: None,
+            registry: RegistryOptions::default(),
             referrer: None,
         }
     }
@@ -515,6 +539,12 @@ impl ImageWriter {
     /// The engine address for the `docker` output (`None`: `DOCKER_HOST`, else the local socket).
     pub fn docker_host(mut self, host: Option<String>) -> Self {
         self.engine = Engine::new(host);
+        self
+    }
+
+    /// TLS and credential settings for the `docker://` outputs.
+    pub fn registry(mut self, options: RegistryOptions) -> Self {
+        self.registry = options;
         self
     }
 
@@ -664,7 +694,7 @@ impl ImageWriter {
         let staging_parent = outputs
             .iter()
             .find_map(|o| match o {
-                Output::Docker => None,
+                Output::Docker | Output::Registry(_) => None,
                 Output::OciDir(p)
                 | Output::OciArchive(p)
                 | Output::DockerArchive(p)
@@ -799,17 +829,39 @@ impl ImageWriter {
                     sizes.push(size);
                     continue;
                 }
+                // Pushed when the image is committed; the size is then what was uploaded.
+                Output::Registry(_) => {
+                    sizes.push(0);
+                    continue;
+                }
             };
             prepared.push(item);
             sizes.push(size);
         }
         self.check_cancel()?;
         let tag = self.tag();
+        let targets: Vec<RegistryTarget> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Registry(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        // The layer is streamed from the staging directory, which lives as long as the prepared image.
+        let push = (!targets.is_empty()).then(|| {
+            registry::PendingPush::new(
+                registry::image_to_push(&docs, &layer, &layer_path),
+                targets,
+                self.version.clone(),
+                self.registry.clone(),
+            )
+        });
         Ok(PreparedImage {
             items: prepared,
             docker_archive,
             loaded: None,
             engine: self.engine.clone(),
+            push,
             _staging: staging,
             report: ImageReport {
                 digest: docs.manifest.digest.clone(),
@@ -823,7 +875,11 @@ impl ImageWriter {
                     .iter()
                     .cloned()
                     .zip(sizes)
-                    .map(|(output, size)| WrittenOutput { output, size })
+                    .map(|(output, size)| WrittenOutput {
+                        output,
+                        size,
+                        pushed: None,
+                    })
                     .collect(),
             },
         })
@@ -845,6 +901,8 @@ pub(crate) struct PreparedImage {
     loaded: Option<docker::Loaded>,
     engine: Engine,
     report: ImageReport,
+    /// The `docker://` outputs, pushed by [`PreparedImage::upload`] (blobs) and [`PreparedImage::commit`] (tags).
+    push: Option<registry::PendingPush>,
     /// Holds the layer and the archive to load; deleted on drop.
     _staging: tempfile::TempDir,
 }
@@ -875,6 +933,15 @@ impl PreparedImage {
         Ok(())
     }
 
+    /// Upload the blobs of the `docker://` outputs that their registries lack; no remote tag is pushed before
+    /// [`PreparedImage::commit`]. A no-op without such outputs, or when done already.
+    pub(crate) async fn upload(&mut self) -> Result<(), Error> {
+        if let Some(push) = &mut self.push {
+            push.upload().await?;
+        }
+        Ok(())
+    }
+
     /// Rename every file output into place; the names written so far go to `written`.
     fn commit_files(&mut self, written: &mut Vec<String>) -> Result<(), Error> {
         for item in std::mem::take(&mut self.items) {
@@ -896,12 +963,14 @@ impl PreparedImage {
         Ok(())
     }
 
-    /// Make every output visible: rename the files into place, then tag the loaded image. The `docker` output
-    /// must have been [`load`](PreparedImage::load)ed.
+    /// Make every output visible: upload the registry blobs (unless [`upload`](PreparedImage::upload)ed), rename
+    /// the files into place, tag the loaded image, and last push the manifests of the `docker://` outputs. The
+    /// `docker` output must have been [`load`](PreparedImage::load)ed.
     pub(crate) async fn commit(
         mut self,
         docker: Option<&bollard::Docker>,
     ) -> Result<ImageReport, Error> {
+        self.upload().await?;
         let mut written = Vec::new();
         let result = self.commit_files(&mut written);
         let result = match (result, self.loaded.clone(), docker) {
@@ -920,6 +989,25 @@ impl PreparedImage {
                 message: "the image was committed without being loaded first".to_owned(),
             }
             .into()),
+        };
+        if result.is_ok() && self.docker_archive.is_some() {
+            written.push(format!("docker ({})", self.report.tag));
+        }
+        let result = match (result, self.push.take()) {
+            (Ok(()), Some(push)) => match push.publish().await {
+                Ok(reports) => {
+                    let mut reports = reports.into_iter();
+                    for output in &mut self.report.outputs {
+                        if let Output::Registry(_) = output.output {
+                            output.pushed = reports.next();
+                            output.size = output.pushed.as_ref().map_or(0, |p| p.uploaded_bytes);
+                        }
+                    }
+                    Ok(())
+                }
+                Err(err) => Err(err.into()),
+            },
+            (result, _) => result,
         };
         match result {
             Ok(()) => Ok(self.report.clone()),
@@ -949,7 +1037,7 @@ impl PreparedImage {
 
     /// Load and commit from sync code, on any thread.
     fn finish_blocking(mut self) -> Result<ImageReport, Error> {
-        if !self.wants_engine() {
+        if !self.wants_engine() && self.push.is_none() {
             let mut written = Vec::new();
             return match self.commit_files(&mut written) {
                 Ok(()) => Ok(self.report.clone()),
@@ -962,9 +1050,14 @@ impl PreparedImage {
             };
         }
         block_on(async move {
-            let docker = self.engine.connect().await?;
-            self.load(&docker).await?;
-            self.commit(Some(&docker)).await
+            let docker = match self.wants_engine() {
+                true => Some(self.engine.connect().await?),
+                false => None,
+            };
+            if let Some(docker) = &docker {
+                self.load(docker).await?;
+            }
+            self.commit(docker.as_ref()).await
         })?
     }
 }
@@ -1000,6 +1093,8 @@ mod tests {
             "oci-archive:a.tar",
             "docker-archive:/x/d.tar",
             "rootfs:r.tar",
+            "docker://127.0.0.1:5000/team/app:1.0",
+            "docker://registry.example.com/app",
         ] {
             let output: Output = text.parse().unwrap();
             assert_eq!(output.to_string(), text);
@@ -1016,6 +1111,13 @@ mod tests {
         assert!(err.contains("unknown output type `tarball`"), "{err}");
         let err = "oci:".parse::<Output>().unwrap_err().to_string();
         assert!(err.contains("empty"), "{err}");
+        let err = "docker://".parse::<Output>().unwrap_err().to_string();
+        assert!(err.contains("invalid output `docker://`"), "{err}");
+        let err = "docker://r:1/a@sha256:00"
+            .parse::<Output>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a digest"), "{err}");
         let err = "dockerr".parse::<Output>().unwrap_err().to_string();
         assert!(err.contains("TYPE:"), "{err}");
     }

@@ -41,6 +41,8 @@ pub enum StepKind {
     /// Mask the binary packages built with another environment than the spec gives them, and ask Portage whether
     /// the rootfs comes from binary packages only (see [`crate::cache`]).
     CheckBinaries,
+    /// Fetch binary packages from the `--binhost` URLs into the build cache (`emerge --fetchonly --getbinpkg`).
+    FetchBinaries,
     /// Build-time dependencies into the builder; skipped when the rootfs comes from binary packages only.
     BuildDeps,
     /// Runtime dependencies into the rootfs.
@@ -134,6 +136,11 @@ impl Step {
             _ => None,
         }
     }
+}
+
+/// The script that installs `files` into `/etc/portage` (the write-files step).
+pub(crate) fn install_files_script(files: &[PortageFile]) -> String {
+    scripts::install_files(files)
 }
 
 /// Errors turning a spec into a plan.

@@ -29,9 +29,11 @@ from staves._staves import (
     build,
     lock,
     cache,
+    export_binhost,
     plan,
 )
 from staves._types import (
+    BinhostExport,
     BuildReport,
     Compression,
     Event,
@@ -50,6 +52,8 @@ from staves._types import (
     PackageConfig,
     PackageEvent,
     PreparingEvent,
+    PushReport,
+    RegistryOptions,
     Repository,
     StepFinishedEvent,
     StepKind,
@@ -60,6 +64,7 @@ from staves._types import (
 
 __all__ = [
     "BUILD_LABEL",
+    "BinhostExport",
     "DEFAULT_BUILD_CACHE",
     "DEFAULT_BUILDER_IMAGE",
     "DEFAULT_PORTAGE_IMAGE",
@@ -89,6 +94,8 @@ __all__ = [
     "PackageConfig",
     "PackageEvent",
     "PreparingEvent",
+    "PushReport",
+    "RegistryOptions",
     "Repository",
     "SpecError",
     "StavesError",
@@ -103,5 +110,6 @@ __all__ = [
     "lock",
     "build_async",
     "cache",
+    "export_binhost",
     "plan",
 ]

@@ -5,7 +5,7 @@ import functools
 from typing import Any, Callable, List, Optional, Tuple, TypeVar, Union
 
 from staves._staves import CancelToken, DockerBuilder, ImageSpec, MockBuilder, build
-from staves._types import BuildReport, Compression, Event, Locale
+from staves._types import BuildReport, Compression, Event, Locale, RegistryOptions
 
 _T = TypeVar("_T")
 
@@ -26,6 +26,8 @@ async def build_async(
     cancel: Optional[CancelToken] = None,
     locked: bool = False,
     frozen: bool = False,
+    binhost: Optional[Union[str, List[str]]] = None,
+    registry: Optional[RegistryOptions] = None,
 ) -> BuildReport:
     """``build()`` as a coroutine: ``report = await staves.build_async(spec, builder, ["docker"])``.
 
@@ -78,6 +80,8 @@ async def build_async(
         cancel=token,
         locked=locked,
         frozen=frozen,
+        binhost=binhost,
+        registry=registry,
     )
     future = loop.run_in_executor(None, call)
     try:

@@ -4,6 +4,7 @@ import os
 from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union, final
 
 from staves._types import (
+    BinhostExport,
     BuildReport,
     Compression,
     Event,
@@ -13,6 +14,7 @@ from staves._types import (
     Locale,
     LockResult,
     PackageConfig,
+    RegistryOptions,
     Repository,
     StepKind,
 )
@@ -34,6 +36,7 @@ __all__ = [
     "lock",
     "assemble",
     "cache",
+    "export_binhost",
     "_restore_spec",
     "DEFAULT_PORTAGE_IMAGE",
     "DEFAULT_BUILDER_IMAGE",
@@ -261,10 +264,13 @@ class DockerBuilder:
         netrc: bool = ...,
         locale: str = ...,
         docker_host: Optional[str] = None,
+        network: Optional[str] = None,
     ) -> DockerBuilder:
         """A Docker backend with the defaults of ``staves build``: ``DEFAULT_BUILDER_IMAGE``,
         ``DEFAULT_PORTAGE_IMAGE``, ``DEFAULT_BUILD_CACHE``, ``~/.ssh`` and ``~/.netrc`` mounted read-only when they
-        exist, ``LANG=C.UTF-8`` in the builder, and ``DOCKER_HOST`` (else the local socket) as the engine."""
+        exist, ``LANG=C.UTF-8`` in the builder, and ``DOCKER_HOST`` (else the local socket) as the engine
+        (``unix://``, or ``tcp://`` with ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH`` as the docker CLI reads them).
+        ``network`` names a Docker network the builder container joins (e.g. where a binhost runs)."""
     @property
     def builder_image(self) -> str:
         """The builder image."""
@@ -286,6 +292,9 @@ class DockerBuilder:
     @property
     def docker_host(self) -> Optional[str]:
         """The engine address, or None for ``DOCKER_HOST`` / the local socket."""
+    @property
+    def network(self) -> Optional[str]:
+        """The Docker network the builder container joins, or None for the default bridge."""
 
 @final
 class MockBuilder:
@@ -337,9 +346,15 @@ def build(
     cancel: Optional[CancelToken] = None,
     locked: bool = False,
     frozen: bool = False,
+    binhost: Optional[Union[str, List[str]]] = None,
+    registry: Optional[RegistryOptions] = None,
 ) -> BuildReport:
     """Build ``spec`` with ``builder`` and write the image to every output: ``docker`` (the default), ``oci:DIR``,
-    ``oci-archive:FILE``, ``docker-archive:FILE`` or ``rootfs:FILE``.
+    ``oci-archive:FILE``, ``docker-archive:FILE``, ``rootfs:FILE`` or ``docker://HOST[:PORT]/REPO[:TAG]`` (pushed
+    once everything else is written; ``registry`` holds its TLS and credential settings).
+
+    ``binhost`` (a URL or a list) makes the build fetch binary packages from those binhosts first; what they lack
+    is built from source, and ``report.fetched_from_binhost`` lists what came from them.
 
     ``version``, ``stdlib`` and ``locale`` override the spec's settings of the same name for this build.
     A ``staves.lock`` next to the spec's file pins the versions (``report.lock`` says what it did); ``locked=True``
@@ -372,6 +387,7 @@ def assemble(
     *,
     compression: Compression = ...,
     docker_host: Optional[str] = None,
+    registry: Optional[RegistryOptions] = None,
 ) -> ImageReport:
     """Turn an existing rootfs (a directory or a tar file) into an image of ``spec``, with no Portage step."""
 
@@ -396,6 +412,17 @@ def cache(
     seconds: drop what was neither built nor used since). ``dry_run`` only says what ``prune``/``clear`` would
     remove. Raises ``ValueError`` for a bad command or prune rule, ``DockerError`` when the engine fails,
     ``StavesError`` when the volume does not exist or the cache container fails."""
+
+def export_binhost(
+    build_cache: str,
+    dir: _Path,
+    *,
+    builder_image: str = ...,
+    docker_host: Optional[str] = None,
+) -> BinhostExport:
+    """Write the binary packages of the build cache volume and a ``Packages`` index into ``dir`` (new, empty, or an
+    earlier export, which is replaced): a binhost any static web server can serve. Portage's ``emaint binhost
+    --fix`` writes the index, in a short-lived container of ``builder_image``."""
 
 def _restore_spec(state: Tuple[Any, ...]) -> ImageSpec:
     """Pickle support: the callable ``ImageSpec.__reduce__`` names. Not for direct use."""

@@ -16,6 +16,7 @@ StepKind = Literal[
     "write-files",
     "sync",
     "check-binaries",
+    "fetch-binaries",
     "build-deps",
     "rootfs",
     "locale-generate",
@@ -69,6 +70,19 @@ class ImageConfig(TypedDict, total=False):
     exposed_ports: List[str]
     volumes: List[str]
     stop_signal: str
+
+
+class RegistryOptions(TypedDict, total=False):
+    """TLS and credential settings of ``docker://`` outputs (``registry=`` of ``build()`` and ``assemble()``)."""
+
+    tls_verify: bool
+    """Verify the registry's certificate (default True); False also allows plain HTTP."""
+    insecure_registries: List[str]
+    """Registries (``HOST`` or ``HOST:PORT``) that may be reached over plain HTTP; loopback always may."""
+    cert_dir: str
+    """A directory of ``*.crt`` CA files used instead of ``/etc/docker/certs.d/HOST:PORT``."""
+    auth_file: str
+    """A credentials file read first (instead of ``REGISTRY_AUTH_FILE``), then docker's ``config.json``."""
 
 
 class ImageSpecDict(TypedDict):
@@ -176,11 +190,41 @@ _EVENTS: Dict[str, Any] = {
 
 
 @dataclass(frozen=True)
+class PushReport(_Record):
+    """What a ``docker://`` output pushed: the digest the registry stores under the tag, and the blob bytes
+    uploaded, already there (skipped) or mounted from another repository of the registry."""
+
+    destination: str
+    digest: str
+    uploaded_bytes: int
+    skipped_bytes: int
+    mounted_bytes: int
+    uploaded_blobs: int
+    skipped_blobs: int
+    mounted_blobs: int
+    referrers: List[str]
+    """Digests of the referrer manifests (the SBOM) pushed with the image."""
+    plain_http: bool
+
+
+@dataclass(frozen=True)
 class WrittenOutput(_Record):
-    """One destination an image was written to, and the bytes written there (for ``docker``: the archive size)."""
+    """One destination an image was written to, and the bytes written there (for ``docker``: the archive size;
+    for ``docker://``: the bytes uploaded, with the details in ``pushed``)."""
 
     output: str
     size: int
+    pushed: Optional[PushReport] = None
+
+
+@dataclass(frozen=True)
+class BinhostExport(_Record):
+    """What ``export_binhost()`` wrote: the directory, the packages its ``Packages`` index lists, files and bytes."""
+
+    dir: str
+    packages: List[str]
+    files: int
+    bytes: int
 
 
 @dataclass(frozen=True)
@@ -316,6 +360,8 @@ class BuildReport(_Record):
     """The lines the steps printed, in order (``on_log`` receives every line as it is printed)."""
     lock: LockReport = field(default_factory=lambda: LockReport(False, None, False, [], []))
     """Whether the build was locked by ``staves.lock``, and what changed in it."""
+    fetched_from_binhost: List[str] = field(default_factory=list)
+    """Binary packages fetched from the ``binhost`` URLs into the build cache (``category/package-version``)."""
 
     @property
     def image_digest(self) -> str:
@@ -355,7 +401,16 @@ def _event(data: Dict[str, Any]) -> Optional[Event]:
 
 
 def _written_output(data: Mapping[str, Any]) -> WrittenOutput:
-    return WrittenOutput(output=data["output"], size=data["size"])
+    pushed = data.get("pushed")
+    return WrittenOutput(
+        output=data["output"],
+        size=data["size"],
+        pushed=None if pushed is None else PushReport(**{f.name: pushed[f.name] for f in dataclasses.fields(PushReport)}),
+    )
+
+
+def _binhost_export(data: Mapping[str, Any]) -> BinhostExport:
+    return BinhostExport(dir=data["dir"], packages=data["packages"], files=data["files"], bytes=data["bytes"])
 
 
 def _image_report(data: Mapping[str, Any]) -> ImageReport:
@@ -393,6 +448,7 @@ def _build_report(data: Mapping[str, Any], log: List[str]) -> BuildReport:
         ],
         built_from_source=report["built_from_source"],
         installed_from_binary=report["installed_from_binary"],
+        fetched_from_binhost=report.get("fetched_from_binhost", []),
         export_seconds=report["export_duration"],
         total_seconds=report["total_duration"],
         lock=_lock_report(data.get("lock") or {}),

@@ -2,7 +2,7 @@
 
 use super::super::{BuildError, BuildEvent, BuildOptions, BuildReport, LogStream, StepReport};
 use crate::engine::EngineError;
-use crate::plan::Step;
+use crate::plan::{Step, StepKind};
 use crate::portage::{EmergeEvent, parse_emerge_line};
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
@@ -53,6 +53,7 @@ pub(super) struct StepOutput {
     captured: String,
     emerged: Vec<(String, bool)>,
     skipped: Option<String>,
+    fetched: Vec<String>,
 }
 
 impl StepOutput {
@@ -65,6 +66,11 @@ impl StepOutput {
     ) -> crate::Result<String> {
         for (cpv, binary) in &self.emerged {
             report.record_emerge(cpv, *binary);
+        }
+        for cpv in self.fetched {
+            if !report.fetched_from_binhost.contains(&cpv) {
+                report.fetched_from_binhost.push(cpv);
+            }
         }
         if self.exit_code != 0 {
             return Err(BuildError::StepFailed {
@@ -221,6 +227,7 @@ struct LineSplitter<'a> {
     captured: String,
     emerged: Vec<(String, bool)>,
     skipped: Option<String>,
+    fetched: Vec<String>,
 }
 
 impl<'a> LineSplitter<'a> {
@@ -233,6 +240,7 @@ impl<'a> LineSplitter<'a> {
             captured: String::new(),
             emerged: Vec::new(),
             skipped: None,
+            fetched: Vec::new(),
         }
     }
 
@@ -273,6 +281,10 @@ impl<'a> LineSplitter<'a> {
                 binary,
             });
         }
+        if self.run.step.kind == StepKind::FetchBinaries {
+            self.fetched
+                .extend(crate::binhost::parse_fetched_binaries([line.as_str()]));
+        }
         if self.tail.len() == TAIL_LINES {
             self.tail.pop_front();
         }
@@ -299,6 +311,7 @@ impl<'a> LineSplitter<'a> {
             captured: self.captured,
             emerged: self.emerged,
             skipped: self.skipped,
+            fetched: self.fetched,
         }
     }
 }

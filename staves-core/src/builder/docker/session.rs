@@ -215,6 +215,7 @@ impl Session {
                 ..Default::default()
             }]),
             binds: (!binds.is_empty()).then_some(binds),
+            network_mode: config.network.clone(),
             // The engine's init as PID 1: it forwards signals and reaps, so stopping or removing the container
             // ends whatever runs in it (emerge included) instead of leaving orphans.
             init: Some(true),

@@ -30,6 +30,7 @@ pub struct DockerBuilder {
     pub(super) netrc: bool,
     pub(super) locale: String,
     pub(super) engine: Engine,
+    pub(super) network: Option<String>,
     pub(super) handle_ctrl_c: bool,
 }
 
@@ -47,6 +48,7 @@ impl DockerBuilder {
             netrc: false,
             locale: "C.UTF-8".to_owned(),
             engine: Engine::default(),
+            network: None,
             handle_ctrl_c: false,
         })
     }
@@ -94,6 +96,18 @@ impl DockerBuilder {
         self
     }
 
+    /// Attach the builder container to this Docker network (instead of the default bridge), so that a binhost,
+    /// registry mirror or git server on that network is reachable by its container name.
+    pub fn network(mut self, network: Option<String>) -> Self {
+        self.network = network.filter(|n| !n.is_empty());
+        self
+    }
+
+    /// The Docker network the builder joins, if one was given.
+    pub fn network_name(&self) -> Option<&str> {
+        self.network.as_deref()
+    }
+
     /// Cancel the build on Ctrl-C (SIGINT), removing its containers. For simple command-line programs; the
     /// `staves` command and the Python module handle signals themselves and cancel through
     /// [`BuildOptions::cancel`].
@@ -123,8 +137,23 @@ impl DockerBuilder {
     }
 
     /// Read-only binds for `~/.ssh` and `~/.netrc`, when enabled and present.
+    ///
+    /// A bind mount names a path on the engine's host, so with a remote engine (`tcp://`) nothing is bound: the
+    /// paths would be the engine host's, not this machine's (and the engine would create them empty).
     pub(super) fn credential_binds(&self, options: &BuildOptions) -> crate::Result<Vec<String>> {
         let mut binds = Vec::new();
+        let address = self.engine.address();
+        if !address.starts_with("unix://") {
+            if self.ssh || self.netrc {
+                options.emit(BuildEvent::Preparing {
+                    message: format!(
+                        "the engine at {address} is remote: not mounting ~/.ssh or ~/.netrc (a bind mount would \
+                         name a path on the engine's host)"
+                    ),
+                });
+            }
+            return Ok(binds);
+        }
         let wanted = [
             (self.ssh, ".ssh", "/root/.ssh"),
             (self.netrc, ".netrc", "/root/.netrc"),

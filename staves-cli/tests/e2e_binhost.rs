@@ -1,0 +1,308 @@
+//! A shared binary package host end to end: `staves cache export` of a warm cache, served by `python3 -m
+//! http.server` in a container of the fixture stage3 image on a Docker network this test creates, and builds with
+//! fresh caches that fetch from it (`--binhost http://NAME:PORT --network NET`).
+//!
+//! With `STAVES_REQUIRE_DOCKER=1` (CI) missing tools or images fail the tests instead of skipping them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BUILDER: &str = "staves-test/stage3:latest";
+const PORTAGE: &str = "staves-test/portage:latest";
+
+fn ready() -> bool {
+    if !support::tools_present(&["docker"]) {
+        return false;
+    }
+    let required = std::env::var("STAVES_REQUIRE_DOCKER").as_deref() == Ok("1");
+    let ok = [BUILDER, PORTAGE]
+        .iter()
+        .all(|image| docker(&["image", "inspect", image]).status.success());
+    assert!(
+        ok || !required,
+        "STAVES_REQUIRE_DOCKER=1 but the fixture images are missing"
+    );
+    ok
+}
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker").args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Everything the test creates in the engine, removed on drop (containers first, then the network).
+#[derive(Default)]
+struct Resources {
+    containers: Vec<String>,
+    networks: Vec<String>,
+    volumes: Vec<String>,
+    images: Vec<String>,
+}
+
+impl Drop for Resources {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = docker(&["rm", "-f", c]);
+        }
+        for n in &self.networks {
+            let _ = docker(&["network", "rm", n]);
+        }
+        for v in &self.volumes {
+            let _ = docker(&["volume", "rm", "-f", v]);
+        }
+        for i in &self.images {
+            let _ = docker(&["rmi", "-f", i]);
+        }
+    }
+}
+
+fn staves(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_staves"));
+    cmd.env("HOME", home).env_remove("DOCKER_HOST");
+    cmd
+}
+
+fn build(home: &Path, spec: &Path, cache: &str, extra: &[&str]) -> serde_json::Value {
+    let out = staves(home)
+        .arg("build")
+        .arg("--config")
+        .arg(spec)
+        .args([
+            "--builder",
+            BUILDER,
+            "--portage",
+            PORTAGE,
+            "--build-cache",
+            cache,
+        ])
+        .args(["--jobs", "2", "--format", "json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn strings(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Re-index a binhost directory with Portage's own tool, as its maintainer would after removing a package.
+fn reindex(dir: &Path) {
+    support::run(
+        Command::new("docker")
+            .args(["run", "--rm", "-v"])
+            .arg(format!("{}:/srv", dir.display()))
+            .args([
+                BUILDER,
+                "sh",
+                "-c",
+                "PKGDIR=/srv FEATURES=-compress-index emaint binhost --fix",
+            ]),
+    );
+}
+
+#[test]
+fn a_fresh_cache_builds_from_the_binhost_and_only_what_it_lacks_from_source() {
+    if !ready() {
+        return;
+    }
+    let id = std::process::id();
+    let mut res = Resources::default();
+    let work = tempfile::tempdir().unwrap();
+    let tag = format!("staves-e2e/binhost-hello:t{id}");
+    res.images.push(tag.clone());
+    let spec = work.path().join("staves.toml");
+    let (repo, version) = tag.split_once(':').unwrap();
+    std::fs::write(
+        &spec,
+        format!("name = '{repo}'\nversion = '{version}'\npackages = ['app-misc/hello']\ncommand = ['/usr/bin/hello']\n"),
+    )
+    .unwrap();
+
+    // 1. A warm cache, exported as a binhost.
+    let warm = format!("staves-e2e-binhost-warm-{id}");
+    res.volumes.push(warm.clone());
+    let cold_oci = format!("oci:{}", work.path().join("cold-oci").display());
+    let cold = build(work.path(), &spec, &warm, &["--output", &cold_oci]);
+    let built: Vec<String> = strings(&cold["report"]["built_from_source"]);
+    assert!(built.contains(&"app-misc/hello-1".to_owned()), "{built:?}");
+    let served = work.path().join("binhost");
+    let out = staves(work.path())
+        .args([
+            "cache",
+            "export",
+            "--build-cache",
+            &warm,
+            "--builder",
+            BUILDER,
+            "--format",
+            "json",
+        ])
+        .arg(&served)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let export: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let exported = strings(&export["packages"]);
+    assert!(
+        exported.iter().any(|p| p.starts_with("app-misc/hello-1")),
+        "{exported:?}"
+    );
+    let index = std::fs::read_to_string(served.join("Packages")).unwrap();
+    assert!(index.contains("CPV: app-misc/hello-1"), "{index}");
+
+    // 2. Served over HTTP from a container on a network of this test's own.
+    let network = format!("staves-e2e-binhost-net-{id}");
+    let server = format!("staves-e2e-binhost-{id}");
+    support::run(Command::new("docker").args(["network", "create", &network]));
+    res.networks.push(network.clone());
+    res.containers.push(server.clone());
+    support::run(
+        Command::new("docker")
+            .args(["run", "-d", "--name", &server, "--network", &network, "-v"])
+            .arg(format!("{}:/srv:ro", served.display()))
+            .args([
+                BUILDER,
+                "python3",
+                "-m",
+                "http.server",
+                "8080",
+                "--directory",
+                "/srv",
+            ]),
+    );
+    let probe = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/Packages')";
+    let mut up = false;
+    for _ in 0..100 {
+        if docker(&["exec", &server, "python3", "-c", probe])
+            .status
+            .success()
+        {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        up,
+        "the binhost server did not come up: {}",
+        text(&docker(&["logs", &server]).stderr)
+    );
+    let url = format!("http://{server}:8080");
+
+    // 3. A fresh cache: everything comes from the binhost, nothing is compiled, and the image runs.
+    let fresh = format!("staves-e2e-binhost-fresh-{id}");
+    res.volumes.push(fresh.clone());
+    let report = build(
+        work.path(),
+        &spec,
+        &fresh,
+        &["--binhost", &url, "--network", &network],
+    );
+    let built = strings(&report["report"]["built_from_source"]);
+    assert!(built.is_empty(), "built from source: {built:?}");
+    let fetched = strings(&report["report"]["fetched_from_binhost"]);
+    assert!(
+        fetched.contains(&"app-misc/hello-1".to_owned()),
+        "{fetched:?}"
+    );
+    assert_eq!(fetched.len(), exported.len(), "{fetched:?} vs {exported:?}");
+    let run = docker(&["run", "--rm", &tag]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(text(&run.stdout).trim(), "Hello, world");
+    // The same image as the one built from source.
+    assert_eq!(report["image"]["digest"], cold["image"]["digest"]);
+
+    // 4. The binhost loses one package: that one is built from source, the rest still come from the binhost.
+    let hello_dir = served.join("app-misc/hello");
+    std::fs::remove_dir_all(&hello_dir).unwrap();
+    reindex(&served);
+    let index = std::fs::read_to_string(served.join("Packages")).unwrap();
+    assert!(!index.contains("CPV: app-misc/hello-1"), "{index}");
+    let fresher = format!("staves-e2e-binhost-fresher-{id}");
+    res.volumes.push(fresher.clone());
+    let report = build(
+        work.path(),
+        &spec,
+        &fresher,
+        &["--binhost", &url, "--network", &network],
+    );
+    assert_eq!(
+        strings(&report["report"]["built_from_source"]),
+        ["app-misc/hello-1"]
+    );
+    let fetched = strings(&report["report"]["fetched_from_binhost"]);
+    assert!(
+        !fetched.contains(&"app-misc/hello-1".to_owned()),
+        "{fetched:?}"
+    );
+    assert_eq!(fetched.len(), exported.len() - 1, "{fetched:?}");
+}
+
+#[test]
+fn cache_export_errors_are_clear() {
+    if !ready() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let out = staves(work.path())
+        .args([
+            "cache",
+            "export",
+            "--build-cache",
+            "staves-e2e-no-such-volume",
+            "--builder",
+            BUILDER,
+        ])
+        .arg(work.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("there is no build cache volume `staves-e2e-no-such-volume`"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!work.path().join("out").exists());
+    // A directory with other files in it is never overwritten.
+    std::fs::write(work.path().join("notes.txt"), "mine").unwrap();
+    let out = staves(work.path())
+        .args([
+            "cache",
+            "export",
+            "--build-cache",
+            "staves-e2e-no-such-volume",
+        ])
+        .arg(work.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not empty"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A binhost URL Portage cannot use is a usage error.
+    let out = staves(work.path())
+        .args(["build", "--binhost", "binhost:8080"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no scheme"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -1,0 +1,340 @@
+//! Real servers for the end-to-end tests, each removed on drop: a CA made with `openssl`, Debian's
+//! `docker-registry` with TLS and htpasswd auth, and a `socat` TLS endpoint in front of the Docker socket.
+//!
+//! Everything listens on 127.0.0.1 only, on a port the kernel picked.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// Whether every program in `programs` is on PATH. With `STAVES_REQUIRE_DOCKER=1` a missing one fails the test.
+pub fn tools_present(programs: &[&str]) -> bool {
+    let required = std::env::var("STAVES_REQUIRE_DOCKER").as_deref() == Ok("1");
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {p}")])
+                .stdout(Stdio::null())
+                .status()
+                .map(|s| !s.success())
+                .unwrap_or(true)
+        })
+        .collect();
+    assert!(
+        missing.is_empty() || !required,
+        "STAVES_REQUIRE_DOCKER=1 but {missing:?} are missing (run tests/install-deps.sh)"
+    );
+    if !missing.is_empty() {
+        eprintln!("skipping: {missing:?} missing (run tests/install-deps.sh)");
+    }
+    missing.is_empty()
+}
+
+/// Run a command and require success.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait until something accepts connections on 127.0.0.1:`port`, or `child` exits (then panic with its log).
+pub fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..300 {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "the server exited with {status} before listening on {port}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "nothing listens on 127.0.0.1:{port}:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// A test CA and certificates it signed, in a temporary directory.
+pub struct TestCa {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    /// A new CA (`ca.pem` / `ca.key`).
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        run(Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args([
+                "-subj",
+                "/CN=Staves test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ])
+            .current_dir(dir.path()));
+        Self { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Sign a certificate `NAME.pem` with key `NAME.key`: a server certificate for 127.0.0.1 and localhost, or a
+    /// client certificate.
+    pub fn issue(&self, name: &str, server: bool) -> (PathBuf, PathBuf) {
+        let dir = self.dir.path();
+        run(Command::new("openssl")
+            .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj"])
+            .arg(format!("/CN={name}"))
+            .args([
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ])
+            .current_dir(dir));
+        let ext = if server {
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+        } else {
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
+             extendedKeyUsage=clientAuth\n"
+        };
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        run(Command::new("openssl")
+            .args([
+                "x509", "-req", "-days", "2", "-CA", "ca.pem", "-CAkey", "ca.key",
+            ])
+            .args(["-CAcreateserial", "-in", &format!("{name}.csr")])
+            .args([
+                "-out",
+                &format!("{name}.pem"),
+                "-extfile",
+                &format!("{name}.ext"),
+            ])
+            .current_dir(dir));
+        (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        )
+    }
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct Server {
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Debian's `docker-registry` on 127.0.0.1 with TLS (its own CA) and htpasswd auth (`USER`/`PASSWORD`), trusted
+/// by the engine through `/etc/docker/certs.d/127.0.0.1:PORT/ca.crt` while it runs.
+pub struct Registry {
+    pub ca: TestCa,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    certs_d: PathBuf,
+    _server: Server,
+}
+
+impl Registry {
+    pub const USER: &'static str = "staves";
+    pub const PASSWORD: &'static str = "s3cret-pass";
+
+    pub fn start() -> Self {
+        let ca = TestCa::new();
+        let (cert, key) = ca.issue("registry", true);
+        let dir = tempfile::tempdir().unwrap();
+        run(Command::new("htpasswd")
+            .args(["-Bbc"])
+            .arg(dir.path().join("htpasswd"))
+            .args([Self::USER, Self::PASSWORD]));
+        let port = free_port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {data}\n\
+             http:\n  addr: 127.0.0.1:{port}\n  secret: staves-test\n  tls:\n    certificate: {cert}\n    key: {key}\n\
+             auth:\n  htpasswd:\n    realm: staves-test\n    path: {htpasswd}\n",
+            data = dir.path().join("data").display(),
+            cert = cert.display(),
+            key = key.display(),
+            htpasswd = dir.path().join("htpasswd").display(),
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = dir.path().join("registry.log");
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for_port(port, &mut child, &log);
+        let certs_d = PathBuf::from(format!("/etc/docker/certs.d/127.0.0.1:{port}"));
+        std::fs::create_dir_all(&certs_d).unwrap();
+        std::fs::copy(ca.path("ca.pem"), certs_d.join("ca.crt")).unwrap();
+        Self {
+            ca,
+            port,
+            dir,
+            certs_d,
+            _server: Server { child },
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Docker's certs.d directory for this registry (skopeo's `--cert-dir`).
+    pub fn certs_d(&self) -> &Path {
+        &self.certs_d
+    }
+
+    /// `docker login` into a fresh `DOCKER_CONFIG` directory, returned.
+    pub fn login(&self) -> tempfile::TempDir {
+        let config = tempfile::tempdir().unwrap();
+        let mut login = Command::new("docker");
+        login
+            .env("DOCKER_CONFIG", config.path())
+            .args(["login", "--username", Self::USER, "--password-stdin"])
+            .arg(self.address())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = login.spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(Self::PASSWORD.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "docker login failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        config
+    }
+
+    /// `skopeo inspect` of `repo:tag` with the credentials in `docker_config`; `None` when it fails.
+    pub fn inspect(&self, docker_config: &Path, reference: &str) -> Option<serde_json::Value> {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--authfile"])
+            .arg(docker_config.join("config.json"))
+            .arg("--cert-dir")
+            .arg(self.certs_d())
+            .arg(format!("docker://{}/{reference}", self.address()))
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).unwrap())
+    }
+
+    /// The repositories the registry holds (its catalog, read with curl).
+    pub fn catalog(&self) -> Vec<String> {
+        let out = run(Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(self.ca.path("ca.pem"))
+            .args(["-u", &format!("{}:{}", Self::USER, Self::PASSWORD)])
+            .arg(format!("https://{}/v2/_catalog", self.address())));
+        let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        body["repositories"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.certs_d);
+    }
+}
+
+/// `socat` terminating TLS on 127.0.0.1 in front of the local Docker socket, verifying client certificates
+/// against the CA: a remote engine as `DOCKER_HOST=tcp://… DOCKER_TLS_VERIFY=1` sees it.
+pub struct TlsEngine {
+    pub ca: TestCa,
+    pub port: u16,
+    /// `DOCKER_CERT_PATH`: ca.pem, cert.pem, key.pem of a client the endpoint accepts.
+    pub cert_path: PathBuf,
+    _server: Server,
+}
+
+impl TlsEngine {
+    pub fn start() -> Self {
+        let ca = TestCa::new();
+        let (cert, key) = ca.issue("engine", true);
+        let (client_cert, client_key) = ca.issue("client", false);
+        let cert_path = ca.path("client-certs");
+        std::fs::create_dir_all(&cert_path).unwrap();
+        std::fs::copy(ca.path("ca.pem"), cert_path.join("ca.pem")).unwrap();
+        std::fs::copy(&client_cert, cert_path.join("cert.pem")).unwrap();
+        std::fs::copy(&client_key, cert_path.join("key.pem")).unwrap();
+        let port = free_port();
+        let log = ca.path("socat.log");
+        let mut child = Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},cafile={},verify=1",
+                cert.display(),
+                key.display(),
+                ca.path("ca.pem").display()
+            ))
+            .arg("UNIX-CONNECT:/var/run/docker.sock")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for_port(port, &mut child, &log);
+        Self {
+            ca,
+            port,
+            cert_path,
+            _server: Server { child },
+        }
+    }
+
+    /// `tcp://127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+}
