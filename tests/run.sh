@@ -43,6 +43,12 @@ if ! "$schema_venv/bin/check-jsonschema" --version 2>/dev/null | grep -qx 'check
 fi
 export STAVES_CHECK_JSONSCHEMA="$schema_venv/bin/check-jsonschema"
 
+# Builds keep their images in the local image store ($XDG_CACHE_HOME/staves): the tests get a fresh one of their
+# own, so they neither read nor fill the user's.
+export XDG_CACHE_HOME="$root/target/test-xdg-cache"
+rm -rf "$XDG_CACHE_HOME"
+mkdir -p "$XDG_CACHE_HOME"
+
 export STAVES_REQUIRE_DOCKER=1
 export STAVES_REQUIRE_PORTAGE=1
 

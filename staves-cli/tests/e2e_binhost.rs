@@ -81,7 +81,8 @@ fn build(home: &Path, spec: &Path, cache: &str, extra: &[&str]) -> serde_json::V
             "--build-cache",
             cache,
         ])
-        .args(["--jobs", "2", "--format", "json"])
+        // Every build here stands for another machine: never served from the local image store.
+        .args(["--jobs", "2", "--format", "json", "--rebuild"])
         .args(extra)
         .output()
         .unwrap();
