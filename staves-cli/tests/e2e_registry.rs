@@ -426,7 +426,8 @@ fn build_pushes_to_a_token_auth_registry() {
     }
     let registry = Registry::start_with(RegistryAuth::Token);
     let work = tempfile::tempdir().unwrap();
-    let config = docker_config_with_password(&work.path().join("docker"), &registry, Registry::PASSWORD);
+    let config =
+        docker_config_with_password(&work.path().join("docker"), &registry, Registry::PASSWORD);
     let cache = format!("staves-e2e-registry-token-cache-{}", std::process::id());
     let _volume = Volume(cache.clone());
     let spec = work.path().join("staves.toml");
@@ -468,7 +469,10 @@ fn build_pushes_to_a_token_auth_registry() {
         registry.logs()
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(report.get("reused").is_none(), "the first build must run: {report}");
+    assert!(
+        report.get("reused").is_none(),
+        "the first build must run: {report}"
+    );
     let digest = report["image"]["digest"].as_str().unwrap().to_owned();
     let pushed = &report["image"]["outputs"][0]["pushed"];
     assert_eq!(pushed["digest"], digest.as_str(), "{report}");
@@ -509,13 +513,20 @@ fn build_pushes_to_a_token_auth_registry() {
         registry.logs()
     );
     let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(again.get("reused").is_some(), "the second build must come from the store: {again}");
+    assert!(
+        again.get("reused").is_some(),
+        "the second build must come from the store: {again}"
+    );
     let pushed = &again["image"]["outputs"][0]["pushed"];
     assert_eq!(pushed["digest"], digest.as_str(), "{again}");
     assert_eq!(pushed["uploaded_bytes"], 0, "{pushed}");
     assert_eq!(pushed["uploaded_blobs"], 0, "{pushed}");
     assert_eq!(pushed["skipped_blobs"], 2, "{pushed}");
-    assert_eq!(pushed["skipped_bytes"].as_u64().unwrap(), uploaded, "{pushed}");
+    assert_eq!(
+        pushed["skipped_bytes"].as_u64().unwrap(),
+        uploaded,
+        "{pushed}"
+    );
     let token_log = std::fs::read_to_string(&registry.token.as_ref().unwrap().log).unwrap();
     assert!(
         token_log.contains(r#""POST /token HTTP/1.1" 200"#),
@@ -555,10 +566,18 @@ fn token_auth_push_failures_are_clear_and_push_nothing() {
         "{err}"
     );
     let token_log = std::fs::read_to_string(&registry.token.as_ref().unwrap().log).unwrap();
-    assert!(token_log.contains("GET /token: wrong credentials"), "{token_log}");
+    assert!(
+        token_log.contains("GET /token: wrong credentials"),
+        "{token_log}"
+    );
 
     let nobody = work.path().join("no-docker-config");
-    let out = assemble(&nobody, work.path(), std::slice::from_ref(&destination), &[]);
+    let out = assemble(
+        &nobody,
+        work.path(),
+        std::slice::from_ref(&destination),
+        &[],
+    );
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(

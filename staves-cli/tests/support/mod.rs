@@ -181,7 +181,8 @@ pub struct TokenService {
 impl TokenService {
     pub const SERVICE: &'static str = "staves-test";
     pub const ISSUER: &'static str = "staves-test-issuer";
-    pub const SCRIPT: &'static str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/token_server.py");
+    pub const SCRIPT: &'static str =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/token_server.py");
 
     fn start(ca: &TestCa, dir: &Path) -> Self {
         let (cert, key) = ca.issue("token-service", true);
@@ -314,9 +315,15 @@ impl Registry {
     /// The registry's log and the token service's, for assertion messages.
     pub fn logs(&self) -> String {
         let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
-        let mut logs = format!("registry log:\n{}", read(self.dir.path().join("registry.log")));
+        let mut logs = format!(
+            "registry log:\n{}",
+            read(self.dir.path().join("registry.log"))
+        );
         if let Some(token) = &self.token {
-            logs.push_str(&format!("\ntoken service log:\n{}", read(token.log.clone())));
+            logs.push_str(&format!(
+                "\ntoken service log:\n{}",
+                read(token.log.clone())
+            ));
         }
         logs
     }
