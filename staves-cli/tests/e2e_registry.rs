@@ -593,3 +593,70 @@ fn token_auth_push_failures_are_clear_and_push_nothing() {
     );
     assert!(registry.catalog().is_empty(), "{:?}", registry.catalog());
 }
+
+/// Token authentication and cross-repository mounts: a mount needs a token for both repositories (`pull` on the
+/// source, `push` on the target), with an `auths` password (the token service's GET) and with the identity token
+/// `docker login` saved (its POST); the second repository gets every blob mounted, none uploaded.
+#[test]
+fn token_auth_mounts_blobs_across_repositories() {
+    if !ready(false) {
+        return;
+    }
+    let registry = Registry::start_with(RegistryAuth::Token);
+    let work = tempfile::tempdir().unwrap();
+    let password =
+        docker_config_with_password(&work.path().join("docker"), &registry, Registry::PASSWORD);
+    let login = registry.login();
+    let destination = |repo: &str| format!("docker://{}/staves-e2e/{repo}:1", registry.address());
+    let mut digests = Vec::new();
+    for (config, first, second) in [
+        (password.as_path(), "one", "two"),
+        (login.path(), "three", "four"),
+    ] {
+        let out = assemble(
+            config,
+            work.path(),
+            &[destination(first), destination(second)],
+            &["--format", "json"],
+        );
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            text(&out.stderr),
+            registry.logs()
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let (one, two) = (
+            &report["outputs"][0]["pushed"],
+            &report["outputs"][1]["pushed"],
+        );
+        // The first repository of a run lacks the blobs (a registry keeps blobs per repository): uploaded.
+        assert_eq!(one["uploaded_blobs"], 2, "{one}");
+        assert_eq!(two["mounted_blobs"], 2, "{two}\n{}", registry.logs());
+        assert_eq!(two["uploaded_bytes"], 0, "{two}");
+        assert_eq!(one["digest"], two["digest"]);
+        digests.push(two["digest"].as_str().unwrap().to_owned());
+        let token_log = std::fs::read_to_string(&registry.token.as_ref().unwrap().log).unwrap();
+        assert!(
+            token_log.contains(&format!(
+                r#"{{"type": "repository", "name": "staves-e2e/{first}", "actions": ["pull"]}}"#
+            )),
+            "no token granted pull on the mount's source: {token_log}"
+        );
+    }
+    let saved = std::fs::read_to_string(login.path().join("config.json")).unwrap();
+    assert!(saved.contains("identitytoken"), "{saved}");
+    let inspected = registry
+        .inspect(&password, "staves-e2e/four:1")
+        .expect("skopeo inspect of the mounted image");
+    assert_eq!(inspected["Digest"], digests[1].as_str(), "{inspected}");
+    assert_eq!(
+        registry.catalog(),
+        [
+            "staves-e2e/four",
+            "staves-e2e/one",
+            "staves-e2e/three",
+            "staves-e2e/two"
+        ]
+    );
+}
