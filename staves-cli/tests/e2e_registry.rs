@@ -536,7 +536,8 @@ fn build_pushes_to_a_token_auth_registry() {
 
 /// Token authentication refuses what it should: a wrong password (the token service answers 401) and no
 /// credentials at all (an anonymous token that grants nothing) both end in the registry's 401, a message that names
-/// the registry and suggests `docker login`, and nothing pushed.
+/// the registry and suggests `docker login`, and nothing pushed; the right password for a repository the account may
+/// not push to gets a 401 too, which the message tells apart from a login problem.
 #[test]
 fn token_auth_push_failures_are_clear_and_push_nothing() {
     if !ready(false) {
@@ -565,10 +566,32 @@ fn token_auth_push_failures_are_clear_and_push_nothing() {
         err.contains(&wrong.join("config.json").display().to_string()),
         "{err}"
     );
+    assert!(!err.contains("accepts these credentials"), "{err}");
     let token_log = std::fs::read_to_string(&registry.token.as_ref().unwrap().log).unwrap();
     assert!(
         token_log.contains("GET /token: wrong credentials"),
         "{token_log}"
+    );
+
+    // The right password, but a repository the token service grants nothing on: the registry's 401 is not a
+    // login problem, and the message says so.
+    let right =
+        docker_config_with_password(&work.path().join("right"), &registry, Registry::PASSWORD);
+    let outside = format!("docker://{}/outside/app:1", registry.address());
+    let out = assemble(&right, work.path(), std::slice::from_ref(&outside), &[]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "the registry {} answered HTTP 401",
+            registry.address()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("the registry's token service accepts these credentials")
+            && err.contains("may not be allowed to push to `outside/app`"),
+        "{err}"
     );
 
     let nobody = work.path().join("no-docker-config");

@@ -159,14 +159,19 @@ impl Pusher {
             if !seen.insert(blob.digest.as_str()) {
                 continue;
             }
-            push_blob(
+            if let Err(err) = push_blob(
                 &connection,
                 &reference,
                 mount_from.as_ref(),
                 blob,
                 &mut report,
             )
-            .await?;
+            .await
+            {
+                return Err(connection
+                    .explain_unauthorized(err, target.repository())
+                    .await);
+            }
         }
         self.mount_sources
             .entry(target.registry().to_owned())

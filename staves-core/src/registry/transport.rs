@@ -547,6 +547,48 @@ impl Connection {
             .map(Some)
     }
 
+    /// A 401 from a token-authentication registry, said more precisely when the token service accepts the
+    /// connection's credentials: then `docker login` is not the answer; the account may not push to `repository`.
+    /// Other errors, and 401s with no credentials or refused ones, are returned as they are.
+    pub(crate) async fn explain_unauthorized(
+        &self,
+        err: RegistryError,
+        repository: &str,
+    ) -> RegistryError {
+        let RegistryError::Unauthorized {
+            registry,
+            status: 401,
+            action,
+            credentials,
+            help,
+        } = err
+        else {
+            return err;
+        };
+        let accepted = !matches!(self.token_credential, Credential::Anonymous)
+            && matches!(
+                self.token_for(&[format!("repository:{repository}:pull,push")])
+                    .await,
+                Ok(Some(_))
+            );
+        let help = if accepted {
+            format!(
+                "the registry's token service accepts these credentials, but the registry refused the token it \
+                 issued: the account may not be allowed to push to `{repository}`; check its permissions, or log \
+                 in as another user with `docker login {registry}`"
+            )
+        } else {
+            help
+        };
+        RegistryError::Unauthorized {
+            registry,
+            status: 401,
+            action,
+            credentials,
+            help,
+        }
+    }
+
     /// Mount blob `digest` from repository `source` into `target` with `token` (which must grant `pull` on
     /// `source` and `push` on `target`). `false` when the registry did not mount it: then it opened an upload
     /// instead (which is cancelled) or refused.
