@@ -9,6 +9,12 @@
 //!   builds), so the emerge steps then take them with `--usepkg` like any cached binary package: Portage's
 //!   `--binpkg-respect-use` applies, and whatever the binhost lacks is built from source. The report counts the
 //!   packages fetched (emerge marks them `g` in its merge list).
+//! - A spec's `[build] binhost` ([`crate::BuildSettings`]) is part of its plan ([`BuildPlan::new`]); the URLs a
+//!   build adds with [`BuildPlan::with_binhosts`] (`--binhost`, Python's `binhost=`) come first
+//!   ([`merge_binhost_urls`]).
+//! - The fetch step runs before the binary package check ([`crate::cache`]), so fetched packages are checked like
+//!   any cached one: a package whose recorded build environment differs from what the spec gives it now is masked
+//!   and built from source. Portage alone would compare USE only.
 //!
 //! Only the binhosts given are used: other `binrepos.conf` entries of the builder (a stage3's Gentoo binhost) are
 //! set aside for the build.
