@@ -1,6 +1,8 @@
 //! A shared binary package host end to end: `staves cache export` of a warm cache, served by `python3 -m
 //! http.server` in a container of the fixture stage3 image on a Docker network this test creates, and builds with
-//! fresh caches that fetch from it (`--binhost http://NAME:PORT --network NET`).
+//! fresh caches that fetch from it (`--binhost http://NAME:PORT --network NET`, or `[build] binhost` in the spec),
+//! including the rule that a fetched binary built with other flags than the spec gives its package is never
+//! installed.
 //!
 //! With `STAVES_REQUIRE_DOCKER=1` (CI) missing tools or images fail the tests instead of skipping them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
