@@ -477,7 +477,7 @@ const CASES: &[(&str, Severity, usize, usize, &str)] = &[
         W,
         5,
         48,
-        "binhost `http://a:8080/` is listed twice in `binhost` (first at 5:12)",
+        "binhost `http://a:8080` is listed twice in `binhost` (first at 5:12)",
     ),
     (
         "warn-table-not-installed",

@@ -765,7 +765,7 @@ fn check_build(c: &mut Checker<'_>) {
                     printable(url)
                 ),
             );
-        } else if let Some(&first) = seen.get(url.as_str()) {
+        } else if let Some(&first) = seen.get(url.trim_end_matches('/')) {
             let at = c.position_text(&format!("build.binhost[{first}]"));
             c.warning(
                 key,
@@ -775,7 +775,8 @@ fn check_build(c: &mut Checker<'_>) {
                 ),
             );
         } else {
-            seen.insert(url, i);
+            // Trailing slashes do not make another binhost (as `binhost::merge_binhost_urls` treats them).
+            seen.insert(url.trim_end_matches('/'), i);
         }
     }
 }
