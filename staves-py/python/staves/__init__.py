@@ -35,6 +35,7 @@ from staves._staves import (
 from staves._types import (
     BinhostExport,
     BuildReport,
+    BuildSettings,
     Compression,
     Event,
     ExportingEvent,
@@ -71,6 +72,7 @@ __all__ = [
     "BuildError",
     "BuildPlan",
     "BuildReport",
+    "BuildSettings",
     "CancelToken",
     "Compression",
     "Diagnostic",
