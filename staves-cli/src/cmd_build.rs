@@ -306,6 +306,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     late_signal();
     // Advisories are warnings whatever the format (denied ones never get here: the build failed).
+    if let Some(reason) = &outcome.report.advisories_unreadable {
+        reporter.note(
+            "warning",
+            &format!("warning: the snapshot's advisories could not be read, none was checked: {reason}"),
+        );
+    }
     for finding in &outcome.advisories {
         match args.log_format {
             crate::Format::Text => eprintln!("warning: {finding}"),

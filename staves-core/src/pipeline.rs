@@ -502,6 +502,14 @@ async fn run(
             let advisories = crate::audit::check_sbom(&sbom, &report.snapshot_advisories);
             BuildSbom { sbom, advisories }
         });
+        if let (true, Some(reason)) = (deny, &report.advisories_unreadable) {
+            return Err(crate::advisory::AdvisoryError::Invalid {
+                origin: "the portage snapshot's metadata/glsa (advisories are denied, and could not be checked)"
+                    .into(),
+                reason: reason.clone(),
+            }
+            .into());
+        }
         let writer = match &build_sbom {
             Some(b) => b.attach(sink_writer, deny)?,
             None => sink_writer,
@@ -629,6 +637,14 @@ async fn serve_stored(
         }),
         advisories: stored.advisories.clone(),
     });
+    if let (true, Some(reason)) = (request.deny_advisories, &stored.advisories_unreadable) {
+        return Err(crate::advisory::AdvisoryError::Invalid {
+            origin: "the portage snapshot's metadata/glsa (advisories are denied, and could not be checked)"
+                .into(),
+            reason: reason.clone(),
+        }
+        .into());
+    }
     let writer = match &build_sbom {
         Some(b) => b.attach(writer, request.deny_advisories)?,
         None => writer,
@@ -674,6 +690,7 @@ async fn serve_stored(
         builder_image_id: stored.builder_image_id.clone(),
         portage_image_id: stored.portage_image_id.clone(),
         portage_timestamp: stored.portage_timestamp.clone(),
+        advisories_unreadable: stored.advisories_unreadable.clone(),
         total_duration: started.elapsed(),
         ..BuildReport::default()
     };
@@ -728,6 +745,7 @@ fn remember(
         record.portage_image_id = report.portage_image_id.clone();
         record.portage_timestamp = report.portage_timestamp.clone();
         record.advisories = advisories.to_vec();
+        record.advisories_unreadable = report.advisories_unreadable.clone();
         let _ = store.put_record(&record);
     }
 }

@@ -242,6 +242,9 @@ pub struct StoredBuild {
     /// The snapshot's advisories that applied to the packages.
     #[serde(default)]
     pub advisories: Vec<crate::advisory::AdvisoryMatch>,
+    /// Why the snapshot's advisories could not be read, when they could not.
+    #[serde(default)]
+    pub advisories_unreadable: Option<String>,
 }
 
 impl StoredBuild {
@@ -605,6 +608,7 @@ pub(crate) fn record_for(
         portage_image_id: None,
         portage_timestamp: None,
         advisories: Vec::new(),
+        advisories_unreadable: None,
     });
     build.layers.retain(|l| l.compression != layer.compression);
     build.layers.push(layer);

@@ -289,6 +289,9 @@ pub struct BuildReport {
     /// The snapshot's GLSAs (`metadata/glsa`), when the backend read them.
     #[serde(skip)]
     pub snapshot_advisories: crate::advisory::AdvisoryDb,
+    /// Why the snapshot's GLSAs could not be read, when they could not: the build then checked no advisory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advisories_unreadable: Option<String>,
     /// The last [`BuildReport::LOG_LIMIT`] lines the steps printed, in order. The whole log streams to the
     /// event handler ([`BuildEvent::Log`]).
     #[serde(skip_serializing)]

@@ -260,17 +260,26 @@ impl DockerBuilder {
             // The snapshot's GLSAs and timestamp, as the builder sees the tree (after any sync), for the SBOM and
             // the advisory check.
             let snapshot = cancellable(options, async {
-                crate::snapshot::read_from_container(
+                Ok(crate::snapshot::read_from_container(
                     &session.docker,
                     &container,
                     crate::snapshot::PORTAGE_TREE,
                 )
-                .await
-                .map_err(crate::Error::from)
+                .await)
             })
             .await?;
-            report.portage_timestamp = snapshot.timestamp;
-            report.snapshot_advisories = snapshot.advisories;
+            match snapshot {
+                Ok(snapshot) => {
+                    report.portage_timestamp = snapshot.timestamp;
+                    report.snapshot_advisories = snapshot.advisories;
+                }
+                // An engine failure is the build's; an advisory Staves cannot read is not, unless advisories are
+                // denied (the pipeline then refuses, since it cannot tell whether one applies).
+                Err(crate::snapshot::SnapshotError::Advisory(e)) => {
+                    report.advisories_unreadable = Some(e.to_string());
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
 
         if !plan.produces_rootfs() {
