@@ -309,7 +309,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(reason) = &outcome.report.advisories_unreadable {
         reporter.note(
             "warning",
-            &format!("warning: the snapshot's advisories could not be read, none was checked: {reason}"),
+            &format!(
+                "warning: the snapshot's advisories could not be read, none was checked: {reason}"
+            ),
         );
     }
     for finding in &outcome.advisories {

@@ -467,7 +467,10 @@ pub(crate) fn build(
             let data = to_py(py, &outcome)?;
             let log = outcome.report.log.clone();
             // The SBOM as its SPDX 2.3 JSON text; `_build_report` parses it into a dict.
-            let spdx = outcome.sbom.as_ref().map(staves_core::sbom::Sbom::to_spdx_json);
+            let spdx = outcome
+                .sbom
+                .as_ref()
+                .map(staves_core::sbom::Sbom::to_spdx_json);
             Ok(converter(py, "_build_report")?
                 .call1((data, log, spdx))?
                 .unbind())
