@@ -57,6 +57,12 @@ sys.exit(version("spdx-tools") != "0.8.5" or version("cyclonedx-python-lib") != 
 fi
 export STAVES_SBOM_VALIDATORS="$sbom_venv"
 
+# Builds keep their images in the local image store ($XDG_CACHE_HOME/staves): the tests get a fresh one of their
+# own, so they neither read nor fill the user's.
+export XDG_CACHE_HOME="$root/target/test-xdg-cache"
+rm -rf "$XDG_CACHE_HOME"
+mkdir -p "$XDG_CACHE_HOME"
+
 export STAVES_REQUIRE_DOCKER=1
 export STAVES_REQUIRE_PORTAGE=1
 

@@ -64,7 +64,10 @@ impl Drop for Resources {
 
 fn staves(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_staves"));
-    cmd.env("HOME", home).env_remove("DOCKER_HOST");
+    cmd.env("HOME", home)
+        // The local image store under that home, not the one the test run shares.
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env_remove("DOCKER_HOST");
     cmd
 }
 
@@ -81,7 +84,8 @@ fn build(home: &Path, spec: &Path, cache: &str, extra: &[&str]) -> serde_json::V
             "--build-cache",
             cache,
         ])
-        .args(["--jobs", "2", "--format", "json"])
+        // Every build here stands for another machine: never served from the local image store.
+        .args(["--jobs", "2", "--format", "json", "--rebuild"])
         .args(extra)
         .output()
         .unwrap();

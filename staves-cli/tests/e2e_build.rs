@@ -101,6 +101,8 @@ impl Case {
             ])
             .args(extra)
             .env("HOME", self.dir.path())
+            // The local image store under that home, not the one the test run shares.
+            .env("XDG_CACHE_HOME", self.dir.path().join(".cache"))
             .env_remove("DOCKER_HOST");
         cmd
     }

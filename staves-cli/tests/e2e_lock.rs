@@ -91,6 +91,8 @@ impl Case {
             .args(["--build-cache", &self.cache, "--no-ssh", "--no-netrc", "-q"])
             .args(extra)
             .env_remove("DOCKER_HOST")
+            // A local image store of this case's own.
+            .env("XDG_CACHE_HOME", self.path("xdg-cache"))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -138,6 +138,8 @@ fn build_pushes_to_a_tls_registry_and_the_engine_runs_it() {
             .args(["--jobs", "2", "--format", "json"])
             .args(extra)
             .env("HOME", work.path())
+            // The local image store under that home, not the one the test run shares.
+            .env("XDG_CACHE_HOME", work.path().join(".cache"))
             .output()
             .unwrap()
     };

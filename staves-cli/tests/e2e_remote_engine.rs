@@ -92,6 +92,8 @@ fn hello_builds_on_a_tls_engine_and_a_wrong_client_certificate_is_a_tls_error() 
             .env("DOCKER_TLS_VERIFY", "1")
             .env("DOCKER_CERT_PATH", cert_path)
             .env("HOME", work.path())
+            // The local image store under that home, not the one the test run shares.
+            .env("XDG_CACHE_HOME", work.path().join(".cache"))
             .output()
             .unwrap()
     };
@@ -165,6 +167,8 @@ fn unsupported_engine_addresses_are_named() {
             .args(["--docker-host", host])
             .env_remove("DOCKER_TLS_VERIFY")
             .env("HOME", work.path())
+            // The local image store under that home, not the one the test run shares.
+            .env("XDG_CACHE_HOME", work.path().join(".cache"))
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(3), "{host}: {}", text(&out.stderr));
@@ -182,6 +186,8 @@ fn unsupported_engine_addresses_are_named() {
         .env("DOCKER_TLS_VERIFY", "1")
         .env("DOCKER_CERT_PATH", work.path())
         .env("HOME", work.path())
+        // The local image store under that home, not the one the test run shares.
+        .env("XDG_CACHE_HOME", work.path().join(".cache"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));

@@ -136,6 +136,8 @@ impl Case {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_staves"));
         cmd.arg(subcommand)
             .env("HOME", self.dir.path())
+            // The local image store under that home, not the one the test run shares.
+            .env("XDG_CACHE_HOME", self.dir.path().join(".cache"))
             .env_remove("DOCKER_HOST")
             .env_remove("STAVES_TEST_PAUSE");
         cmd

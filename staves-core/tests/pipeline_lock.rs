@@ -154,7 +154,7 @@ fn a_locked_build_pins_versions_checks_the_resolution_and_keeps_the_lock() {
         [
             &StepKind::WriteFiles,
             &StepKind::Resolve,
-            &StepKind::BuildDeps
+            &StepKind::CheckBinaries
         ]
     );
 

@@ -84,3 +84,24 @@ def test_export_binhost_names_a_missing_volume(engine, tmp_path):
     with pytest.raises(staves.StavesError, match="there is no build cache volume `staves-py-no-such-volume`"):
         staves.export_binhost("staves-py-no-such-volume", tmp_path / "out", builder_image="staves-test/stage3:latest")
     assert not (tmp_path / "out").exists()
+
+
+def test_spec_binhosts_come_after_the_binhost_argument(tmp_path, rootfs):
+    text = HELLO.read_text() + "\n[build]\nbinhost = ['http://spec:3', 'http://both:2']\n"
+    spec = staves.ImageSpec.from_toml(text)
+    assert spec.build == {"binhost": ["http://spec:3", "http://both:2"]}
+    assert staves.ImageSpec(**spec.to_dict()) == spec
+    assert staves.ImageSpec.from_file(HELLO).build == {}
+    # The plan has the spec's binhosts; a build puts its own first, each URL once, in one fetch step.
+    conf = staves.plan(spec, jobs=2).files["/etc/portage/binrepos.conf/staves.conf"]
+    assert conf.index("sync-uri = http://spec:3\n") < conf.index("sync-uri = http://both:2\n")
+    builder = staves.MockBuilder(rootfs)
+    report = staves.build(spec, builder, [f"oci:{tmp_path / 'o'}"], binhost=["http://flag:1", "http://both:2"], jobs=2)
+    fetches = [s for s in report.steps if s.kind == "fetch-binaries"]
+    assert [s.label for s in fetches] == ["Fetch binary packages from 3 binhosts"]
+    plain = [s.argv for s in staves.plan(staves.ImageSpec.from_file(HELLO), jobs=2).steps]
+    assert len(builder.steps_run) == len(plain) + 1
+    with pytest.raises(TypeError, match="unknown key"):
+        staves.ImageSpec("a/b", build={"binhosts": ["http://x"]})
+    with pytest.raises(staves.SpecError, match="not a usable binhost URL"):
+        staves.ImageSpec.from_toml(HELLO.read_text() + "\n[build]\nbinhost = ['binhost:8080']\n")
