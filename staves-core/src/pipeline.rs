@@ -464,7 +464,11 @@ async fn run(
         .keep_layers_in(key.as_ref().and(store.cloned()));
     if let (Some(store), Some(key)) = (store, &key) {
         if reuse_allowed(spec, request) && locked.as_ref().is_none_or(LockedBuild::reusable) {
-            if let Some(stored) = store.lookup(key) {
+            // A record written before builds made SBOMs lacks what the SBOM needs: build again instead.
+            let stored = store
+                .lookup(key)
+                .filter(|s| sbom_base.is_none() || s.builder_image_id.is_some());
+            if let Some(stored) = stored {
                 let mut outcome = serve_stored(
                     store,
                     key,
