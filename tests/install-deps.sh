@@ -12,6 +12,7 @@ packages=(
   git
   time
   docker-registry apache2-utils openssl curl   # the registry push tests (TLS + htpasswd)
+  python3                                      # the registry token service (tests/support/token_server.py)
   socat                                        # the remote-engine test: a TLS endpoint before the socket
 )
 

@@ -188,10 +188,13 @@ fn list(common: &Common) -> anyhow::Result<ExitCode> {
             println!(
                 "  {name:<40} env {:<16} {:>10}  built {}  used {}  USE=\"{}\"",
                 p.fingerprint.as_deref().unwrap_or("(none)"),
-                human_bytes(p.size),
-                p.build_time.map_or_else(|| "?".into(), format_time),
-                p.last_used
-                    .map_or_else(|| "never".into(), |t| format_time(t as u64)),
+                staves_core::sbom::human_size(p.size),
+                p.build_time
+                    .map_or_else(|| "?".into(), staves_core::cache::format_minutes),
+                p.last_used.map_or_else(
+                    || "never".into(),
+                    |t| staves_core::cache::format_minutes(t as u64)
+                ),
                 p.use_flags.join(" "),
             );
         }
@@ -206,7 +209,13 @@ fn list(common: &Common) -> anyhow::Result<ExitCode> {
             let layers: Vec<String> = image
                 .layers
                 .iter()
-                .map(|l| format!("{} {}", l.compression, human_bytes(l.size)))
+                .map(|l| {
+                    format!(
+                        "{} {}",
+                        l.compression,
+                        staves_core::sbom::human_size(l.size)
+                    )
+                })
                 .collect();
             println!(
                 "  {}  {:<28} {} packages  layers: {}  built {}  used {}",
@@ -214,8 +223,8 @@ fn list(common: &Common) -> anyhow::Result<ExitCode> {
                 image.name,
                 image.packages.len(),
                 layers.join(", "),
-                format_time(image.created),
-                format_time(image.last_used),
+                staves_core::cache::format_minutes(image.created),
+                staves_core::cache::format_minutes(image.last_used),
             );
         }
     }
@@ -251,7 +260,7 @@ fn prune(args: &PruneArgs) -> anyhow::Result<ExitCode> {
             "build cache volume {}: {verb} {} binary packages ({}), kept {}",
             common.build_cache,
             report.removed.len(),
-            human_bytes(report.freed_bytes()),
+            staves_core::sbom::human_size(report.freed_bytes()),
             report.kept
         );
         for p in &report.removed {
@@ -267,7 +276,7 @@ fn prune(args: &PruneArgs) -> anyhow::Result<ExitCode> {
             "local image store: {verb} {} images and {} blobs ({}), kept {} images",
             report.removed_builds.len(),
             report.removed_blobs.len(),
-            human_bytes(report.freed_bytes),
+            staves_core::sbom::human_size(report.freed_bytes),
             report.kept_builds
         );
     }
@@ -299,7 +308,7 @@ fn clear(args: &ClearArgs) -> anyhow::Result<ExitCode> {
             common.build_cache,
             report.files,
             report.packages,
-            human_bytes(report.freed_bytes)
+            staves_core::sbom::human_size(report.freed_bytes)
         );
     }
     if let Some(report) = &store {
@@ -307,7 +316,7 @@ fn clear(args: &ClearArgs) -> anyhow::Result<ExitCode> {
             "local image store: {verb} {} images and {} blobs ({})",
             report.removed_builds.len(),
             report.removed_blobs.len(),
-            human_bytes(report.freed_bytes)
+            staves_core::sbom::human_size(report.freed_bytes)
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -326,7 +335,7 @@ fn du(common: &Common) -> anyhow::Result<ExitCode> {
     if let Some(usage) = &binpkgs {
         println!(
             "{}\tbuild cache volume {} ({} binary packages, {} files)",
-            human_bytes(usage.bytes),
+            staves_core::sbom::human_size(usage.bytes),
             common.build_cache,
             usage.packages,
             usage.files
@@ -335,7 +344,7 @@ fn du(common: &Common) -> anyhow::Result<ExitCode> {
     if let Some(usage) = &store {
         println!(
             "{}\tlocal image store {} ({} images, {} blobs)",
-            human_bytes(usage.bytes),
+            staves_core::sbom::human_size(usage.bytes),
             usage.path.display(),
             usage.builds,
             usage.blobs
@@ -344,103 +353,13 @@ fn du(common: &Common) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// `YYYY-MM-DD HH:MM` (UTC) of a unix time.
-fn format_time(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // civil_from_days, the inverse of days_from_civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60
-    )
-}
-
 /// clap's parser for `--older-than`: a date (`YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ`, UTC) or an age (`30d`, `12h`).
-fn parse_date(text: &str) -> Result<u64, String> {
-    let bad = || {
-        format!(
-            "'{text}' is not a date: give YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ (UTC) or an age such as 30d or 12h"
-        )
-    };
+fn parse_date(text: &str) -> Result<u64, staves_core::cache::DateError> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    for (suffix, unit) in [("d", 86_400u64), ("h", 3_600), ("m", 60)] {
-        if let Some(n) = text
-            .strip_suffix(suffix)
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            return Ok(now.saturating_sub(n.saturating_mul(unit)));
-        }
-    }
-    let (date, time) = match text.split_once('T') {
-        Some((date, time)) => (date, Some(time.strip_suffix('Z').ok_or_else(bad)?)),
-        None => (text, None),
-    };
-    let num = |s: &str, len: usize| -> Result<i64, String> {
-        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-            .ok_or_else(bad)
-    };
-    let parts: Vec<&str> = date.split('-').collect();
-    let [y, m, d] = parts.as_slice() else {
-        return Err(bad());
-    };
-    let (y, m, d) = (num(y, 4)?, num(m, 2)?, num(d, 2)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return Err(bad());
-    }
-    let mut secs = days_from_civil(y, m, d) * 86_400;
-    if let Some(time) = time {
-        let parts: Vec<&str> = time.split(':').collect();
-        let [h, mi, s] = parts.as_slice() else {
-            return Err(bad());
-        };
-        let (h, mi, s) = (num(h, 2)?, num(mi, 2)?, num(s, 2)?);
-        if h > 23 || mi > 59 || s > 60 {
-            return Err(bad());
-        }
-        secs += h * 3600 + mi * 60 + s;
-    }
-    u64::try_from(secs).map_err(|_| bad())
+    staves_core::cache::parse_cutoff(text, now)
 }
 
 #[cfg(test)]
@@ -452,8 +371,11 @@ mod tests {
         assert_eq!(parse_date("1970-01-01"), Ok(0));
         assert_eq!(parse_date("2026-11-30"), Ok(1_795_996_800));
         assert_eq!(parse_date("2026-11-30T01:02:03Z"), Ok(1_795_996_800 + 3723));
-        assert_eq!(format_time(1_795_996_800 + 3723), "2026-11-30 01:02");
-        assert_eq!(format_time(0), "1970-01-01 00:00");
+        assert_eq!(
+            staves_core::cache::format_minutes(1_795_996_800 + 3723),
+            "2026-11-30 01:02"
+        );
+        assert_eq!(staves_core::cache::format_minutes(0), "1970-01-01 00:00");
         for bad in [
             "yesterday",
             "2026-13-01",
@@ -465,7 +387,7 @@ mod tests {
         }
         let now = parse_date("0d").unwrap();
         assert_eq!(parse_date("1d").unwrap(), now - 86_400);
-        assert_eq!(human_bytes(10), "10 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(staves_core::sbom::human_size(10), "10 B");
+        assert_eq!(staves_core::sbom::human_size(1536), "1.5 KiB");
     }
 }

@@ -195,3 +195,53 @@ fn plan_shows_the_pins_of_a_lock_next_to_the_spec() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("staves.lock:2:"), "{stderr}");
 }
+
+/// `[build] binhost` shows in the plan: the binrepos.conf Staves writes, and the fetch step.
+#[test]
+fn plan_shows_the_binhosts_of_the_spec() {
+    let config = repo("tests/data/plan/binhost.toml");
+    let out = plan(&["--config", config.to_str().unwrap(), "--jobs", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("--- /etc/portage/binrepos.conf/staves.conf\n"),
+        "{text}"
+    );
+    assert!(text.contains("sync-uri = http://binhost:8080/\n"), "{text}");
+    assert!(
+        text.contains("Fetch binary packages from 2 binhosts"),
+        "{text}"
+    );
+    let out = plan(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--format",
+        "json",
+        "--jobs",
+        "2",
+    ]);
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json["binhosts"],
+        serde_json::json!(["http://binhost:8080/", "https://binpkgs.example.com/amd64/"])
+    );
+    let kinds: Vec<&str> = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    let fetch = kinds.iter().position(|k| *k == "fetch-binaries").unwrap();
+    assert_eq!(kinds[fetch + 1], "check-binaries", "{kinds:?}");
+    // A spec without [build] has no binhosts in its JSON plan.
+    let config = repo("examples/hello/staves.toml");
+    let out = plan(&["--config", config.to_str().unwrap(), "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json.get("binhosts").is_none());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("fetch-binaries"));
+}

@@ -109,6 +109,7 @@ fn the_schema_is_draft_07_json_with_package_tables_as_additional_properties() {
         "env",
         "repositories",
         "image",
+        "build",
     ] {
         assert!(schema["properties"][key].is_object(), "{key}");
     }
@@ -193,6 +194,10 @@ fn the_schema_rejects_invalid_specs_and_never_a_spec_staves_accepts() {
         "type-env-number.toml",
         "unknown-image-key.toml",
         "unknown-package-key.toml",
+        "build-binhost-no-scheme.toml",
+        "build-binhost-dollar.toml",
+        "type-build-binhost-string.toml",
+        "unknown-build-key.toml",
     ] {
         assert!(
             rejected.contains(&name.to_owned()),

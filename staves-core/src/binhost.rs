@@ -9,6 +9,12 @@
 //!   builds), so the emerge steps then take them with `--usepkg` like any cached binary package: Portage's
 //!   `--binpkg-respect-use` applies, and whatever the binhost lacks is built from source. The report counts the
 //!   packages fetched (emerge marks them `g` in its merge list).
+//! - A spec's `[build] binhost` ([`crate::BuildSettings`]) is part of its plan ([`BuildPlan::new`]); the URLs a
+//!   build adds with [`BuildPlan::with_binhosts`] (`--binhost`, Python's `binhost=`) come first
+//!   ([`merge_binhost_urls`]).
+//! - The fetch step runs before the binary package check ([`crate::cache`]), so fetched packages are checked like
+//!   any cached one: a package whose recorded build environment differs from what the spec gives it now is masked
+//!   and built from source. Portage alone would compare USE only.
 //!
 //! Only the binhosts given are used: other `binrepos.conf` entries of the builder (a stage3's Gentoo binhost) are
 //! set aside for the build.
@@ -185,43 +191,53 @@ fn fetch_script(commands: &[&[String]]) -> String {
     s
 }
 
+/// The binhost URLs a build uses: `first` (a build's `--binhost` flags), then `then` (the spec's `[build]
+/// binhost`), each once. URLs that differ only in trailing slashes are the same binhost; the first spelling is
+/// kept.
+pub fn merge_binhost_urls(first: &[String], then: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for url in first.iter().chain(then) {
+        let key = url.trim_end_matches('/');
+        if !out.iter().any(|u| u.trim_end_matches('/') == key) {
+            out.push(url.clone());
+        }
+    }
+    out
+}
+
 impl BuildPlan {
     /// Make the build fetch binary packages from `urls` (tried in order) before it emerges anything; see the
-    /// [module docs](self). No URLs: the plan is unchanged.
+    /// [module docs](self). The plan's own binhosts (the spec's `[build] binhost`) come after `urls`, and a URL
+    /// given twice is used once ([`merge_binhost_urls`]). No new URLs: the plan is unchanged.
     pub fn with_binhosts(mut self, urls: &[String]) -> Result<Self, BinhostError> {
-        if urls.is_empty() {
-            return Ok(self);
-        }
         for url in urls {
             check_binhost_url(url)?;
         }
-        self.files.push(PortageFile {
-            path: BINREPOS_FILE.to_owned(),
-            content: render_binrepos_conf(urls),
-            mode: WriteMode::Replace,
-        });
-        if let Some(write) = self
-            .steps
-            .iter_mut()
-            .find(|s| s.kind == StepKind::WriteFiles)
-        {
-            write.argv = vec![
-                "/bin/sh".to_owned(),
-                "-c".to_owned(),
-                crate::plan::install_files_script(&self.files),
-            ];
+        let all = merge_binhost_urls(urls, &self.binhosts);
+        if all != self.binhosts {
+            self.set_binhosts(all);
         }
+        Ok(self)
+    }
+
+    /// Fetch from `urls` (already checked) instead of the plan's current binhosts: the `binrepos.conf` file and
+    /// the fetch step are written anew (none when `urls` is empty). A plan without emerge steps (the resolution of
+    /// `staves lock`) builds nothing and is left as it is.
+    pub(crate) fn set_binhosts(&mut self, urls: Vec<String>) {
         let emerges: Vec<&Step> = self
             .steps
             .iter()
             .filter(|s| matches!(s.kind, StepKind::BuildDeps | StepKind::Rootfs))
             .collect();
+        if emerges.is_empty() || (urls.is_empty() && self.binhosts.is_empty()) {
+            return;
+        }
         let commands: Vec<&[String]> = emerges.iter().map(|s| s.argv.as_slice()).collect();
         let env = emerges
             .first()
             .map(|s| s.env.clone())
             .unwrap_or_else(|| BTreeMap::from([("NOCOLOR".to_owned(), "true".to_owned())]));
-        let fetch = Step {
+        let fetch = (!urls.is_empty()).then(|| Step {
             kind: StepKind::FetchBinaries,
             label: format!(
                 "Fetch binary packages from {}",
@@ -240,16 +256,39 @@ impl BuildPlan {
             background: false,
             wait_background: false,
             skip_if: None,
-        };
-        // Right after the configuration and the repository syncs, before any other step: whatever inspects the
-        // binary packages of the cache before the emerge steps (the environment check) then sees the fetched ones.
-        let at = self
+        });
+        self.steps.retain(|s| s.kind != StepKind::FetchBinaries);
+        self.files.retain(|f| f.path != BINREPOS_FILE);
+        if !urls.is_empty() {
+            self.files.push(PortageFile {
+                path: BINREPOS_FILE.to_owned(),
+                content: render_binrepos_conf(&urls),
+                mode: WriteMode::Replace,
+            });
+        }
+        if let Some(write) = self
             .steps
-            .iter()
-            .rposition(|s| matches!(s.kind, StepKind::WriteFiles | StepKind::Sync { .. }))
-            .map_or(0, |i| i + 1);
-        self.steps.insert(at, fetch);
-        Ok(self)
+            .iter_mut()
+            .find(|s| s.kind == StepKind::WriteFiles)
+        {
+            write.argv = vec![
+                "/bin/sh".to_owned(),
+                "-c".to_owned(),
+                crate::plan::install_files_script(&self.files),
+            ];
+        }
+        if let Some(fetch) = fetch {
+            // Right after the configuration and the repository syncs, before any other step: whatever inspects
+            // the binary packages of the cache before the emerge steps (the environment check) then sees the
+            // fetched ones.
+            let at = self
+                .steps
+                .iter()
+                .rposition(|s| matches!(s.kind, StepKind::WriteFiles | StepKind::Sync { .. }))
+                .map_or(0, |i| i + 1);
+            self.steps.insert(at, fetch);
+        }
+        self.binhosts = urls;
     }
 }
 
@@ -749,6 +788,82 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("invalid binhost URL `nope`"), "{err}");
+    }
+
+    #[test]
+    fn build_urls_come_before_the_spec_urls_each_once() {
+        let s = |v: &[&str]| v.iter().map(|u| (*u).to_owned()).collect::<Vec<String>>();
+        assert_eq!(
+            merge_binhost_urls(
+                &s(&["http://flag:1", "http://both:2/", "http://flag:1"]),
+                &s(&["http://spec:3", "http://both:2", "http://spec:3/"])
+            ),
+            s(&["http://flag:1", "http://both:2/", "http://spec:3"])
+        );
+        assert_eq!(merge_binhost_urls(&[], &[]), Vec::<String>::new());
+
+        // A spec's `[build] binhost` is in its plan; a build's own URLs go first, and the plan has one fetch step.
+        let spec = crate::ImageSpec::parse(
+            "name = 'a/b'\npackages = ['app-misc/hello']\n[build]\nbinhost = ['http://spec:3', 'http://both:2']\n",
+            None,
+        )
+        .unwrap();
+        let options = crate::PlanOptions::with_jobs(2);
+        let plan = BuildPlan::new(&spec, &options).unwrap();
+        assert_eq!(plan.binhosts, s(&["http://spec:3", "http://both:2"]));
+        let fetches = |p: &BuildPlan| {
+            p.steps
+                .iter()
+                .filter(|s| s.kind == StepKind::FetchBinaries)
+                .count()
+        };
+        assert_eq!(fetches(&plan), 1);
+        let conf = |p: &BuildPlan| {
+            p.files
+                .iter()
+                .filter(|f| f.path == BINREPOS_FILE)
+                .map(|f| f.content.clone())
+                .collect::<Vec<String>>()
+        };
+        assert_eq!(
+            conf(&plan),
+            [render_binrepos_conf(&s(&[
+                "http://spec:3",
+                "http://both:2"
+            ]))]
+        );
+        let same = plan.clone().with_binhosts(&s(&["http://both:2/"])).unwrap();
+        assert_eq!(same.binhosts, s(&["http://both:2/", "http://spec:3"]));
+        let merged = plan
+            .clone()
+            .with_binhosts(&s(&["http://flag:1", "http://spec:3"]))
+            .unwrap();
+        assert_eq!(
+            merged.binhosts,
+            s(&["http://flag:1", "http://spec:3", "http://both:2"])
+        );
+        assert_eq!(fetches(&merged), 1);
+        assert_eq!(merged.steps.len(), plan.steps.len());
+        assert_eq!(
+            conf(&merged),
+            [render_binrepos_conf(&merged.binhosts)],
+            "one binrepos.conf with every URL"
+        );
+        let fetch = merged
+            .steps
+            .iter()
+            .find(|s| s.kind == StepKind::FetchBinaries)
+            .unwrap();
+        assert_eq!(fetch.label, "Fetch binary packages from 3 binhosts");
+        // Without [build], nothing changes: no binhosts, no fetch step, no binrepos.conf.
+        let mut plain = spec.clone();
+        plain.build = crate::BuildSettings::default();
+        let plain = BuildPlan::new(&plain, &options).unwrap();
+        assert!(plain.binhosts.is_empty() && fetches(&plain) == 0 && conf(&plain).is_empty());
+        assert_eq!(plan.steps.len(), plain.steps.len() + 1);
+        // `staves lock` resolves and builds nothing: it fetches nothing either.
+        let resolve = BuildPlan::resolve(&spec, &options).unwrap();
+        assert!(resolve.binhosts.is_empty() && fetches(&resolve) == 0);
     }
 
     #[test]

@@ -69,6 +69,6 @@ pub use plan::{BuildPlan, PlanError, PlanOptions, Step, StepKind, StepSkip};
 pub use portage::{BuildEnv, InstalledPackage, PortageFile};
 pub use registry::{PushReport, RegistryError, RegistryOptions, RegistryTarget};
 pub use spec::{
-    Diagnostic, ImageConfig, ImageSpec, ImageSpecBuilder, Locale, PackageConfig, Repository,
-    Severity, SpecError,
+    BuildSettings, Diagnostic, ImageConfig, ImageSpec, ImageSpecBuilder, Locale, PackageConfig,
+    Repository, Severity, SpecError,
 };

@@ -55,3 +55,22 @@ fn original_readme_examples() {
     );
     insta::assert_snapshot!("original_readme_text", plan.render_text());
 }
+
+/// `[build] binhost`: a `binrepos.conf` with both URLs in order, and a fetch step right before the binary package
+/// check. A spec without `[build]` plans as before (the other snapshots).
+#[test]
+fn build_binhost_spec() {
+    let plan = plan_for("tests/data/plan/binhost.toml");
+    assert_eq!(
+        plan.binhosts,
+        ["http://binhost:8080/", "https://binpkgs.example.com/amd64/"]
+    );
+    let files = plan.files_by_path();
+    let conf = &files["/etc/portage/binrepos.conf/staves.conf"];
+    let first = conf.find("sync-uri = http://binhost:8080/\n").unwrap();
+    let second = conf
+        .find("sync-uri = https://binpkgs.example.com/amd64/\n")
+        .unwrap();
+    assert!(first < second, "{conf}");
+    insta::assert_snapshot!("binhost_text", plan.render_text());
+}

@@ -7,7 +7,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pythonize::pythonize;
 use staves_core::{
-    Diagnostic, ImageConfig, ImageSpec, Locale, PackageConfig, Repository, Severity, SpecError,
+    BuildSettings, Diagnostic, ImageConfig, ImageSpec, Locale, PackageConfig, Repository, Severity,
+    SpecError,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -69,7 +70,8 @@ impl PyImageSpec {
     #[new]
     #[pyo3(signature = (
         name, *, version = None, packages = None, command = None, annotations = None, locale = None,
-        stdlib = false, env = None, named_envs = None, repositories = None, package_configs = None, image = None
+        stdlib = false, env = None, named_envs = None, repositories = None, package_configs = None, image = None,
+        build = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -85,6 +87,7 @@ impl PyImageSpec {
         repositories: Option<&Bound<'_, PyAny>>,
         package_configs: Option<&Bound<'_, PyAny>>,
         image: Option<&Bound<'_, PyAny>>,
+        build: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let mut spec = ImageSpec::new(name);
         if let Some(version) = version {
@@ -112,6 +115,9 @@ impl PyImageSpec {
         }
         if let Some(v) = image {
             spec.image = kwarg::<ImageConfig>("image", "ImageConfig", v)?;
+        }
+        if let Some(v) = build {
+            spec.build = kwarg::<BuildSettings>("build", "BuildSettings", v)?;
         }
         Ok(Self { inner: spec })
     }
@@ -204,6 +210,13 @@ impl PyImageSpec {
     #[getter]
     fn image<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &self.inner.image)
+    }
+
+    /// How the image is built (`[build]`): `binhost`, the binary package hosts a build fetches from after its
+    /// own `binhost=` URLs (unset ones left out).
+    #[getter]
+    fn build<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.build)
     }
 
     /// The file the spec was read from, if any.

@@ -9,6 +9,7 @@ import asyncio
 import gzip
 import io
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -226,7 +227,7 @@ def test_the_example_scripts_build_hello(tmp_path, unique_images, cache_volume, 
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "step 4/8: Install runtime dependencies into the rootfs" in proc.stdout
+    assert re.search(r"step \d+/\d+: Install runtime dependencies into the rootfs", proc.stdout), proc.stdout
     assert "app-misc/hello-" in proc.stdout
     assert out.exists()
     assert containers_from(builder_image, portage_image) == []

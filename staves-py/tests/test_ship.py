@@ -103,5 +103,6 @@ def test_spec_binhosts_come_after_the_binhost_argument(tmp_path, rootfs):
     assert len(builder.steps_run) == len(plain) + 1
     with pytest.raises(TypeError, match="unknown key"):
         staves.ImageSpec("a/b", build={"binhosts": ["http://x"]})
-    with pytest.raises(staves.SpecError, match="not a usable binhost URL"):
-        staves.ImageSpec.from_toml(HELLO.read_text() + "\n[build]\nbinhost = ['binhost:8080']\n")
+    bad = staves.ImageSpec.from_toml(HELLO.read_text() + "\n[build]\nbinhost = ['binhost:8080']\n")
+    [diagnostic] = bad.validate()
+    assert diagnostic.key == "build.binhost[0]" and "not a usable binhost URL" in diagnostic.message

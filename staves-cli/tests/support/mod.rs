@@ -1,5 +1,5 @@
 //! Real servers for the end-to-end tests, each removed on drop: a CA made with `openssl`, Debian's
-//! `docker-registry` with TLS and htpasswd auth, and a `socat` TLS endpoint in front of the Docker socket.
+//! `docker-registry` with TLS and htpasswd or token auth (with `token_server.py`, a token service), and a `socat` TLS endpoint in front of the Docker socket.
 //!
 //! Everything listens on 127.0.0.1 only, on a port the kernel picked.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
@@ -160,37 +160,134 @@ impl Drop for Server {
     }
 }
 
-/// Debian's `docker-registry` on 127.0.0.1 with TLS (its own CA) and htpasswd auth (`USER`/`PASSWORD`), trusted
-/// by the engine through `/etc/docker/certs.d/127.0.0.1:PORT/ca.crt` while it runs.
+/// How a test registry authenticates clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryAuth {
+    /// htpasswd: HTTP Basic on every request.
+    Basic,
+    /// Token authentication: a Bearer challenge that sends clients to [`TokenService`] for a JWT.
+    Token,
+}
+
+/// `tests/support/token_server.py` on 127.0.0.1 with TLS (a certificate of the registry's CA): it checks the
+/// registry user's Basic credentials and issues JWTs signed RS256 with a certificate of that CA (sent as `x5c`),
+/// granting pull and push on `staves-e2e/*`.
+pub struct TokenService {
+    pub port: u16,
+    pub log: PathBuf,
+    _server: Server,
+}
+
+impl TokenService {
+    pub const SERVICE: &'static str = "staves-test";
+    pub const ISSUER: &'static str = "staves-test-issuer";
+    pub const SCRIPT: &'static str =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/token_server.py");
+
+    fn start(ca: &TestCa, dir: &Path) -> Self {
+        let (cert, key) = ca.issue("token-service", true);
+        let (sign_cert, sign_key) = ca.issue("token-signer", false);
+        let port = free_port();
+        let log = dir.join("token-service.log");
+        let out = std::fs::File::create(dir.join("token-service.out")).unwrap();
+        let mut child = Command::new("python3")
+            .arg(Self::SCRIPT)
+            .args(["--port", &port.to_string()])
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .arg("--sign-cert")
+            .arg(&sign_cert)
+            .arg("--sign-key")
+            .arg(&sign_key)
+            .args(["--issuer", Self::ISSUER, "--service", Self::SERVICE])
+            .args(["--user", Registry::USER, "--password", Registry::PASSWORD])
+            .args(["--prefix", "staves-e2e/"])
+            .arg("--log")
+            .arg(&log)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        wait_for_port(port, &mut child, &dir.join("token-service.out"));
+        Self {
+            port,
+            log,
+            _server: Server { child },
+        }
+    }
+
+    /// The realm: `https://127.0.0.1:PORT/token`.
+    pub fn realm(&self) -> String {
+        format!("https://127.0.0.1:{}/token", self.port)
+    }
+}
+
+/// Debian's `docker-registry` on 127.0.0.1 with TLS (its own CA) and htpasswd auth (`USER`/`PASSWORD`) or token
+/// auth (a [`TokenService`] that knows the same user), trusted by the engine through
+/// `/etc/docker/certs.d/127.0.0.1:PORT/ca.crt` while it runs.
 pub struct Registry {
+    // Fields drop in this order: the processes stop before their directories go.
+    _server: Server,
+    /// Set for [`RegistryAuth::Token`].
+    pub token: Option<TokenService>,
     pub ca: TestCa,
     pub port: u16,
     pub dir: tempfile::TempDir,
     certs_d: PathBuf,
-    _server: Server,
 }
 
 impl Registry {
     pub const USER: &'static str = "staves";
     pub const PASSWORD: &'static str = "s3cret-pass";
 
+    /// A registry with htpasswd (Basic) auth.
     pub fn start() -> Self {
+        Self::start_with(RegistryAuth::Basic)
+    }
+
+    pub fn start_with(auth: RegistryAuth) -> Self {
         let ca = TestCa::new();
         let (cert, key) = ca.issue("registry", true);
         let dir = tempfile::tempdir().unwrap();
-        run(Command::new("htpasswd")
-            .args(["-Bbc"])
-            .arg(dir.path().join("htpasswd"))
-            .args([Self::USER, Self::PASSWORD]));
+        let (auth_config, token) = match auth {
+            RegistryAuth::Basic => {
+                run(Command::new("htpasswd")
+                    .args(["-Bbc"])
+                    .arg(dir.path().join("htpasswd"))
+                    .args([Self::USER, Self::PASSWORD]));
+                (
+                    format!(
+                        "auth:\n  htpasswd:\n    realm: staves-test\n    path: {}\n",
+                        dir.path().join("htpasswd").display()
+                    ),
+                    None,
+                )
+            }
+            RegistryAuth::Token => {
+                let token = TokenService::start(&ca, dir.path());
+                (
+                    format!(
+                        "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    \
+                         rootcertbundle: {bundle}\n",
+                        realm = token.realm(),
+                        service = TokenService::SERVICE,
+                        issuer = TokenService::ISSUER,
+                        bundle = ca.path("ca.pem").display(),
+                    ),
+                    Some(token),
+                )
+            }
+        };
         let port = free_port();
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {data}\n\
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {data}\n\
              http:\n  addr: 127.0.0.1:{port}\n  secret: staves-test\n  tls:\n    certificate: {cert}\n    key: {key}\n\
-             auth:\n  htpasswd:\n    realm: staves-test\n    path: {htpasswd}\n",
+             {auth_config}",
             data = dir.path().join("data").display(),
             cert = cert.display(),
             key = key.display(),
-            htpasswd = dir.path().join("htpasswd").display(),
         );
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
         let log = dir.path().join("registry.log");
@@ -206,12 +303,29 @@ impl Registry {
         std::fs::create_dir_all(&certs_d).unwrap();
         std::fs::copy(ca.path("ca.pem"), certs_d.join("ca.crt")).unwrap();
         Self {
+            _server: Server { child },
+            token,
             ca,
             port,
             dir,
             certs_d,
-            _server: Server { child },
         }
+    }
+
+    /// The registry's log and the token service's, for assertion messages.
+    pub fn logs(&self) -> String {
+        let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+        let mut logs = format!(
+            "registry log:\n{}",
+            read(self.dir.path().join("registry.log"))
+        );
+        if let Some(token) = &self.token {
+            logs.push_str(&format!(
+                "\ntoken service log:\n{}",
+                read(token.log.clone())
+            ));
+        }
+        logs
     }
 
     /// `127.0.0.1:PORT`.
@@ -265,13 +379,32 @@ impl Registry {
             .then(|| serde_json::from_slice(&out.stdout).unwrap())
     }
 
-    /// The repositories the registry holds (its catalog, read with curl).
+    /// The repositories the registry holds (its catalog, read with curl; with token auth, with a token for the
+    /// `registry:catalog:*` scope).
     pub fn catalog(&self) -> Vec<String> {
-        let out = run(Command::new("curl")
-            .args(["-sS", "--cacert"])
-            .arg(self.ca.path("ca.pem"))
-            .args(["-u", &format!("{}:{}", Self::USER, Self::PASSWORD)])
-            .arg(format!("https://{}/v2/_catalog", self.address())));
+        let mut curl = Command::new("curl");
+        curl.args(["-sS", "--fail", "--cacert"])
+            .arg(self.ca.path("ca.pem"));
+        match &self.token {
+            None => {
+                curl.args(["-u", &format!("{}:{}", Self::USER, Self::PASSWORD)]);
+            }
+            Some(token) => {
+                let out = run(Command::new("curl")
+                    .args(["-sS", "--fail", "--cacert"])
+                    .arg(self.ca.path("ca.pem"))
+                    .args(["-u", &format!("{}:{}", Self::USER, Self::PASSWORD)])
+                    .arg(format!(
+                        "{}?service={}&scope=registry:catalog:*",
+                        token.realm(),
+                        TokenService::SERVICE
+                    )));
+                let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                let jwt = answer["token"].as_str().unwrap();
+                curl.args(["-H", &format!("Authorization: Bearer {jwt}")]);
+            }
+        }
+        let out = run(curl.arg(format!("https://{}/v2/_catalog", self.address())));
         let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         body["repositories"]
             .as_array()

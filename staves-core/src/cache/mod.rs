@@ -29,6 +29,9 @@
 //! matched by Portage already). A package whose values did not change keeps its binary package.
 
 mod volume;
+mod when;
+
+pub use when::{DateError, format_minutes, parse_cutoff};
 
 use crate::plan::ROOTFS_DIR;
 use crate::portage::{PortageFile, WriteMode, shell_quote};

@@ -179,6 +179,10 @@ pub struct BuildPlan {
     pub steps: Vec<Step>,
     /// The atoms installed into the rootfs (the spec's packages plus `virtual/libc`).
     pub rootfs_atoms: Vec<String>,
+    /// The binary package hosts the build fetches from, first one preferred: a build's own URLs
+    /// ([`BuildPlan::with_binhosts`]), then the spec's `[build] binhost`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub binhosts: Vec<String>,
 }
 
 impl BuildPlan {
@@ -281,10 +285,12 @@ impl BuildPlan {
         if let Some(lock) = lock {
             steps.push(lock.resolve_step(spec, &rootfs_atoms, emerge_env.clone()));
             if lock.resolve_only {
+                // Nothing is built, so there is nothing to fetch: `[build] binhost` does not apply.
                 return Ok(Self {
                     files,
                     steps,
                     rootfs_atoms,
+                    binhosts: Vec::new(),
                 });
             }
         }
@@ -395,11 +401,15 @@ impl BuildPlan {
         // The verification reads the rootfs package database.
         cleanup.wait_background = true;
         steps.push(cleanup);
-        Ok(Self {
+        let mut plan = Self {
             files,
             steps,
             rootfs_atoms,
-        })
+            binhosts: Vec::new(),
+        };
+        // The spec's URLs were checked with the spec.
+        plan.set_binhosts(crate::binhost::merge_binhost_urls(&[], &spec.build.binhost));
+        Ok(plan)
     }
 
     /// The Portage files as a map from absolute path to content.

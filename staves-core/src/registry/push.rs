@@ -159,14 +159,19 @@ impl Pusher {
             if !seen.insert(blob.digest.as_str()) {
                 continue;
             }
-            push_blob(
+            if let Err(err) = push_blob(
                 &connection,
                 &reference,
                 mount_from.as_ref(),
                 blob,
                 &mut report,
             )
-            .await?;
+            .await
+            {
+                return Err(connection
+                    .explain_unauthorized(err, target.repository())
+                    .await);
+            }
         }
         self.mount_sources
             .entry(target.registry().to_owned())
@@ -258,13 +263,7 @@ async fn push_blob(
         return Ok(());
     }
     if let Some(source) = mount_from {
-        // A registry that cannot mount answers 202 and opens an upload instead: upload then.
-        if connection
-            .client
-            .mount_blob(reference, source, &blob.digest)
-            .await
-            .is_ok()
-        {
+        if mount(connection, reference, source, &blob.digest).await {
             report.mounted_bytes += blob.size;
             report.mounted_blobs += 1;
             return Ok(());
@@ -298,6 +297,37 @@ async fn push_blob(
     report.uploaded_bytes += blob.size;
     report.uploaded_blobs += 1;
     Ok(())
+}
+
+/// Mount blob `digest` from `source` into `reference`'s repository; `false` when the registry did not (a registry
+/// that cannot mount answers 202 and opens an upload instead): upload then.
+///
+/// With token authentication the mount needs a token for both repositories (`pull` on the source, `push` on the
+/// target), which oci-client does not ask for: the registry would refuse it and every blob would be uploaded again.
+async fn mount(
+    connection: &Connection,
+    reference: &oci_client::Reference,
+    source: &oci_client::Reference,
+    digest: &str,
+) -> bool {
+    let scopes = [
+        format!("repository:{}:pull,push", reference.repository()),
+        format!("repository:{}:pull", source.repository()),
+    ];
+    match connection.token_for(&scopes).await {
+        Ok(Some(token)) => {
+            connection
+                .mount_with_token(&token, reference, source.repository(), digest)
+                .await
+        }
+        Ok(None) => connection
+            .client
+            .mount_blob(reference, source, digest)
+            .await
+            .is_ok(),
+        // The mount only saves an upload; the upload reports what is wrong with the credentials.
+        Err(_) => false,
+    }
 }
 
 async fn push_manifest(

@@ -27,6 +27,12 @@ pub(crate) struct Connection {
     pub scheme: &'static str,
     /// Where the credentials came from, for messages.
     pub credentials: String,
+    /// The HTTP client with the registry's TLS settings (the probe's), for requests oci-client cannot make.
+    http: reqwest::Client,
+    /// The registry's Bearer challenge, when it uses token authentication.
+    bearer: Option<BearerChallenge>,
+    /// What to present to the token service.
+    token_credential: Credential,
 }
 
 /// rustls needs a process-wide crypto provider; Staves uses ring (as bollard's `ssl` feature does).
@@ -164,17 +170,29 @@ pub(crate) async fn connect(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
 
+    let bearer = challenge.as_deref().and_then(parse_bearer_challenge);
+
     let found = auth::lookup(&registry, sources)?;
     let credentials = found
         .source
         .clone()
         .unwrap_or_else(|| "no credentials found for it".to_owned());
-    let auth = match found.credential {
+    let auth = match &found.credential {
         Credential::Anonymous => RegistryAuth::Anonymous,
-        Credential::Basic { username, password } => RegistryAuth::Basic(username, password),
+        Credential::Basic { username, password } => {
+            RegistryAuth::Basic(username.clone(), password.clone())
+        }
         Credential::IdentityToken(token) => {
+            let challenge = bearer.as_ref().ok_or_else(|| RegistryError::Credentials {
+                registry: registry.clone(),
+                reason: format!(
+                    "{credentials} holds an identity token, but the registry does not use token \
+                     authentication (its /v2/ answer has no Bearer challenge)"
+                ),
+            })?;
+            let scope = format!("repository:{}:pull,push", target.repository());
             let token =
-                exchange_identity_token(&http, target, challenge.as_deref(), &token, &credentials)
+                exchange_identity_token(&http, &registry, challenge, token, &scope, &credentials)
                     .await?;
             RegistryAuth::Bearer(token)
         }
@@ -205,11 +223,14 @@ pub(crate) async fn connect(
         registry,
         scheme,
         credentials,
+        http,
+        bearer,
+        token_credential: found.credential,
     })
 }
 
 /// A Bearer challenge: `Bearer realm="…",service="…",scope="…"`.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct BearerChallenge {
     realm: String,
     service: Option<String>,
@@ -258,31 +279,21 @@ fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
     })
 }
 
-/// Exchange an OAuth2 refresh token (docker's `identitytoken`) for an access token at the registry's token
-/// service, as docker does: `POST realm` with `grant_type=refresh_token`.
+/// Exchange an OAuth2 refresh token (docker's `identitytoken`) for an access token for `scope` (scopes separated by
+/// spaces) at the registry's token service, as docker does: `POST realm` with `grant_type=refresh_token`.
 async fn exchange_identity_token(
     http: &reqwest::Client,
-    target: &RegistryTarget,
-    challenge: Option<&str>,
+    registry: &str,
+    challenge: &BearerChallenge,
     refresh_token: &str,
+    scope: &str,
     credentials: &str,
 ) -> Result<String, RegistryError> {
-    let registry = target.registry();
-    let challenge = challenge
-        .and_then(parse_bearer_challenge)
-        .ok_or_else(|| RegistryError::Credentials {
-            registry: registry.to_owned(),
-            reason: format!(
-                "{credentials} holds an identity token, but the registry does not use token authentication \
-                 (its /v2/ answer has no Bearer challenge)"
-            ),
-        })?;
-    let scope = format!("repository:{}:pull,push", target.repository());
     let mut form = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token),
         ("client_id", "staves"),
-        ("scope", scope.as_str()),
+        ("scope", scope),
     ];
     if let Some(service) = &challenge.service {
         form.push(("service", service));
@@ -310,6 +321,15 @@ async fn exchange_identity_token(
             message: response.text().await.unwrap_or_default(),
         });
     }
+    token_from_answer(registry, response, action).await
+}
+
+/// The token in a token service's JSON answer (`access_token`, or `token`).
+async fn token_from_answer(
+    registry: &str,
+    response: reqwest::Response,
+    action: String,
+) -> Result<String, RegistryError> {
     #[derive(serde::Deserialize)]
     struct TokenAnswer {
         #[serde(default)]
@@ -461,6 +481,155 @@ pub(crate) fn describe(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl Connection {
+    /// An access token for several `scopes` at once (`repository:NAME:ACTIONS`) from the registry's token service,
+    /// with the connection's credentials; `None` when the registry does not use token authentication. oci-client
+    /// asks for the scope of one repository only, and a cross-repository mount needs `pull` on the source too.
+    pub(crate) async fn token_for(
+        &self,
+        scopes: &[String],
+    ) -> Result<Option<String>, RegistryError> {
+        let Some(challenge) = &self.bearer else {
+            return Ok(None);
+        };
+        let scope = scopes.join(" ");
+        let (username, password) = match &self.token_credential {
+            Credential::IdentityToken(refresh) => {
+                return exchange_identity_token(
+                    &self.http,
+                    &self.registry,
+                    challenge,
+                    refresh,
+                    &scope,
+                    &self.credentials,
+                )
+                .await
+                .map(Some);
+            }
+            Credential::Basic { username, password } => (Some(username), Some(password)),
+            Credential::Anonymous => (None, None),
+        };
+        let action = format!("asking the token service {} for `{scope}`", challenge.realm);
+        let client_err = |reason: String| RegistryError::Client {
+            registry: self.registry.clone(),
+            action: action.clone(),
+            reason,
+        };
+        let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
+        if let Some(service) = &challenge.service {
+            query.push(("service", service));
+        }
+        let url = reqwest::Url::parse_with_params(&challenge.realm, &query)
+            .map_err(|e| client_err(format!("the realm `{}`: {e}", challenge.realm)))?;
+        let mut request = self.http.get(url);
+        if let Some(username) = username {
+            request = request.basic_auth(username, password);
+        }
+        let response = request.send().await.map_err(|e| client_err(describe(&e)))?;
+        let status = response.status().as_u16();
+        if status == 401 || status == 403 {
+            return Err(unauthorized(
+                &self.registry,
+                status,
+                &action,
+                &self.credentials,
+            ));
+        }
+        if !response.status().is_success() {
+            return Err(RegistryError::Http {
+                registry: self.registry.clone(),
+                status,
+                action,
+                message: response.text().await.unwrap_or_default(),
+            });
+        }
+        token_from_answer(&self.registry, response, action)
+            .await
+            .map(Some)
+    }
+
+    /// A 401 from a token-authentication registry, said more precisely when the token service accepts the
+    /// connection's credentials: then `docker login` is not the answer; the account may not push to `repository`.
+    /// Other errors, and 401s with no credentials or refused ones, are returned as they are.
+    pub(crate) async fn explain_unauthorized(
+        &self,
+        err: RegistryError,
+        repository: &str,
+    ) -> RegistryError {
+        let RegistryError::Unauthorized {
+            registry,
+            status: 401,
+            action,
+            credentials,
+            help,
+        } = err
+        else {
+            return err;
+        };
+        let accepted = !matches!(self.token_credential, Credential::Anonymous)
+            && matches!(
+                self.token_for(&[format!("repository:{repository}:pull,push")])
+                    .await,
+                Ok(Some(_))
+            );
+        let help = if accepted {
+            format!(
+                "the registry's token service accepts these credentials, but the registry refused the token it \
+                 issued: the account may not be allowed to push to `{repository}`; check its permissions, or log \
+                 in as another user with `docker login {registry}`"
+            )
+        } else {
+            help
+        };
+        RegistryError::Unauthorized {
+            registry,
+            status: 401,
+            action,
+            credentials,
+            help,
+        }
+    }
+
+    /// Mount blob `digest` from repository `source` into `target` with `token` (which must grant `pull` on
+    /// `source` and `push` on `target`). `false` when the registry did not mount it: then it opened an upload
+    /// instead (which is cancelled) or refused.
+    pub(crate) async fn mount_with_token(
+        &self,
+        token: &str,
+        target: &oci_client::Reference,
+        source: &str,
+        digest: &str,
+    ) -> bool {
+        let base = format!(
+            "{}://{}/v2/{}/blobs/uploads/",
+            self.scheme,
+            target.resolve_registry(),
+            target.repository()
+        );
+        let Ok(url) =
+            reqwest::Url::parse_with_params(&base, &[("mount", digest), ("from", source)])
+        else {
+            return false;
+        };
+        let Ok(response) = self.http.post(url).bearer_auth(token).send().await else {
+            return false;
+        };
+        if response.status() == reqwest::StatusCode::CREATED {
+            return true;
+        }
+        if response.status() == reqwest::StatusCode::ACCEPTED {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| response.url().join(l).ok());
+            if let Some(location) = location {
+                // Best effort: an abandoned upload is removed by the registry's own upload purging anyway.
+                let _ = self.http.delete(location).bearer_auth(token).send().await;
+            }
+        }
+        false
+    }
+
     /// Turn a client error into a [`RegistryError`] that names the registry, the action and the HTTP status.
     pub(crate) fn error(&self, action: &str, err: OciDistributionError) -> RegistryError {
         let registry = self.registry.clone();

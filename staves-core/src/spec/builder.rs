@@ -115,6 +115,12 @@ impl ImageSpecBuilder {
         self
     }
 
+    /// Add a binary package host (`[build] binhost`) to fetch binary packages from before building.
+    pub fn binhost(mut self, url: impl Into<String>) -> Self {
+        self.spec.build.binhost.push(url.into());
+        self
+    }
+
     /// Finish. The spec is not validated; call [`ImageSpec::validate`].
     pub fn build(self) -> ImageSpec {
         self.spec

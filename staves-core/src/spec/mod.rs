@@ -25,7 +25,7 @@ pub(crate) use diagnostic::LineIndex;
 pub use diagnostic::{Diagnostic, Severity};
 pub use error::SpecError;
 pub(crate) use error::summary;
-pub use model::{ImageConfig, ImageSpec, Locale, PackageConfig, Repository};
+pub use model::{BuildSettings, ImageConfig, ImageSpec, Locale, PackageConfig, Repository};
 pub use validate::{check_image_reference, check_tag};
 pub use version::{Version, VersionError, split_cpv};
 
@@ -201,6 +201,57 @@ mod tests {
     use super::*;
 
     const ORIGINAL: &str = include_str!("../../../tests/data/spec/original.toml");
+
+    #[test]
+    fn build_table_parses_round_trips_and_is_optional() {
+        let text = "name = 'x/y'\npackages = ['a/b']\n\n[build]\nbinhost = ['http://binhost:8080/', 'file:///srv/binpkgs']\n";
+        let spec = ImageSpec::parse(text, None).unwrap();
+        assert_eq!(
+            spec.build.binhost,
+            ["http://binhost:8080/", "file:///srv/binpkgs"]
+        );
+        assert!(spec.warnings().is_empty());
+        let written = spec.to_toml_string();
+        assert!(
+            written.ends_with(
+                "\n[build]\nbinhost = ['http://binhost:8080/', 'file:///srv/binpkgs']\n"
+            ),
+            "{written}"
+        );
+        assert_eq!(ImageSpec::parse(&written, None).unwrap(), spec);
+        let built = ImageSpec::builder("x/y")
+            .package("a/b")
+            .binhost("http://binhost:8080/")
+            .binhost("file:///srv/binpkgs")
+            .build();
+        assert_eq!(built, spec);
+        // Without [build] (or with an empty one) nothing is written and nothing is set.
+        let plain = ImageSpec::parse("name = 'x/y'\npackages = ['a/b']\n", None).unwrap();
+        assert!(plain.build.is_empty());
+        assert!(!plain.to_toml_string().contains("[build]"));
+        let empty = ImageSpec::parse("name = 'x/y'\npackages = ['a/b']\n[build]\n", None).unwrap();
+        assert_eq!(empty, plain);
+        // `[build]` is a settings table, not a package table named `build`.
+        let err = ImageSpec::parse(
+            "name = 'x/y'\npackages = ['a/b']\n[build]\nuse = ['x']\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown key `use` in `[build]`"),
+            "{err}"
+        );
+        // The build key and the lock's spec hash do not depend on where binaries are fetched from.
+        assert_eq!(
+            crate::lock::spec_hash(&spec),
+            crate::lock::spec_hash(&plain)
+        );
+        let context = crate::store::KeyContext::new("sha256:b", "sha256:p", "C.UTF-8");
+        assert_eq!(
+            crate::store::BuildKey::new(&spec, &context),
+            crate::store::BuildKey::new(&plain, &context)
+        );
+    }
 
     #[test]
     fn original_example_parses_and_round_trips() {

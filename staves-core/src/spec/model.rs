@@ -37,6 +37,10 @@ pub struct ImageSpec {
     pub package_configs: IndexMap<String, PackageConfig>,
     /// Runtime settings of the image (`[image]`).
     pub image: ImageConfig,
+    /// How the image is built (`[build]`): settings that change where the build gets things from, never what the
+    /// image holds.
+    #[serde(default, skip_serializing_if = "BuildSettings::is_empty")]
+    pub build: BuildSettings,
     /// Where each setting was written (empty for programmatic specs); never affects equality.
     #[serde(skip)]
     pub(crate) source: SourceHandle,
@@ -72,6 +76,7 @@ impl ImageSpec {
             repositories: Vec::new(),
             package_configs: IndexMap::new(),
             image: ImageConfig::default(),
+            build: BuildSettings::default(),
             source: SourceHandle::default(),
         }
     }
@@ -157,4 +162,27 @@ pub struct ImageConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String")]
     pub stop_signal: Option<String>,
+}
+
+/// How the image is built (`[build]`). Nothing here changes what the image holds, so it is not part of the build
+/// key or the lock's spec hash.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct BuildSettings {
+    /// Binary package hosts (Portage binhosts: a `Packages` index and the binary packages, over `http`, `https`,
+    /// `ftp` or `file`) to fetch binary packages from before building, first one preferred. A build's `--binhost`
+    /// URLs come before these. Only binary packages built with the environment the spec gives their package are
+    /// installed; everything else is built from source.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = super::schema::BINHOST_PATTERN)))]
+    #[schemars(extend("examples" = [["http://binhost:8080/"]]))]
+    pub binhost: Vec<String>,
+}
+
+impl BuildSettings {
+    /// True when nothing is set (the spec has no `[build]` table, or an empty one).
+    pub fn is_empty(&self) -> bool {
+        self.binhost.is_empty()
+    }
 }

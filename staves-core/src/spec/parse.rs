@@ -1,7 +1,9 @@
 //! TOML text → [`ImageSpec`]: structure, types and positions (no semantic rules; see `validate`).
 
 use super::diagnostic::{Diagnostic, LineIndex, SourceMap, key_segment};
-use super::model::{ImageConfig, ImageSpec, Locale, PackageConfig, Repository, SourceHandle};
+use super::model::{
+    BuildSettings, ImageConfig, ImageSpec, Locale, PackageConfig, Repository, SourceHandle,
+};
 use indexmap::IndexMap;
 use std::ops::Range;
 use std::path::Path;
@@ -24,6 +26,7 @@ pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "env",
     "repositories",
     "image",
+    "build",
 ];
 const PACKAGE_KEYS: &[&str] = &["use", "keywords", "env", "license"];
 const REPOSITORY_KEYS: &[&str] = &["name", "type", "uri"];
@@ -37,6 +40,8 @@ const IMAGE_KEYS: &[&str] = &[
     "volumes",
     "stop_signal",
 ];
+
+const BUILD_KEYS: &[&str] = &["binhost"];
 
 type Value<'i> = Spanned<DeValue<'i>>;
 
@@ -437,6 +442,11 @@ impl Parser<'_> {
                         spec.image = i;
                     }
                 }
+                "build" => {
+                    if let Some(b) = self.build(v) {
+                        spec.build = b;
+                    }
+                }
                 other => {
                     let looks_like_typo =
                         !other.contains('/') && suggest(other, TOP_LEVEL_KEYS).is_some();
@@ -608,6 +618,26 @@ impl Parser<'_> {
             }
         }
         ok.then_some(cfg)
+    }
+
+    fn build(&mut self, v: &Value<'_>) -> Option<BuildSettings> {
+        let t = self.table("build", v, "[build] binhost = ['http://binhost:8080/']")?;
+        let mut build = BuildSettings::default();
+        for (k, val) in t.iter() {
+            let kp = format!("build.{}", key_segment(k.get_ref()));
+            self.record_key(&kp, k.span());
+            match k.get_ref().as_ref() {
+                "binhost" => {
+                    if let Some(a) =
+                        self.string_array(&kp, val, "binhost = ['http://binhost:8080/']")
+                    {
+                        build.binhost = a;
+                    }
+                }
+                other => self.unknown(&kp, k.span(), other, BUILD_KEYS, "in `[build]`"),
+            }
+        }
+        Some(build)
     }
 
     fn image(&mut self, v: &Value<'_>) -> Option<ImageConfig> {

@@ -5,7 +5,7 @@
 //! `make.conf` variables and named environments, and every other table is a package table keyed by its atom (the
 //! schema's `additionalProperties`). The schema is draft-07, which editors (taplo / Even Better TOML) read.
 
-use super::model::{ImageConfig, Locale, PackageConfig, Repository};
+use super::model::{BuildSettings, ImageConfig, Locale, PackageConfig, Repository};
 use super::validate::SYNC_TYPES;
 use indexmap::IndexMap;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
@@ -18,6 +18,11 @@ pub(crate) const NAME_PATTERN: &str = r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-
 
 /// An image tag, as `version` is checked.
 pub(crate) const TAG_PATTERN: &str = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$";
+
+/// A binhost URL as `[build] binhost` items are checked ([`crate::binhost::check_binhost_url`]): `http`, `https`
+/// or `ftp` with a host, or `file`, and no whitespace, control characters, quotes, backslash, `` ` ``, `$`, `#` or
+/// `;`.
+pub(crate) const BINHOST_PATTERN: &str = r#"^(?:(?:https?|ftp)://[^/\s\x00-\x1f\x7f-\x9f"'\\`$#;]|file://[^\s\x00-\x1f\x7f-\x9f"'\\`$#;])[^\s\x00-\x1f\x7f-\x9f"'\\`$#;]*$"#;
 
 /// `staves.toml`: one minimal container image built with Gentoo's Portage. Every other top-level table is a
 /// package table, keyed by a package atom such as `['app-shells/bash']`.
@@ -56,6 +61,9 @@ pub(crate) struct SpecFile {
     /// Runtime settings of the image, as in the OCI image config.
     #[schemars(default)]
     image: ImageConfig,
+    /// How the image is built: where the build may fetch binary packages from. Never changes what the image holds.
+    #[schemars(default)]
+    build: BuildSettings,
     /// Per-package settings: tables keyed by package atom.
     #[schemars(flatten)]
     package_tables: IndexMap<String, PackageConfig>,
@@ -169,6 +177,37 @@ mod tests {
         }
         for bad in [".x", "-x", "a b", &"a".repeat(129)] {
             assert!(!super::super::validate::is_tag(bad) && !tag(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_binhost_pattern_agrees_with_the_check() {
+        let pattern = regex_lite(BINHOST_PATTERN);
+        for ok in [
+            "http://binhost:8080",
+            "https://example.com/packages/",
+            "ftp://mirror/x",
+            "file:///srv/binpkgs",
+        ] {
+            assert!(crate::binhost::check_binhost_url(ok).is_ok(), "{ok}");
+            assert!(pattern(ok), "{ok}");
+        }
+        for bad in [
+            "binhost:8080",
+            "ssh://host/x",
+            "http://",
+            "http:///x",
+            "http://a b",
+            "http://a/$x",
+            "http://a/'x",
+            "http://a/#x",
+            "http://a/;x",
+            "http://a/\\x",
+            "http://a/\u{7}",
+            "file://",
+        ] {
+            assert!(crate::binhost::check_binhost_url(bad).is_err(), "{bad}");
+            assert!(!pattern(bad), "{bad}");
         }
     }
 

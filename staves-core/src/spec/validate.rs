@@ -91,6 +91,7 @@ pub(crate) fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
     check_repositories(&mut c);
     check_package_configs(&mut c);
     check_image(&mut c);
+    check_build(&mut c);
     let mut out = c.out;
     // Settings that failed to parse were left out; rules about them would only repeat the parse error.
     // Linear in the number of diagnostics: each key's own prefixes are looked up in a set.
@@ -743,6 +744,39 @@ fn check_package_configs(c: &mut Checker<'_>) {
                     ),
                 );
             }
+        }
+    }
+}
+
+fn check_build(c: &mut Checker<'_>) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, url) in c.spec.build.binhost.iter().enumerate() {
+        let key = format!("build.binhost[{i}]");
+        if let Err(e) = crate::binhost::check_binhost_url(url) {
+            let reason = match e {
+                crate::binhost::BinhostError::InvalidUrl { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            c.error(
+                key,
+                format!(
+                    "`{}` is not a usable binhost URL: {reason}; give the base URL of a directory that holds a \
+                     Packages index, e.g. `http://binhost:8080/`",
+                    printable(url)
+                ),
+            );
+        } else if let Some(&first) = seen.get(url.trim_end_matches('/')) {
+            let at = c.position_text(&format!("build.binhost[{first}]"));
+            c.warning(
+                key,
+                format!(
+                    "binhost `{}` is listed twice in `binhost`{at}: remove one of the entries",
+                    printable(url)
+                ),
+            );
+        } else {
+            // Trailing slashes do not make another binhost (as `binhost::merge_binhost_urls` treats them).
+            seen.insert(url.trim_end_matches('/'), i);
         }
     }
 }

@@ -34,7 +34,7 @@ fn array(items: &[String]) -> String {
 }
 
 /// Write `spec` as TOML: top-level keys, `[annotations]`, `[env]`, `[env.NAME]`, `[[repositories]]`,
-/// package tables, `[image]`.
+/// package tables, `[image]`, `[build]`.
 pub(crate) fn to_toml(spec: &ImageSpec) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "name = {}", quote(&spec.name));
@@ -117,6 +117,12 @@ pub(crate) fn to_toml(spec: &ImageSpec) -> String {
             for (k, v) in &img.env {
                 let _ = writeln!(out, "{} = {}", key_segment(k), quote(v));
             }
+        }
+    }
+    if !spec.build.is_empty() {
+        let _ = writeln!(out, "\n[build]");
+        if !spec.build.binhost.is_empty() {
+            let _ = writeln!(out, "binhost = {}", array(&spec.build.binhost));
         }
     }
     out

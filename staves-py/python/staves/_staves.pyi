@@ -7,6 +7,7 @@ from staves._types import (
     AuditReport,
     BinhostExport,
     BuildReport,
+    BuildSettings,
     Compression,
     Event,
     ImageConfig,
@@ -131,6 +132,7 @@ class ImageSpec:
         repositories: Optional[List[Repository]] = None,
         package_configs: Optional[Dict[str, PackageConfig]] = None,
         image: Optional[ImageConfig] = None,
+        build: Optional[BuildSettings] = None,
     ) -> ImageSpec:
         """Build a spec in code. Keyword arguments take the shapes ``to_dict()`` returns, e.g.
         ``repositories=[{"name": "my-repo", "type": "git", "uri": "https://..."}]`` and
@@ -179,6 +181,10 @@ class ImageSpec:
     @property
     def image(self) -> ImageConfig:
         """Runtime settings (``[image]``): ``cmd``, ``user``, ``workdir``, ``env``, ... (unset ones left out)."""
+    @property
+    def build(self) -> BuildSettings:
+        """How the image is built (``[build]``): ``binhost``, the binary package hosts a build fetches from after
+        its own ``binhost=`` URLs (unset ones left out)."""
     @property
     def path(self) -> Optional[str]:
         """The file the spec was read from, if any."""
@@ -358,8 +364,9 @@ def build(
     ``oci-archive:FILE``, ``docker-archive:FILE``, ``rootfs:FILE`` or ``docker://HOST[:PORT]/REPO[:TAG]`` (pushed
     once everything else is written; ``registry`` holds its TLS and credential settings).
 
-    ``binhost`` (a URL or a list) makes the build fetch binary packages from those binhosts first; what they lack
-    is built from source, and ``report.fetched_from_binhost`` lists what came from them.
+    ``binhost`` (a URL or a list) makes the build fetch binary packages from those binhosts first, then from the
+    spec's ``[build] binhost`` (each URL once); what they lack, or have built with other flags than the spec gives
+    a package, is built from source, and ``report.fetched_from_binhost`` lists what was fetched.
 
     ``version``, ``stdlib`` and ``locale`` override the spec's settings of the same name for this build.
     A ``staves.lock`` next to the spec's file pins the versions (``report.lock`` says what it did); ``locked=True``

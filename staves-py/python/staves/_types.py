@@ -73,6 +73,13 @@ class ImageConfig(TypedDict, total=False):
     stop_signal: str
 
 
+class BuildSettings(TypedDict, total=False):
+    """How the image is built (``[build]``); never changes what the image holds."""
+
+    binhost: List[str]
+    """Binary package hosts to fetch from before building, after the build's own ``binhost=`` URLs."""
+
+
 class RegistryOptions(TypedDict, total=False):
     """TLS and credential settings of ``docker://`` outputs (``registry=`` of ``build()`` and ``assemble()``)."""
 
@@ -86,8 +93,8 @@ class RegistryOptions(TypedDict, total=False):
     """A credentials file read first (instead of ``REGISTRY_AUTH_FILE``), then docker's ``config.json``."""
 
 
-class ImageSpecDict(TypedDict):
-    """``ImageSpec.to_dict()``: the keyword arguments of ``ImageSpec(...)`` that give the same spec."""
+class _ImageSpecSettings(TypedDict):
+    """The keys ``ImageSpec.to_dict()`` always has."""
 
     name: str
     version: str
@@ -101,6 +108,13 @@ class ImageSpecDict(TypedDict):
     repositories: List[Repository]
     package_configs: Dict[str, PackageConfig]
     image: ImageConfig
+
+
+class ImageSpecDict(_ImageSpecSettings, total=False):
+    """``ImageSpec.to_dict()``: the keyword arguments of ``ImageSpec(...)`` that give the same spec. ``build`` is
+    there only when the spec has a non-empty ``[build]`` table."""
+
+    build: BuildSettings
 
 
 class _Record:
