@@ -5,8 +5,8 @@
 #
 # 1. installs the host packages (tests/install-deps.sh);
 # 2. builds the fixture images staves-test/stage3 and staves-test/portage (reused when unchanged);
-# 3. puts real Portage (portage==3.0.83) in a virtualenv for the read-back tests, and check-jsonschema in another
-#    for the schema test;
+# 3. puts real Portage (portage==3.0.83) in a virtualenv for the read-back tests, check-jsonschema in another
+#    for the schema test, and the SBOM validators (spdx-tools, cyclonedx-python-lib) in a third;
 # 4. runs the Rust tests with the engine and Portage required (they fail instead of skipping);
 # 5. builds the Python module into a fresh virtualenv and runs pytest, then mypy --strict and stubtest.
 set -euo pipefail
@@ -42,6 +42,20 @@ if ! "$schema_venv/bin/check-jsonschema" --version 2>/dev/null | grep -qx 'check
   "$schema_venv/bin/pip" install -q --disable-pip-version-check check-jsonschema==0.39.0
 fi
 export STAVES_CHECK_JSONSCHEMA="$schema_venv/bin/check-jsonschema"
+
+step "SBOM validators (spdx-tools, cyclonedx-python-lib) for the SBOM tests"
+sbom_venv="$root/target/sbom-venv"
+if ! "$sbom_venv/bin/python" -c '
+import sys
+from importlib.metadata import version
+sys.exit(version("spdx-tools") != "0.8.5" or version("cyclonedx-python-lib") != "11.12.0")
+' 2>/dev/null; then
+  rm -rf "$sbom_venv"
+  python3 -m venv "$sbom_venv"
+  "$sbom_venv/bin/pip" install -q --disable-pip-version-check spdx-tools==0.8.5 \
+    'cyclonedx-python-lib[json-validation]==11.12.0'
+fi
+export STAVES_SBOM_VALIDATORS="$sbom_venv"
 
 # Builds keep their images in the local image store ($XDG_CACHE_HOME/staves): the tests get a fresh one of their
 # own, so they neither read nor fill the user's.

@@ -98,6 +98,21 @@ pub struct Args {
     /// Reuse a stored image of a spec with [[repositories]] without syncing them (they are assumed unchanged).
     #[arg(long)]
     offline: bool,
+    /// Also write the image's SBOM to this file (written only when the whole build succeeds).
+    #[arg(long, value_name = "PATH")]
+    sbom: Option<PathBuf>,
+    /// The format of --sbom: spdx-json (SPDX 2.3) or cyclonedx-json (CycloneDX 1.5).
+    #[arg(long, value_name = "FORMAT", default_value = "spdx-json", value_parser = parse_sbom_format, requires = "sbom")]
+    sbom_format: staves_core::sbom::SbomFormat,
+    /// Fail (exit code 6) before tagging, writing or pushing anything when a security advisory (GLSA) of the
+    /// Portage snapshot applies to an installed package.
+    #[arg(long)]
+    deny_advisories: bool,
+}
+
+/// clap's parser for `--sbom-format`.
+fn parse_sbom_format(text: &str) -> Result<staves_core::sbom::SbomFormat, String> {
+    text.parse()
 }
 
 /// Where progress goes: the terminal (spinner or plain lines), or one JSON object per line on stderr.
@@ -260,7 +275,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .rebuild(args.rebuild)
         .offline(args.offline)
         .registry(args.registry.options())
-        .binhosts(args.binhosts);
+        .binhosts(args.binhosts)
+        .sbom(args.sbom, args.sbom_format)
+        .deny_advisories(args.deny_advisories);
     let result = staves_core::build_image(&spec, &builder, &request, &options);
     reporter.finish();
     let outcome = match (result, args.log_format) {
@@ -288,6 +305,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     late_signal();
+    // Advisories are warnings whatever the format (denied ones never get here: the build failed).
+    if let Some(reason) = &outcome.report.advisories_unreadable {
+        reporter.note(
+            "warning",
+            &format!(
+                "warning: the snapshot's advisories could not be read, none was checked: {reason}"
+            ),
+        );
+    }
+    for finding in &outcome.advisories {
+        match args.log_format {
+            crate::Format::Text => eprintln!("warning: {finding}"),
+            crate::Format::Json => json_line(&serde_json::json!({
+                "kind": "warning",
+                "message": finding.to_string(),
+                "advisory": finding,
+            })),
+        }
+    }
     match args.format {
         crate::Format::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
         crate::Format::Text => {
@@ -336,6 +372,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         None => eprintln!("wrote {} ({} bytes)", output.output, output.size),
                     }
                 }
+                if let Some(path) = &outcome.sbom_file {
+                    eprintln!("wrote the SBOM to {}", path.display());
+                }
+                if let Some(size) = &outcome.size {
+                    eprint!("{}", size.render_text(SIZE_REPORT_TOP));
+                }
                 let lock = &outcome.lock;
                 if let (true, Some(path)) = (lock.locked, &lock.path) {
                     let what = if lock.written { "updated" } else { "unchanged" };
@@ -356,6 +398,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     late_signal();
     Ok(ExitCode::SUCCESS)
 }
+
+/// How many packages the text size report lists (`--format json` has them all).
+const SIZE_REPORT_TOP: usize = 10;
 
 /// clap's parser for `--binhost`: a URL Portage can fetch from.
 fn parse_binhost(text: &str) -> Result<String, String> {

@@ -10,12 +10,13 @@
 //! - `3`: the Docker engine failed or could not be reached;
 //! - `4`: the build failed (a step exited non-zero, or it was interrupted, or the snapshot lacks a locked version);
 //! - `5`: any other error (I/O, image writing);
-//! - `6`: security advisories apply (`audit`).
+//! - `6`: security advisories apply (`audit`, and `build --deny-advisories`, which then writes nothing).
 
 mod cmd_assemble;
 mod cmd_audit;
 mod cmd_build;
 mod cmd_cache;
+mod cmd_inspect;
 mod cmd_lock;
 mod cmd_plan;
 mod cmd_prune;
@@ -50,6 +51,8 @@ enum Command {
     Lock(cmd_lock::Args),
     /// Check an SBOM written earlier against the security advisories (GLSAs) of a Portage snapshot.
     Audit(cmd_audit::Args),
+    /// Print the size report of an image from the SBOM it carries (an engine image, oci:DIR, oci-archive:FILE).
+    Inspect(cmd_inspect::Args),
     /// Print the JSON Schema of staves.toml (for editors such as taplo / Even Better TOML).
     Schema(cmd_schema::Args),
     /// Remove the containers and volumes of builds whose process is gone (--all: of every build).
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Build(args) => cmd_build::run(*args),
         Command::Lock(args) => cmd_lock::run(args),
         Command::Audit(args) => cmd_audit::run(args),
+        Command::Inspect(args) => cmd_inspect::run(args),
         Command::Schema(args) => cmd_schema::run(args),
         Command::Prune(args) => cmd_prune::run(args),
         Command::Cache(args) => cmd_cache::run(args),

@@ -168,7 +168,13 @@ fn build_pushes_to_a_tls_registry_and_the_engine_runs_it() {
         format!("{}/staves-e2e/hello:1", registry.address())
     );
     assert!(pushed["uploaded_bytes"].as_u64().unwrap() > 0, "{pushed}");
-    assert_eq!(pushed["uploaded_blobs"], 2, "{pushed}");
+    // The image's config and layer, and its SBOM referrer's document and empty config.
+    assert_eq!(pushed["uploaded_blobs"], 4, "{pushed}");
+    assert_eq!(
+        pushed["referrers"].as_array().map(Vec::len),
+        Some(1),
+        "{pushed}"
+    );
     assert_eq!(pushed["plain_http"], false, "{pushed}");
 
     // skopeo sees the same digest; the engine pulls it (trusting the CA through certs.d) and runs it.
@@ -196,22 +202,17 @@ fn build_pushes_to_a_tls_registry_and_the_engine_runs_it() {
     assert!(run.status.success(), "{}", text(&run.stderr));
     assert_eq!(text(&run.stdout).trim(), "Hello, world");
 
-    // The same image again (assembled from the build's rootfs: the same bytes): nothing is uploaded.
-    let again = staves(login.path())
-        .arg("assemble")
-        .arg("--rootfs")
-        .arg(&rootfs)
-        .arg("--config")
-        .arg(&spec)
-        .args(["--output", &destination, "--format", "json"])
-        .output()
-        .unwrap();
+    // The same image again (the unchanged spec, served from the local image store with the same SBOM: the same
+    // bytes): nothing is uploaded.
+    let again = build(&spec, &["--output", &destination]);
     assert!(again.status.success(), "{}", text(&again.stderr));
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert!(again["reused"].is_object(), "{again}");
+    let again = &again["image"];
     assert_eq!(again["digest"], digest.as_str(), "{again}");
     let pushed = &again["outputs"][0]["pushed"];
     assert_eq!(pushed["uploaded_bytes"], 0, "{pushed}");
-    assert_eq!(pushed["skipped_blobs"], 2, "{pushed}");
+    assert_eq!(pushed["skipped_blobs"], 4, "{pushed}");
     assert_eq!(
         pushed["skipped_bytes"].as_u64().unwrap(),
         report["image"]["outputs"][0]["pushed"]["uploaded_bytes"]
@@ -482,7 +483,8 @@ fn build_pushes_to_a_token_auth_registry() {
         pushed["destination"],
         format!("{}/staves-e2e/token-hello:1", registry.address())
     );
-    assert_eq!(pushed["uploaded_blobs"], 2, "{pushed}");
+    // The image's config and layer, and its SBOM referrer's document and empty config.
+    assert_eq!(pushed["uploaded_blobs"], 4, "{pushed}");
     let uploaded = pushed["uploaded_bytes"].as_u64().unwrap();
     assert!(uploaded > 0, "{pushed}");
     // The registry accepts nothing but tokens: the push went through the token service, which granted the push.
@@ -523,7 +525,7 @@ fn build_pushes_to_a_token_auth_registry() {
     assert_eq!(pushed["digest"], digest.as_str(), "{again}");
     assert_eq!(pushed["uploaded_bytes"], 0, "{pushed}");
     assert_eq!(pushed["uploaded_blobs"], 0, "{pushed}");
-    assert_eq!(pushed["skipped_blobs"], 2, "{pushed}");
+    assert_eq!(pushed["skipped_blobs"], 4, "{pushed}");
     assert_eq!(
         pushed["skipped_bytes"].as_u64().unwrap(),
         uploaded,

@@ -454,7 +454,12 @@ fn a_signal_during_the_image_write_leaves_all_or_nothing() {
         );
     }
     // No pause: the signal lands somewhere in the write, or after the commit. Either way the report is true.
-    let mut build = case.start(None);
+    // (--rebuild: the unchanged spec would otherwise be served from the local image store, with no export.)
+    let mut build = Running::spawn({
+        let mut command = case.build_command(None);
+        command.arg("--rebuild");
+        command
+    });
     build.wait_for("the export", |v| v["kind"] == "exporting");
     let pid = build.pid();
     send(pid, "TERM");

@@ -22,6 +22,20 @@ pub enum AdvisoryError {
         /// What is wrong with it.
         reason: String,
     },
+    /// `--deny-advisories`: advisories apply to the packages of the image, so nothing was written.
+    #[error(
+        "{} security advisor{} appl{} to the image, and advisories are denied: nothing was tagged, written or \
+         pushed\n{}  help: update the affected packages (a newer portage snapshot), or build without \
+         --deny-advisories",
+        .advisories.len(),
+        if .advisories.len() == 1 { "y" } else { "ies" },
+        if .advisories.len() == 1 { "ies" } else { "y" },
+        .advisories.iter().map(|a| format!("  {a}\n")).collect::<String>()
+    )]
+    Denied {
+        /// The advisories that apply.
+        advisories: Vec<AdvisoryMatch>,
+    },
     /// Reading a file failed.
     #[error("reading {path}: {source}")]
     Io {
@@ -432,7 +446,7 @@ pub struct PackageRef<'a> {
 }
 
 /// An advisory that applies to an installed package.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct AdvisoryMatch {
     /// The GLSA id.

@@ -64,6 +64,7 @@ impl Error {
             Error::Build(_) => 4,
             Error::Lock(e) => e.exit_code(),
             Error::Snapshot(crate::snapshot::SnapshotError::Engine(_)) => 3,
+            Error::Advisory(crate::advisory::AdvisoryError::Denied { .. }) => 6,
             Error::Image(_)
             | Error::Registry(_)
             | Error::Binhost(_)

@@ -1,15 +1,18 @@
 //! The whole build: spec → plan → builder → image writer. The CLI and the Python module call [`build_image`];
 //! async programs call [`build_image_async`].
 
+use crate::advisory::AdvisoryMatch;
 use crate::builder::{BuildError, BuildEvent, BuildOptions, BuildReport, Builder, RootfsSink};
 use crate::engine::Engine;
 use crate::image::{Compression, ImageReport, ImageWriter, Output, PreparedImage};
 use crate::lock::{LockOptions, LockReport, LockedBuild, lock_path_for};
 use crate::plan::BuildPlan;
 use crate::plan::PlanOptions;
+use crate::sbom::{Sbom, SbomError, SbomFormat, SizeReport};
 use crate::spec::ImageSpec;
 use crate::store::{BuildKey, ImageStore, StoredBuild, StoredLayer};
 use serde::Serialize;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// What to produce from a build, besides the spec itself.
@@ -41,6 +44,15 @@ pub struct BuildRequest {
     pub registry: crate::registry::RegistryOptions,
     /// Binary package hosts to fetch from before building (see [`BuildPlan::with_binhosts`]).
     pub binhosts: Vec<String>,
+    /// Also write the SBOM to this file (all-or-nothing, like the image outputs).
+    pub sbom: Option<PathBuf>,
+    /// The format of [`BuildRequest::sbom`].
+    pub sbom_format: SbomFormat,
+    /// Where to keep the SPDX SBOM of images loaded into the engine, by image ID (`None`: nowhere). Defaults to
+    /// [`crate::sbom::store_dir`].
+    pub sbom_store: Option<PathBuf>,
+    /// Fail, before anything is tagged, written or pushed, when a security advisory of the snapshot applies.
+    pub deny_advisories: bool,
 }
 
 impl BuildRequest {
@@ -58,7 +70,30 @@ impl BuildRequest {
             lock: LockOptions::default(),
             registry: crate::registry::RegistryOptions::default(),
             binhosts: Vec::new(),
+            sbom: None,
+            sbom_format: SbomFormat::SpdxJson,
+            sbom_store: crate::sbom::store_dir(),
+            deny_advisories: false,
         }
+    }
+
+    /// Write the SBOM to `path` in `format` too.
+    pub fn sbom(mut self, path: Option<PathBuf>, format: SbomFormat) -> Self {
+        self.sbom = path;
+        self.sbom_format = format;
+        self
+    }
+
+    /// Keep the SPDX SBOM of `docker` outputs in `dir` (`None`: nowhere).
+    pub fn sbom_store(mut self, dir: Option<PathBuf>) -> Self {
+        self.sbom_store = dir;
+        self
+    }
+
+    /// Fail before writing anything when a security advisory applies.
+    pub fn deny_advisories(mut self, deny: bool) -> Self {
+        self.deny_advisories = deny;
+        self
     }
 
     /// How to treat `staves.lock`.
@@ -143,6 +178,178 @@ pub struct BuildOutcome {
     /// The build key (`sha256:…`), when the request had a store and the builder could name its images.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub build_key: Option<String>,
+    /// The SBOM of the image (naming its manifest digest), when the backend reads the package database (the
+    /// Docker backend does; the mock does not). Not in the JSON report: render it with [`Sbom::render`].
+    #[serde(skip)]
+    pub sbom: Option<Sbom>,
+    /// The packages by installed size, the total and what Staves added (from the SBOM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<SizeReport>,
+    /// The security advisories of the snapshot that apply to the installed packages.
+    pub advisories: Vec<AdvisoryMatch>,
+    /// Where the SBOM was written (`--sbom`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sbom_file: Option<PathBuf>,
+}
+
+/// What the SBOM of a build records besides what the builder learnt: the image's name and tag, the images it was
+/// built with, the lock, and the creation time.
+#[derive(Debug, Clone)]
+struct SbomBase {
+    name: String,
+    tag: String,
+    builder_image: String,
+    portage_image: String,
+    lock_hash: Option<String>,
+    created: i64,
+}
+
+/// What the SBOM needs from a build (or from the stored record of one).
+struct SbomFacts<'a> {
+    packages: &'a [crate::portage::InstalledPackage],
+    added_files: &'a [crate::sbom::AddedFile],
+    builder_image_id: Option<&'a str>,
+    portage_image_id: Option<&'a str>,
+    portage_timestamp: Option<&'a str>,
+}
+
+impl SbomBase {
+    /// The base for `spec` built with `builder`; `None` when the backend names no images (the mock): it reads
+    /// no package database, and there is nothing to describe.
+    fn new(spec: &ImageSpec, builder: &dyn Builder, locked: Option<&LockedBuild>) -> Option<Self> {
+        Some(Self {
+            name: spec.name.clone(),
+            tag: spec.version.clone(),
+            builder_image: builder.builder_image()?.to_owned(),
+            portage_image: builder.portage_image()?.to_owned(),
+            lock_hash: locked.map(LockedBuild::pins_hash),
+            created: crate::image::source_date_epoch(),
+        })
+    }
+
+    /// The SBOM of an image not yet written (its manifest digest empty).
+    fn sbom(&self, facts: &SbomFacts<'_>) -> Sbom {
+        let mut packages = facts.packages.to_vec();
+        packages.sort_by(|a, b| a.cpv.cmp(&b.cpv));
+        // Whether a package came from a binary package differs between two builds of the same rootfs; the SBOM
+        // describes the image only.
+        for p in &mut packages {
+            p.binary = None;
+        }
+        Sbom {
+            name: self.name.clone(),
+            tag: self.tag.clone(),
+            manifest_digest: String::new(),
+            builder_image: self.builder_image.clone(),
+            builder_image_id: facts.builder_image_id.map(str::to_owned),
+            portage_image: self.portage_image.clone(),
+            portage_image_id: facts.portage_image_id.map(str::to_owned),
+            portage_timestamp: facts.portage_timestamp.map(str::to_owned),
+            staves_version: env!("CARGO_PKG_VERSION").to_owned(),
+            created: self.created,
+            lock_hash: self.lock_hash.clone(),
+            packages,
+            added_files: facts.added_files.to_vec(),
+        }
+    }
+}
+
+/// The SBOM of a build and the advisories that apply, before the image is written.
+struct BuildSbom {
+    sbom: Sbom,
+    advisories: Vec<AdvisoryMatch>,
+}
+
+impl BuildSbom {
+    /// Refuse when advisories apply and the request denies them; else `writer` with the SBOM's label and referrer.
+    fn attach(&self, writer: ImageWriter, deny: bool) -> crate::Result<ImageWriter> {
+        if deny && !self.advisories.is_empty() {
+            return Err(crate::advisory::AdvisoryError::Denied {
+                advisories: self.advisories.clone(),
+            }
+            .into());
+        }
+        let sbom = self.sbom.clone();
+        Ok(writer
+            .label(crate::sbom::SBOM_LABEL, self.sbom.content_digest())
+            .referrer(std::sync::Arc::new(move |digest: &str| {
+                Ok(crate::image::Referrer::new(
+                    crate::sbom::SPDX_MEDIA_TYPE,
+                    crate::sbom::SPDX_TITLE,
+                    sbom.with_manifest_digest(digest)
+                        .to_spdx_json()
+                        .into_bytes(),
+                ))
+            })))
+    }
+}
+
+/// The `--sbom` file, written to a temporary name next to its destination until the image is committed.
+struct PendingSbomFile {
+    temp: tempfile::NamedTempFile,
+    path: PathBuf,
+}
+
+impl PendingSbomFile {
+    fn write(path: &std::path::Path, text: &str) -> Result<Self, SbomError> {
+        let err = |source| SbomError::Write {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut temp = crate::image::temp_file_next_to(path).map_err(|e| match e {
+            crate::image::ImageError::Write { source, .. } => err(source),
+            other => err(std::io::Error::other(other.to_string())),
+        })?;
+        std::io::Write::write_all(&mut temp, text.as_bytes()).map_err(err)?;
+        crate::image::set_mode(temp.path(), 0o644).map_err(err)?;
+        Ok(Self {
+            temp,
+            path: path.to_owned(),
+        })
+    }
+
+    fn persist(self) -> Result<PathBuf, SbomError> {
+        self.temp
+            .persist(&self.path)
+            .map_err(|e| SbomError::Write {
+                path: self.path.display().to_string(),
+                source: e.error,
+            })?;
+        Ok(self.path)
+    }
+}
+
+/// Render the `--sbom` file of the image whose manifest digest is `digest`, before the commit.
+fn prepare_sbom_file(
+    request: &BuildRequest,
+    sbom: Option<&Sbom>,
+    digest: &str,
+) -> crate::Result<Option<PendingSbomFile>> {
+    let (Some(path), Some(sbom)) = (&request.sbom, sbom) else {
+        return Ok(None);
+    };
+    let text = sbom
+        .with_manifest_digest(digest)
+        .render(request.sbom_format)?;
+    Ok(Some(PendingSbomFile::write(path, &text)?))
+}
+
+/// After the commit: move the `--sbom` file into place and keep the SPDX document of a `docker` output in the
+/// local SBOM store (best effort: the store is a cache).
+fn finish_sbom(
+    request: &BuildRequest,
+    image: &ImageReport,
+    pending: Option<PendingSbomFile>,
+    sbom: Option<&Sbom>,
+) -> crate::Result<(Option<Sbom>, Option<PathBuf>)> {
+    let sbom_file = pending.map(PendingSbomFile::persist).transpose()?;
+    let sbom = sbom.map(|s| s.with_manifest_digest(&image.digest));
+    if let (Some(sbom), Some(dir)) = (&sbom, &request.sbom_store) {
+        if request.outputs.contains(&Output::Docker) {
+            let _ = crate::sbom::save_stored(dir, &image.config_digest, &sbom.to_spdx_json());
+        }
+    }
+    Ok((sbom, sbom_file))
 }
 
 /// An image served from the local image store.
@@ -230,6 +437,15 @@ async fn run(
         .engine()
         .cloned()
         .unwrap_or_else(|| Engine::new(request.docker_host.clone()));
+    let sbom_base = SbomBase::new(spec, builder, locked.as_ref());
+    if request.sbom.is_some() && sbom_base.is_none() {
+        return Err(SbomError::Unavailable {
+            reason:
+                "this build backend does not read the package database (use the Docker backend)"
+                    .into(),
+        }
+        .into());
+    }
     let store = request.store.as_ref();
     let key = match store {
         Some(_) => builder.key_context().await?.map(|context| {
@@ -248,9 +464,22 @@ async fn run(
         .keep_layers_in(key.as_ref().and(store.cloned()));
     if let (Some(store), Some(key)) = (store, &key) {
         if reuse_allowed(spec, request) && locked.as_ref().is_none_or(LockedBuild::reusable) {
-            if let Some(stored) = store.lookup(key) {
-                let mut outcome =
-                    serve_stored(store, key, &stored, writer, request, options, started).await?;
+            // A record written before builds made SBOMs lacks what the SBOM needs: build again instead.
+            let stored = store
+                .lookup(key)
+                .filter(|s| sbom_base.is_none() || s.builder_image_id.is_some());
+            if let Some(stored) = stored {
+                let mut outcome = serve_stored(
+                    store,
+                    key,
+                    &stored,
+                    writer,
+                    request,
+                    options,
+                    started,
+                    sbom_base.as_ref(),
+                )
+                .await?;
                 outcome.lock = match locked {
                     Some(locked) => locked.unchanged(),
                     None => unlocked_report(spec, request),
@@ -259,28 +488,74 @@ async fn run(
             }
         }
     }
-    let (sender, receiver) = tokio::sync::oneshot::channel::<PreparedImage>();
+    let (sender, receiver) = tokio::sync::oneshot::channel::<(PreparedImage, Option<BuildSbom>)>();
     let outputs = request.outputs.clone();
     let sink_writer = writer.clone();
-    let sink = RootfsSink::new(move |rootfs| {
-        let prepared = sink_writer.prepare_tar(rootfs, &outputs)?;
+    let deny = request.deny_advisories;
+    let sink = RootfsSink::with_report(move |rootfs, report| {
+        // The SBOM and the advisory check come from what the builder learnt, before the image is written: the
+        // referrer and the label are part of it, and a denied advisory must stop the build before any output.
+        let build_sbom = sbom_base.map(|base| {
+            let sbom = base.sbom(&SbomFacts {
+                packages: &report.packages,
+                added_files: &report.added_files,
+                builder_image_id: report.builder_image_id.as_deref(),
+                portage_image_id: report.portage_image_id.as_deref(),
+                portage_timestamp: report.portage_timestamp.as_deref(),
+            });
+            let advisories = crate::audit::check_sbom(&sbom, &report.snapshot_advisories);
+            BuildSbom { sbom, advisories }
+        });
+        if let (true, Some(reason)) = (deny, &report.advisories_unreadable) {
+            return Err(crate::advisory::AdvisoryError::Invalid {
+                origin: "the portage snapshot's metadata/glsa (advisories are denied, and could not be checked)"
+                    .into(),
+                reason: reason.clone(),
+            }
+            .into());
+        }
+        let writer = match &build_sbom {
+            Some(b) => b.attach(sink_writer, deny)?,
+            None => sink_writer,
+        };
+        let prepared = writer.prepare_tar(rootfs, &outputs)?;
         // The receiver is gone only when the build was dropped; the prepared image then deletes itself.
-        let _ = sender.send(prepared);
+        let _ = sender.send((prepared, build_sbom));
         Ok(())
     });
     let report = builder
         .build(plan, options, sink)
         .await
         .map_err(|e| crate::lock::name_portage_image(e, builder.portage_image()))?;
-    let prepared = receiver.await.map_err(|_| BuildError::NoRootfs)?;
+    let (prepared, build_sbom) = receiver.await.map_err(|_| BuildError::NoRootfs)?;
+    let pending = prepare_sbom_file(
+        request,
+        build_sbom.as_ref().map(|b| &b.sbom),
+        &prepared.digest(),
+    )?;
     let image = commit(prepared, options, &report.build_id).await?;
+    let (sbom, sbom_file) = finish_sbom(
+        request,
+        &image,
+        pending,
+        build_sbom.as_ref().map(|b| &b.sbom),
+    )?;
+    let advisories = build_sbom.map(|b| b.advisories).unwrap_or_default();
     // The lock is rewritten only once the image is committed, so it always describes a build that worked.
     let lock = match locked {
         Some(locked) => locked.finish(&report)?,
         None => unlocked_report(spec, request),
     };
     if let (Some(store), Some(key)) = (store, &key) {
-        remember(store, key, spec, &image, request.compression, &report);
+        remember(
+            store,
+            key,
+            spec,
+            &image,
+            request.compression,
+            &report,
+            &advisories,
+        );
     }
     Ok(BuildOutcome {
         image,
@@ -288,6 +563,10 @@ async fn run(
         lock,
         reused: None,
         build_key: key.map(|k| k.digest),
+        size: sbom.as_ref().map(Sbom::size_report),
+        sbom,
+        advisories,
+        sbom_file,
     })
 }
 
@@ -339,7 +618,9 @@ async fn commit(
     prepared.commit(docker.as_ref()).await
 }
 
-/// Write the request's outputs from the stored rootfs of `key`: no builder, no container.
+/// Write the request's outputs from the stored rootfs of `key`: no builder, no container. The SBOM is made from
+/// the stored record, so it is the one the build made (the key covers the spec and the builder and portage images).
+#[allow(clippy::too_many_arguments)]
 async fn serve_stored(
     store: &ImageStore,
     key: &BuildKey,
@@ -348,7 +629,30 @@ async fn serve_stored(
     request: &BuildRequest,
     options: &BuildOptions,
     started: Instant,
+    sbom_base: Option<&SbomBase>,
 ) -> crate::Result<BuildOutcome> {
+    let build_sbom = sbom_base.map(|base| BuildSbom {
+        sbom: base.sbom(&SbomFacts {
+            packages: &stored.packages,
+            added_files: &stored.added_files,
+            builder_image_id: stored.builder_image_id.as_deref(),
+            portage_image_id: stored.portage_image_id.as_deref(),
+            portage_timestamp: stored.portage_timestamp.as_deref(),
+        }),
+        advisories: stored.advisories.clone(),
+    });
+    if let (true, Some(reason)) = (request.deny_advisories, &stored.advisories_unreadable) {
+        return Err(crate::advisory::AdvisoryError::Invalid {
+            origin: "the portage snapshot's metadata/glsa (advisories are denied, and could not be checked)"
+                .into(),
+            reason: reason.clone(),
+        }
+        .into());
+    }
+    let writer = match &build_sbom {
+        Some(b) => b.attach(writer, request.deny_advisories)?,
+        None => writer,
+    };
     let layer = stored
         .layer(request.compression)
         .or_else(|| stored.layers.first())
@@ -363,7 +667,18 @@ async fn serve_stored(
     .map_err(|e| BuildError::WriterStopped {
         reason: e.to_string(),
     })??;
+    let pending = prepare_sbom_file(
+        request,
+        build_sbom.as_ref().map(|b| &b.sbom),
+        &prepared.digest(),
+    )?;
     let image = commit(prepared, options, "").await?;
+    let (sbom, sbom_file) = finish_sbom(
+        request,
+        &image,
+        pending,
+        build_sbom.as_ref().map(|b| &b.sbom),
+    )?;
     let mut used = stored.clone();
     if layer.compression != request.compression {
         // The layer was compressed again for this request; keep that one too.
@@ -375,6 +690,11 @@ async fn serve_stored(
     store.touch(&used);
     let report = BuildReport {
         packages: stored.packages.clone(),
+        added_files: stored.added_files.clone(),
+        builder_image_id: stored.builder_image_id.clone(),
+        portage_image_id: stored.portage_image_id.clone(),
+        portage_timestamp: stored.portage_timestamp.clone(),
+        advisories_unreadable: stored.advisories_unreadable.clone(),
         total_duration: started.elapsed(),
         ..BuildReport::default()
     };
@@ -389,6 +709,10 @@ async fn serve_stored(
                 .to_owned(),
         }),
         build_key: Some(key.digest.clone()),
+        size: sbom.as_ref().map(Sbom::size_report),
+        sbom,
+        advisories: build_sbom.map(|b| b.advisories).unwrap_or_default(),
+        sbom_file,
     })
 }
 
@@ -416,9 +740,16 @@ fn remember(
     image: &ImageReport,
     compression: Compression,
     report: &BuildReport,
+    advisories: &[AdvisoryMatch],
 ) {
     if let Some(layer) = stored_layer(store, image, compression) {
-        let record = crate::store::record_for(store, key, spec, layer, report.packages.clone());
+        let mut record = crate::store::record_for(store, key, spec, layer, report.packages.clone());
+        record.added_files = report.added_files.clone();
+        record.builder_image_id = report.builder_image_id.clone();
+        record.portage_image_id = report.portage_image_id.clone();
+        record.portage_timestamp = report.portage_timestamp.clone();
+        record.advisories = advisories.to_vec();
+        record.advisories_unreadable = report.advisories_unreadable.clone();
         let _ = store.put_record(&record);
     }
 }

@@ -227,6 +227,24 @@ pub struct StoredBuild {
     pub last_used: u64,
     /// The canonical inputs of the key, for `staves cache list`.
     pub inputs: serde_json::Value,
+    /// Files Staves added to the rootfs outside any package (for the SBOM of a no-op build).
+    #[serde(default)]
+    pub added_files: Vec<crate::sbom::AddedFile>,
+    /// The builder image's ID the rootfs was built with.
+    #[serde(default)]
+    pub builder_image_id: Option<String>,
+    /// The portage snapshot image's ID.
+    #[serde(default)]
+    pub portage_image_id: Option<String>,
+    /// The snapshot's `metadata/timestamp.chk`.
+    #[serde(default)]
+    pub portage_timestamp: Option<String>,
+    /// The snapshot's advisories that applied to the packages.
+    #[serde(default)]
+    pub advisories: Vec<crate::advisory::AdvisoryMatch>,
+    /// Why the snapshot's advisories could not be read, when they could not.
+    #[serde(default)]
+    pub advisories_unreadable: Option<String>,
 }
 
 impl StoredBuild {
@@ -585,6 +603,12 @@ pub(crate) fn record_for(
         created: now,
         last_used: now,
         inputs: serde_json::from_str(&key.inputs).unwrap_or(serde_json::Value::Null),
+        added_files: Vec::new(),
+        builder_image_id: None,
+        portage_image_id: None,
+        portage_timestamp: None,
+        advisories: Vec::new(),
+        advisories_unreadable: None,
     });
     build.layers.retain(|l| l.compression != layer.compression);
     build.layers.push(layer);

@@ -184,3 +184,40 @@ fn invalid_spec_and_empty_outputs_fail_before_building() {
         "the builder ran for an invalid spec"
     );
 }
+
+#[test]
+fn the_mock_makes_no_sbom_and_an_sbom_request_fails_before_building() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let mock = MockBuilder::from_entries(rootfs());
+    let outcome = build_image(
+        &spec(),
+        &mock,
+        &BuildRequest::new(vec![Output::OciDir(layout.clone())]),
+        &BuildOptions::default(),
+    )
+    .unwrap();
+    assert!(outcome.sbom.is_none() && outcome.size.is_none() && outcome.advisories.is_empty());
+    let index = std::fs::read_to_string(layout.join("index.json")).unwrap();
+    assert!(!index.contains("artifactType"), "{index}");
+
+    let mock = MockBuilder::from_entries(rootfs());
+    let sbom = dir.path().join("sbom.json");
+    let err = build_image(
+        &spec(),
+        &mock,
+        &BuildRequest::new(vec![Output::OciDir(dir.path().join("other"))])
+            .sbom(Some(sbom.clone()), staves_core::sbom::SbomFormat::SpdxJson),
+        &BuildOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Sbom(staves_core::sbom::SbomError::Unavailable { .. })
+        ),
+        "{err}"
+    );
+    assert!(mock.calls().is_empty(), "the mock ran: {:?}", mock.calls());
+    assert!(!sbom.exists() && !dir.path().join("other").exists());
+}

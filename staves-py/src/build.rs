@@ -343,7 +343,8 @@ fn with_overrides<'a>(
 #[pyo3(signature = (
     spec, builder, outputs = None, on_log = None, *, on_event = None, jobs = None, load_average = None,
     compression = defaults::COMPRESSION.to_string(), version = None, stdlib = None, locale = None, cancel = None,
-    locked = false, frozen = false, binhost = None, registry = None
+    locked = false, frozen = false, binhost = None, registry = None, sbom = None,
+    sbom_format = "spdx-json".to_owned(), deny_advisories = false
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build(
@@ -364,8 +365,14 @@ pub(crate) fn build(
     frozen: bool,
     binhost: Option<&Bound<'_, PyAny>>,
     registry: Option<&Bound<'_, PyAny>>,
+    sbom: Option<PathBuf>,
+    sbom_format: String,
+    deny_advisories: bool,
 ) -> PyResult<Py<PyAny>> {
     let outputs = args::outputs("build", outputs)?;
+    let sbom_format: staves_core::sbom::SbomFormat = sbom_format
+        .parse()
+        .map_err(|e: String| PyValueError::new_err(format!("build(): `sbom_format`: {e}")))?;
     let binhosts = args::binhosts("build", binhost)?;
     let registry = args::registry("build", registry)?;
     let compression = args::compression("build", &compression)?;
@@ -393,7 +400,9 @@ pub(crate) fn build(
         .docker_host(docker_host)
         .lock(crate::lock::lock_options(locked, frozen))
         .binhosts(binhosts)
-        .registry(registry);
+        .registry(registry)
+        .sbom(sbom, sbom_format)
+        .deny_advisories(deny_advisories);
     // The library sees a token of its own, so that Ctrl-C or a failed callback never cancels the caller's token.
     let token = CancelToken::new();
     let callback_error = CallbackError::default();
@@ -457,7 +466,14 @@ pub(crate) fn build(
         Some(Ok(outcome)) => {
             let data = to_py(py, &outcome)?;
             let log = outcome.report.log.clone();
-            Ok(converter(py, "_build_report")?.call1((data, log))?.unbind())
+            // The SBOM as its SPDX 2.3 JSON text; `_build_report` parses it into a dict.
+            let spdx = outcome
+                .sbom
+                .as_ref()
+                .map(staves_core::sbom::Sbom::to_spdx_json);
+            Ok(converter(py, "_build_report")?
+                .call1((data, log, spdx))?
+                .unbind())
         }
         Some(Err(err)) => Err(to_py_err(py, err)),
         None => Err(PyRuntimeError::new_err(
@@ -518,4 +534,38 @@ pub(crate) fn export_binhost(
         .map_err(|e| to_py_err(py, e))?;
     let data = to_py(py, &export)?;
     Ok(converter(py, "_binhost_export")?.call1((data,))?.unbind())
+}
+
+/// Check the SBOM at `sbom_path` (SPDX or CycloneDX JSON, as `build(sbom=...)` writes it) against the GLSAs of the
+/// Portage snapshot image `portage_image` (or of the directory `glsa_dir`). Runs with the GIL released.
+#[pyfunction]
+#[pyo3(signature = (sbom_path, portage_image = None, *, glsa_dir = None, docker_host = None))]
+pub(crate) fn audit(
+    py: Python<'_>,
+    sbom_path: PathBuf,
+    portage_image: Option<String>,
+    glsa_dir: Option<PathBuf>,
+    docker_host: Option<String>,
+) -> PyResult<Py<PyAny>> {
+    use staves_core::audit::AdvisorySource;
+    let source = match (glsa_dir, portage_image) {
+        (Some(_), Some(_)) => {
+            return Err(PyValueError::new_err(
+                "audit(): pass either `portage_image` or `glsa_dir`, not both",
+            ));
+        }
+        (Some(dir), None) => AdvisorySource::Directory(dir),
+        (None, image) => AdvisorySource::PortageImage {
+            image: image.unwrap_or_else(|| staves_core::DEFAULT_PORTAGE_IMAGE.to_owned()),
+            docker_host,
+        },
+    };
+    if let Err(error) = std::fs::metadata(&sbom_path) {
+        return Err(os_error(&error, Some(&sbom_path)));
+    }
+    let report = py
+        .detach(|| staves_core::audit::audit(&sbom_path, &source))
+        .map_err(|e| to_py_err(py, e))?;
+    let data = to_py(py, &report)?;
+    Ok(converter(py, "_audit_report")?.call1((data,))?.unbind())
 }

@@ -241,6 +241,7 @@ fn _staves(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build::assemble, m)?)?;
     m.add_function(wrap_pyfunction!(cache::cache, m)?)?;
     m.add_function(wrap_pyfunction!(build::export_binhost, m)?)?;
+    m.add_function(wrap_pyfunction!(build::audit, m)?)?;
     m.add_function(wrap_pyfunction!(spec::_restore_spec, m)?)?;
     m.add("DEFAULT_PORTAGE_IMAGE", staves_core::DEFAULT_PORTAGE_IMAGE)?;
     m.add("DEFAULT_BUILDER_IMAGE", staves_core::DEFAULT_BUILDER_IMAGE)?;

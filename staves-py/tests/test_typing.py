@@ -53,6 +53,26 @@ def test_a_typed_build(tmp_path: Path) -> None:
     assert digest.startswith("sha256:") and sizes and kinds[0] == "write-files"
     assert any(line.startswith("step 1/") for line in lines)
     assert report.to_dict()["image"]["digest"] == digest
+    # The mock reads no package database: no SBOM, no size report, no advisory.
+    size: "staves.SizeReport | None" = report.size
+    advisories: List[staves.Advisory] = report.advisories
+    assert report.sbom is None and size is None and advisories == []
+
+
+def test_a_typed_audit(tmp_path: Path) -> None:
+    glsa = Path(__file__).resolve().parents[2] / "tests" / "repo" / "metadata" / "glsa"
+    sbom = tmp_path / "sbom.spdx.json"
+    sbom.write_text(
+        '{"spdxVersion": "SPDX-2.3", "dataLicense": "CC0-1.0", "SPDXID": "SPDXRef-DOCUMENT", "name": "x:1",'
+        ' "documentNamespace": "https://example.invalid/x", "creationInfo": {"created": "1970-01-01T00:00:00Z",'
+        ' "creators": ["Tool: test"]}, "packages": [{"SPDXID": "SPDXRef-Package-libfoo", "name": "dev-libs/libfoo",'
+        ' "versionInfo": "1", "downloadLocation": "NOASSERTION", "filesAnalyzed": false, "externalRefs":'
+        ' [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",'
+        ' "referenceLocator": "pkg:ebuild/dev-libs/libfoo@1"}], "comment": "slot: 0"}]}'
+    )
+    report: staves.AuditReport = staves.audit(sbom, glsa_dir=glsa)
+    ids: List[str] = [advisory.id for advisory in report.advisories]
+    assert not report.clean and ids == ["202611-01"]
 
 
 def test_a_typed_async_build_and_spec(tmp_path: Path) -> None:

@@ -318,7 +318,8 @@ impl MockBuilder {
         options.emit(BuildEvent::Exporting);
         self.record(MockCall::Export);
         let export_started = Instant::now();
-        sink.consume_blocking(std::io::Cursor::new(tar)).await?;
+        sink.consume_blocking(std::io::Cursor::new(tar), report.clone())
+            .await?;
         if options.cancel.is_cancelled() {
             return Err(BuildError::Interrupted.into());
         }

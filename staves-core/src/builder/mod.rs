@@ -125,27 +125,40 @@ pub struct RootfsSink {
     consume: SinkFn,
 }
 
-type SinkFn = Box<dyn FnOnce(&mut dyn Read) -> crate::Result<()> + Send>;
+type SinkFn = Box<dyn FnOnce(&mut dyn Read, &BuildReport) -> crate::Result<()> + Send>;
 
 impl RootfsSink {
     /// A sink that reads the whole rootfs tar with `consume`.
     pub fn new(consume: impl FnOnce(&mut dyn Read) -> crate::Result<()> + Send + 'static) -> Self {
         Self {
+            consume: Box::new(move |rootfs, _| consume(rootfs)),
+        }
+    }
+
+    /// A sink that also receives what the builder learnt before the export: the report so far, with the
+    /// packages, the files Staves added, the image IDs and the snapshot's timestamp and advisories (the steps'
+    /// durations are there too; `export_duration` and `total_duration` are not yet). The image writer uses it to
+    /// attach the SBOM, which must exist before the image's manifest is written.
+    pub fn with_report(
+        consume: impl FnOnce(&mut dyn Read, &BuildReport) -> crate::Result<()> + Send + 'static,
+    ) -> Self {
+        Self {
             consume: Box::new(consume),
         }
     }
 
-    /// Read the whole rootfs tar from `rootfs` (on the calling thread).
-    pub fn consume(self, rootfs: &mut dyn Read) -> crate::Result<()> {
-        (self.consume)(rootfs)
+    /// Read the whole rootfs tar from `rootfs` (on the calling thread); `report` is the builder's report so far.
+    pub fn consume(self, rootfs: &mut dyn Read, report: &BuildReport) -> crate::Result<()> {
+        (self.consume)(rootfs, report)
     }
 
     /// Run the sink on a blocking thread of the current runtime, reading from `rootfs`.
     pub(crate) async fn consume_blocking(
         self,
         mut rootfs: impl Read + Send + 'static,
+        report: BuildReport,
     ) -> crate::Result<()> {
-        tokio::task::spawn_blocking(move || self.consume(&mut rootfs))
+        tokio::task::spawn_blocking(move || self.consume(&mut rootfs, &report))
             .await
             .unwrap_or_else(|e| {
                 Err(BuildError::WriterStopped {
@@ -207,6 +220,12 @@ pub trait Builder: Send + Sync {
         None
     }
 
+    /// The builder image this backend builds in (`None` for backends without one). A backend that names both
+    /// images reads the package database and the snapshot, and its builds get an SBOM.
+    fn builder_image(&self) -> Option<&str> {
+        None
+    }
+
     /// What, besides the spec, decides the rootfs this backend builds (its images' IDs, its locale), for the
     /// local image store's build key. `None` (the default) when the backend cannot say, or an image is missing:
     /// the build then always runs.
@@ -263,6 +282,16 @@ pub struct BuildReport {
     pub builder_image_id: Option<String>,
     /// The ID of the portage snapshot image, when the backend uses one.
     pub portage_image_id: Option<String>,
+    /// Files Staves added to the rootfs outside any package (locale archive, libgcc, libstdc++).
+    pub added_files: Vec<crate::sbom::AddedFile>,
+    /// The snapshot's `metadata/timestamp.chk`, when the backend read it.
+    pub portage_timestamp: Option<String>,
+    /// The snapshot's GLSAs (`metadata/glsa`), when the backend read them.
+    #[serde(skip)]
+    pub snapshot_advisories: crate::advisory::AdvisoryDb,
+    /// Why the snapshot's GLSAs could not be read, when they could not: the build then checked no advisory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advisories_unreadable: Option<String>,
     /// The last [`BuildReport::LOG_LIMIT`] lines the steps printed, in order. The whole log streams to the
     /// event handler ([`BuildEvent::Log`]).
     #[serde(skip_serializing)]

@@ -28,6 +28,7 @@ mod docker;
 mod entry;
 mod layer;
 mod oci;
+pub(crate) use oci::{set_mode, temp_file_next_to};
 mod registry;
 mod source;
 mod stored;
@@ -507,6 +508,12 @@ impl ImageWriter {
         self
     }
 
+    /// Add the label `key=value` to the image config (and the manifest's annotations, like the spec's).
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
     pub(crate) fn referrer_source(&self) -> Option<&ReferrerSource> {
         self.referrer.as_ref().map(|r| &r.0)
     }
@@ -908,6 +915,11 @@ pub(crate) struct PreparedImage {
 }
 
 impl PreparedImage {
+    /// The image manifest's digest.
+    pub(crate) fn digest(&self) -> String {
+        self.report.digest.clone()
+    }
+
     /// Whether the `docker` output is among the outputs.
     pub(crate) fn wants_engine(&self) -> bool {
         self.docker_archive.is_some()

@@ -8,7 +8,8 @@ mod attached;
 mod license;
 
 pub use attached::{
-    from_oci_archive, from_oci_layout, load as load_stored, save as save_stored, store_dir,
+    FoundSbom, find, find_async, from_oci_archive, from_oci_layout, load as load_stored,
+    save as save_stored, store_dir,
 };
 pub use license::{LicenseError, SpdxLicense, license_ref, spdx_license_id, to_spdx};
 
@@ -22,6 +23,14 @@ pub const SPDX_MEDIA_TYPE: &str = "application/spdx+json";
 /// The media type of a CycloneDX JSON document.
 pub const CYCLONEDX_MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
 
+/// The image label that holds [`Sbom::content_digest`]: the digest of the SBOM's SPDX document without the image's
+/// own digest (a label inside the config cannot hold the digest of a document that names the config). `staves
+/// inspect` finds the full document by image ID in the local store ([`store_dir`]) and checks it against the label.
+pub const SBOM_LABEL: &str = "io.staves.sbom.digest";
+
+/// The file name of the SPDX document in the OCI referrer.
+pub const SPDX_TITLE: &str = "sbom.spdx.json";
+
 /// Errors making or reading an SBOM.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -29,6 +38,31 @@ pub enum SbomError {
     /// The CycloneDX library refused the document.
     #[error("writing the CycloneDX document failed: {0}")]
     CycloneDx(String),
+    /// An SBOM was asked for, but the build cannot make one.
+    #[error("no SBOM can be made: {reason}")]
+    Unavailable {
+        /// Why.
+        reason: String,
+    },
+    /// Writing the SBOM file failed.
+    #[error(
+        "writing the SBOM to {path}: {source}\n  help: check that the directory exists and is writable"
+    )]
+    Write {
+        /// The destination.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The image carries no SBOM that Staves can find.
+    #[error("{image}: {reason}")]
+    NotFound {
+        /// The image or archive.
+        image: String,
+        /// Where Staves looked and what it found.
+        reason: String,
+    },
     /// A document given to read is not an SPDX JSON document Staves understands.
     #[error("{origin} is not an SPDX 2.3 JSON document: {reason}")]
     Unreadable {
@@ -125,6 +159,21 @@ pub struct Sbom {
 }
 
 impl Sbom {
+    /// This SBOM, describing the image whose manifest digest is `digest`.
+    pub fn with_manifest_digest(&self, digest: &str) -> Sbom {
+        Sbom {
+            manifest_digest: digest.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// `sha256:…` of the SPDX document of this SBOM with an empty manifest digest: what [`SBOM_LABEL`] holds. It
+    /// depends only on what the image contains and how it was built, not on the image's own digest.
+    pub fn content_digest(&self) -> String {
+        let text = self.with_manifest_digest("").to_spdx_json();
+        format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+    }
+
     /// Render in `format`.
     pub fn render(&self, format: SbomFormat) -> Result<String, SbomError> {
         match format {

@@ -228,3 +228,16 @@ fn cyclonedx_reads_back() {
     let spdx = Sbom::from_json(&original.to_spdx_json(), "test").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(spdx.packages.len(), 3);
 }
+
+#[test]
+fn the_label_digest_does_not_depend_on_the_image_digest() {
+    let original = sample();
+    let other = original.with_manifest_digest(&format!("sha256:{}", "f".repeat(64)));
+    assert_ne!(other.to_spdx_json(), original.to_spdx_json());
+    assert_eq!(other.content_digest(), original.content_digest());
+    assert!(original.content_digest().starts_with("sha256:"));
+    // But it does depend on what is in the image.
+    let mut fewer = original.clone();
+    fewer.packages.pop();
+    assert_ne!(fewer.content_digest(), original.content_digest());
+}

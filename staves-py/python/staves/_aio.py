@@ -2,7 +2,8 @@
 
 import asyncio
 import functools
-from typing import Any, Callable, List, Optional, Tuple, TypeVar, Union
+import os
+from typing import Any, Callable, List, Literal, Optional, Tuple, TypeVar, Union
 
 from staves._staves import CancelToken, DockerBuilder, ImageSpec, MockBuilder, build
 from staves._types import BuildReport, Compression, Event, Locale, RegistryOptions
@@ -28,6 +29,9 @@ async def build_async(
     frozen: bool = False,
     binhost: Optional[Union[str, List[str]]] = None,
     registry: Optional[RegistryOptions] = None,
+    sbom: Optional[Union[str, "os.PathLike[str]"]] = None,
+    sbom_format: Literal["spdx-json", "cyclonedx-json"] = "spdx-json",
+    deny_advisories: bool = False,
 ) -> BuildReport:
     """``build()`` as a coroutine: ``report = await staves.build_async(spec, builder, ["docker"])``.
 
@@ -82,6 +86,9 @@ async def build_async(
         frozen=frozen,
         binhost=binhost,
         registry=registry,
+        sbom=sbom,
+        sbom_format=sbom_format,
+        deny_advisories=deny_advisories,
     )
     future = loop.run_in_executor(None, call)
     try:

@@ -4,6 +4,7 @@ import os
 from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union, final
 
 from staves._types import (
+    AuditReport,
     BinhostExport,
     BuildReport,
     BuildSettings,
@@ -21,6 +22,7 @@ from staves._types import (
 )
 
 __all__ = [
+    "audit",
     "StavesError",
     "SpecError",
     "BuildError",
@@ -354,6 +356,9 @@ def build(
     frozen: bool = False,
     binhost: Optional[Union[str, List[str]]] = None,
     registry: Optional[RegistryOptions] = None,
+    sbom: Optional[_Path] = None,
+    sbom_format: Literal["spdx-json", "cyclonedx-json"] = ...,
+    deny_advisories: bool = False,
 ) -> BuildReport:
     """Build ``spec`` with ``builder`` and write the image to every output: ``docker`` (the default), ``oci:DIR``,
     ``oci-archive:FILE``, ``docker-archive:FILE``, ``rootfs:FILE`` or ``docker://HOST[:PORT]/REPO[:TAG]`` (pushed
@@ -369,7 +374,24 @@ def build(
     repositories.
     Runs with the GIL released. ``on_log(line)`` gets each output line as it is printed; ``on_event(event)`` gets
     every progress event. ``cancel``, KeyboardInterrupt, or an exception raised by a callback cancels the build and
-    removes its containers; the exception (``BuildError`` for ``cancel``) is raised after."""
+    removes its containers; the exception (``BuildError`` for ``cancel``) is raised after.
+
+    With a ``DockerBuilder`` the report carries the image's SBOM (``report.sbom``, SPDX 2.3), the size report
+    (``report.size``) and the security advisories of the snapshot that apply (``report.advisories``); ``oci:`` and
+    ``oci-archive:`` outputs carry the SPDX SBOM as an OCI 1.1 referrer. ``sbom=PATH`` also writes it to a file
+    (``sbom_format`` ``"spdx-json"`` or ``"cyclonedx-json"``). ``deny_advisories=True`` raises ``StavesError``
+    before anything is tagged, written or pushed when an advisory applies."""
+
+def audit(
+    sbom_path: _Path,
+    portage_image: Optional[str] = None,
+    *,
+    glsa_dir: Optional[_Path] = None,
+    docker_host: Optional[str] = None,
+) -> AuditReport:
+    """Check the SBOM at ``sbom_path`` (SPDX or CycloneDX JSON, as ``build(sbom=...)`` writes it) against the
+    security advisories (GLSAs) of the Portage snapshot image ``portage_image`` (default: ``DEFAULT_PORTAGE_IMAGE``),
+    or of the directory ``glsa_dir``. ``report.clean`` is True when none applies."""
 
 def lock(
     spec: ImageSpec,

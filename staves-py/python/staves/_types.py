@@ -9,6 +9,7 @@ serialized values, so a field the library adds later cannot break them.
 """
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Literal, Mapping, Optional, TypedDict, Union
 
@@ -353,6 +354,76 @@ class LockResult(_Record):
 
 
 @dataclass(frozen=True)
+class PackageSize(_Record):
+    """The installed size of one package (Portage's ``SIZE``) and the number of files it owns."""
+
+    cpv: str
+    size: int
+    files: int
+
+
+@dataclass(frozen=True)
+class AddedFile(_Record):
+    """A file Staves itself added to the image outside any package (locale archive, libgcc, libstdc++)."""
+
+    path: str
+    """Path in the image, without the leading ``/``."""
+    size: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class SizeReport(_Record):
+    """The packages of an image by installed size, largest first, the total, and what Staves added."""
+
+    packages: List[PackageSize]
+    added: List[AddedFile]
+    packages_total: int
+    added_total: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Advisory(_Record):
+    """A security advisory (GLSA) that applies to an installed package."""
+
+    id: str
+    """The GLSA id, e.g. ``202611-01``."""
+    title: str
+    synopsis: str
+    severity: str
+    cpv: str
+    """The affected package as installed."""
+    slot: str
+    vulnerable: List[str]
+    """The vulnerable ranges, e.g. ``<2``."""
+    unaffected: List[str]
+    """The unaffected ranges (the fix), e.g. ``>=2``."""
+    references: List[str]
+
+
+@dataclass(frozen=True)
+class AuditReport(_Record):
+    """What ``audit()`` found: the advisories of a snapshot that apply to the packages of an SBOM."""
+
+    image: str
+    """The image the SBOM describes (``name:tag``)."""
+    manifest_digest: str
+    advisory_source: str
+    """The snapshot image (or GLSA directory) the advisories came from."""
+    snapshot_image_id: Optional[str]
+    snapshot_timestamp: Optional[str]
+    advisories_checked: int
+    packages_checked: int
+    advisories: List[Advisory]
+
+    @property
+    def clean(self) -> bool:
+        """True when no advisory applies."""
+        return not self.advisories
+
+
+@dataclass(frozen=True)
 class BuildReport(_Record):
     """What ``build()`` did: the image it wrote, the packages in it, every step, and timings in seconds."""
 
@@ -376,6 +447,15 @@ class BuildReport(_Record):
     """Whether the build was locked by ``staves.lock``, and what changed in it."""
     fetched_from_binhost: List[str] = field(default_factory=list)
     """Binary packages fetched from the ``binhost`` URLs into the build cache (``category/package-version``)."""
+    sbom: Optional[Dict[str, Any]] = field(default=None, repr=False)
+    """The image's SBOM as an SPDX 2.3 JSON document (``None`` for backends that read no package database, such as
+    ``MockBuilder``). ``build(sbom=PATH)`` also writes it to a file."""
+    size: Optional[SizeReport] = None
+    """The packages by installed size, the total, and what Staves added (``None`` without an SBOM)."""
+    advisories: List[Advisory] = field(default_factory=list)
+    """The security advisories (GLSAs) of the Portage snapshot that apply to the installed packages."""
+    sbom_file: Optional[str] = None
+    """Where ``build(sbom=PATH)`` wrote the SBOM."""
 
     @property
     def image_digest(self) -> str:
@@ -440,7 +520,45 @@ def _image_report(data: Mapping[str, Any]) -> ImageReport:
     )
 
 
-def _build_report(data: Mapping[str, Any], log: List[str]) -> BuildReport:
+def _size_report(data: Mapping[str, Any]) -> SizeReport:
+    return SizeReport(
+        packages=[PackageSize(cpv=p["cpv"], size=p["size"], files=p["files"]) for p in data["packages"]],
+        added=[AddedFile(path=a["path"], size=a["size"], reason=a["reason"]) for a in data["added"]],
+        packages_total=data["packages_total"],
+        added_total=data["added_total"],
+        total=data["total"],
+    )
+
+
+def _advisory(data: Mapping[str, Any]) -> Advisory:
+    return Advisory(
+        id=data["id"],
+        title=data["title"],
+        synopsis=data["synopsis"],
+        severity=data["severity"],
+        cpv=data["cpv"],
+        slot=data["slot"],
+        vulnerable=list(data["vulnerable"]),
+        unaffected=list(data["unaffected"]),
+        references=list(data["references"]),
+    )
+
+
+def _audit_report(data: Mapping[str, Any]) -> AuditReport:
+    snapshot = data.get("snapshot") or {}
+    return AuditReport(
+        image=data["image"],
+        manifest_digest=data["manifest_digest"],
+        advisory_source=data["advisory_source"],
+        snapshot_image_id=snapshot.get("image_id"),
+        snapshot_timestamp=snapshot.get("timestamp"),
+        advisories_checked=data["advisories_checked"],
+        packages_checked=data["packages_checked"],
+        advisories=[_advisory(a) for a in data["advisories"]],
+    )
+
+
+def _build_report(data: Mapping[str, Any], log: List[str], spdx: Optional[str] = None) -> BuildReport:
     report = data["report"]
     return BuildReport(
         image=_image_report(data["image"]),
@@ -467,6 +585,10 @@ def _build_report(data: Mapping[str, Any], log: List[str]) -> BuildReport:
         total_seconds=report["total_duration"],
         lock=_lock_report(data.get("lock") or {}),
         log=log,
+        sbom=json.loads(spdx) if spdx is not None else None,
+        size=_size_report(data["size"]) if data.get("size") is not None else None,
+        advisories=[_advisory(a) for a in data.get("advisories", [])],
+        sbom_file=data.get("sbom_file"),
     )
 
 

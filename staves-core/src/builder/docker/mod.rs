@@ -45,6 +45,10 @@ impl Builder for DockerBuilder {
         Some(&self.portage_image)
     }
 
+    fn builder_image(&self) -> Option<&str> {
+        Some(&self.builder_image)
+    }
+
     fn key_context(&self) -> super::KeyContextFuture<'_> {
         Box::pin(async move {
             let docker = self.engine.connect().await?;
@@ -250,14 +254,40 @@ impl DockerBuilder {
         join_background(&mut background, options, report).await?;
         report.log = log.take();
         report.packages = parse_package_list(&package_list);
+        report.added_files = crate::portage::parse_added_files(&package_list);
         report.resolve_binary_flags();
+        if plan.produces_rootfs() {
+            // The snapshot's GLSAs and timestamp, as the builder sees the tree (after any sync), for the SBOM and
+            // the advisory check.
+            let snapshot = cancellable(options, async {
+                Ok(crate::snapshot::read_from_container(
+                    &session.docker,
+                    &container,
+                    crate::snapshot::PORTAGE_TREE,
+                )
+                .await)
+            })
+            .await?;
+            match snapshot {
+                Ok(snapshot) => {
+                    report.portage_timestamp = snapshot.timestamp;
+                    report.snapshot_advisories = snapshot.advisories;
+                }
+                // An engine failure is the build's; an advisory Staves cannot read is not, unless advisories are
+                // denied (the pipeline then refuses, since it cannot tell whether one applies).
+                Err(crate::snapshot::SnapshotError::Advisory(e)) => {
+                    report.advisories_unreadable = Some(e.to_string());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
 
         if !plan.produces_rootfs() {
             return Ok(());
         }
         options.emit(BuildEvent::Exporting);
         let export_started = Instant::now();
-        rootfs::export_rootfs(session, &options.cancel, sink).await?;
+        rootfs::export_rootfs(session, &options.cancel, sink, report.clone()).await?;
         report.export_duration = export_started.elapsed();
         Ok(())
     }

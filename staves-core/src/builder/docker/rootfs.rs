@@ -35,6 +35,7 @@ pub(super) async fn export_rootfs(
     session: &Session,
     cancel: &CancelToken,
     sink: RootfsSink,
+    report: crate::builder::BuildReport,
 ) -> crate::Result<()> {
     let container = session.container_name("builder");
     let docker = session.docker.clone();
@@ -82,7 +83,7 @@ pub(super) async fn export_rootfs(
         cancel: cancel.clone(),
         ended: false,
     };
-    let result = sink.consume_blocking(reader).await;
+    let result = sink.consume_blocking(reader, report).await;
     drop(forward);
     if cancel.is_cancelled() {
         return Err(BuildError::Interrupted.into());
