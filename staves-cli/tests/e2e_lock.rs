@@ -218,6 +218,7 @@ fn pins_hold_across_snapshots_until_relocked() {
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("out of date"), "{stderr}");
     let out = case.path("extended.tar");
+    let sbom = case.path("extended.spdx.json");
     let json = case.run(
         "build",
         BOTH,
@@ -226,6 +227,8 @@ fn pins_hold_across_snapshots_until_relocked() {
             &format!("rootfs:{}", out.display()),
             "--format",
             "json",
+            "--sbom",
+            &sbom.display().to_string(),
         ],
     );
     assert!(json.status.success(), "{}", text(&json.stderr));
@@ -240,6 +243,13 @@ fn pins_hold_across_snapshots_until_relocked() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(added, ["app-shells/tinysh"]);
+    // The SBOM names the lock as the build rewrote it, not the one it read.
+    let hash = report["lock"]["hash"].as_str().unwrap();
+    let spdx = std::fs::read_to_string(&sbom).unwrap();
+    assert!(
+        spdx.contains(&format!("lock: {hash}")),
+        "{hash} not in {spdx}"
+    );
     assert_eq!(
         file_in_tar(&out, "usr/share/versioned/version")
             .unwrap()

@@ -201,6 +201,8 @@ struct SbomBase {
     builder_image: String,
     portage_image: String,
     lock_hash: Option<String>,
+    /// For a build that may rewrite the lock: what decides the lock's final hash, known once the resolve step ran.
+    lock_outcome: Option<crate::lock::LockOutcomeHash>,
     created: i64,
 }
 
@@ -223,6 +225,7 @@ impl SbomBase {
             builder_image: builder.builder_image()?.to_owned(),
             portage_image: builder.portage_image()?.to_owned(),
             lock_hash: locked.map(LockedBuild::pins_hash),
+            lock_outcome: locked.map(LockedBuild::outcome_hash),
             created: crate::image::source_date_epoch(),
         })
     }
@@ -495,7 +498,14 @@ async fn run(
     let sink = RootfsSink::with_report(move |rootfs, report| {
         // The SBOM and the advisory check come from what the builder learnt, before the image is written: the
         // referrer and the label are part of it, and a denied advisory must stop the build before any output.
-        let build_sbom = sbom_base.map(|base| {
+        let build_sbom = sbom_base.map(|mut base| {
+            // The SBOM names the lock as this build leaves it: rewritten when the spec or the resolution changed.
+            if let Some(outcome) = &base.lock_outcome {
+                base.lock_hash = Some(outcome.hash(
+                    report.builder_image_id.as_deref(),
+                    report.portage_image_id.as_deref(),
+                ));
+            }
             let sbom = base.sbom(&SbomFacts {
                 packages: &report.packages,
                 added_files: &report.added_files,

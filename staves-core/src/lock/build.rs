@@ -210,16 +210,20 @@ impl LockedBuild {
         }
     }
 
+    /// What decides the hash of the lock this build leaves behind, for the SBOM, which is made before the lock is
+    /// written (see [`LockOutcomeHash::hash`]).
+    pub(crate) fn outcome_hash(&self) -> LockOutcomeHash {
+        LockOutcomeHash {
+            old: self.old.clone(),
+            mode: self.mode,
+            resolved: Arc::clone(&self.resolved),
+        }
+    }
+
     /// After a successful build: rewrite the lock when its entries changed ([`LockMode::Update`] only).
     pub(crate) fn finish(self, report: &BuildReport) -> Result<LockReport, LockError> {
-        let resolved = self
-            .resolved
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let mut new = resolved.ok_or_else(|| LockError::Resolution {
-            message: "the build finished without a resolve step".into(),
-        })?;
+        let outcome = self.outcome_hash();
+        let new = outcome.resolved()?;
         let mut out = LockReport {
             locked: true,
             path: Some(self.path.clone()),
@@ -228,14 +232,65 @@ impl LockedBuild {
             dropped: self.pins.dropped.iter().map(|p| p.atom()).collect(),
             hash: Some(self.old.hash()),
         };
-        if self.mode == LockMode::Update && !self.old.same_pins(&new) {
-            new.builder_image.clone_from(&report.builder_image_id);
-            new.portage_image.clone_from(&report.portage_image_id);
+        if let Some(new) = outcome.rewritten(
+            report.builder_image_id.as_deref(),
+            report.portage_image_id.as_deref(),
+        )? {
             write_lock(&self.path, &new)?;
             out.written = true;
             out.hash = Some(new.hash());
         }
         Ok(out)
+    }
+}
+
+/// The lock a build leaves behind, known once its resolve step ran: the lock as read, or (when the build rewrites
+/// it) the resolution with the build's image IDs.
+#[derive(Debug, Clone)]
+pub(crate) struct LockOutcomeHash {
+    old: Lockfile,
+    mode: LockMode,
+    resolved: Arc<Mutex<Option<Lockfile>>>,
+}
+
+impl LockOutcomeHash {
+    fn resolved(&self) -> Result<Lockfile, LockError> {
+        self.resolved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| LockError::Resolution {
+                message: "the build finished without a resolve step".into(),
+            })
+    }
+
+    /// The lock the build writes, or `None` when it keeps the old one ([`LockMode::Update`] only rewrites, and only
+    /// when the pins changed).
+    fn rewritten(
+        &self,
+        builder_image_id: Option<&str>,
+        portage_image_id: Option<&str>,
+    ) -> Result<Option<Lockfile>, LockError> {
+        let mut new = self.resolved()?;
+        if self.mode != LockMode::Update || self.old.same_pins(&new) {
+            return Ok(None);
+        }
+        new.builder_image = builder_image_id.map(str::to_owned);
+        new.portage_image = portage_image_id.map(str::to_owned);
+        Ok(Some(new))
+    }
+
+    /// [`Lockfile::hash`] of the lock this build leaves behind (the value [`LockReport::hash`] will have), given the
+    /// image IDs the build reports.
+    pub(crate) fn hash(
+        &self,
+        builder_image_id: Option<&str>,
+        portage_image_id: Option<&str>,
+    ) -> String {
+        match self.rewritten(builder_image_id, portage_image_id) {
+            Ok(Some(new)) => new.hash(),
+            _ => self.old.hash(),
+        }
     }
 }
 

@@ -44,7 +44,7 @@ pub use build::{
     LockMode, LockOptions, LockOutcome, LockReport, LockRequest, PlannedPins, lock_spec,
     lock_spec_async, plan_for,
 };
-pub(crate) use build::{LockedBuild, name_portage_image};
+pub(crate) use build::{LockOutcomeHash, LockedBuild, name_portage_image};
 pub use check::{LockChange, LockChangeKind, Pins, changes};
 pub use error::LockError;
 pub(crate) use plan::LockPlan;
