@@ -289,6 +289,101 @@ pub(crate) fn event_handler(
     })
 }
 
+/// How a blocking library call (a build, a lock) runs from Python: on a helper thread, with a cancel token of its own
+/// (so Ctrl-C or a failed callback never cancels the caller's token), the callbacks wired to the library's events,
+/// and this thread, without the GIL, forwarding the caller's cancel and Ctrl-C every [`POLL`].
+pub(crate) struct CancellableRun<'t> {
+    token: CancelToken,
+    caller: Option<&'t PyCancelToken>,
+    callback_error: CallbackError,
+    options: BuildOptions,
+}
+
+impl<'t> CancellableRun<'t> {
+    /// A run that reports to `on_log`/`on_event` and follows `caller`'s cancel.
+    pub(crate) fn new(
+        py: Python<'_>,
+        on_log: Option<Py<PyAny>>,
+        on_event: Option<Py<PyAny>>,
+        caller: Option<&'t PyCancelToken>,
+    ) -> PyResult<Self> {
+        let token = CancelToken::new();
+        let callback_error = CallbackError::default();
+        let mut options = BuildOptions::default().with_cancel(token.clone());
+        if on_log.is_some() || on_event.is_some() {
+            options = options.with_events(event_handler(
+                on_log,
+                on_event,
+                converter(py, "_event")?.unbind(),
+                token.clone(),
+                callback_error.clone(),
+            ));
+        }
+        Ok(Self {
+            token,
+            caller,
+            callback_error,
+            options,
+        })
+    }
+
+    fn forward_cancel(&self) {
+        if self.caller.is_some_and(PyCancelToken::cancelled) {
+            self.token.cancel();
+        }
+    }
+
+    /// Run `work` with the run's options. A KeyboardInterrupt or a callback's exception is raised once `work` has
+    /// returned (it removes its containers first); `Ok(None)` when `work` panicked.
+    pub(crate) fn run<T: Send>(
+        self,
+        py: Python<'_>,
+        work: impl FnOnce(&BuildOptions) -> T + Send,
+    ) -> PyResult<Option<T>> {
+        self.forward_cancel();
+        let (result, interrupt) = py.detach(|| {
+            std::thread::scope(|scope| {
+                let (sender, receiver) = channel();
+                let options = &self.options;
+                let worker = scope.spawn(move || {
+                    let _ = sender.send(work(options));
+                });
+                let mut interrupt = None;
+                let result = loop {
+                    match receiver.recv_timeout(POLL) {
+                        Ok(result) => break Some(result),
+                        Err(RecvTimeoutError::Disconnected) => break None,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.forward_cancel();
+                            if interrupt.is_none() {
+                                if let Err(err) = Python::attach(|py| py.check_signals()) {
+                                    // Keep waiting: the library removes its containers before it returns.
+                                    self.token.cancel();
+                                    interrupt = Some(err);
+                                }
+                            }
+                        }
+                    }
+                };
+                let panicked = worker.join().is_err();
+                (result.filter(|_| !panicked), interrupt)
+            })
+        });
+        if let Some(err) = interrupt {
+            return Err(err);
+        }
+        if let Some(err) = self
+            .callback_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            return Err(err);
+        }
+        Ok(result)
+    }
+}
+
 /// A converter of `staves/_types.py`.
 pub(crate) fn converter<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     py.import("staves._types")?.getattr(name)
@@ -403,65 +498,8 @@ pub(crate) fn build(
         .registry(registry)
         .sbom(sbom, sbom_format)
         .deny_advisories(deny_advisories);
-    // The library sees a token of its own, so that Ctrl-C or a failed callback never cancels the caller's token.
-    let token = CancelToken::new();
-    let callback_error = CallbackError::default();
-    let mut options = BuildOptions::default().with_cancel(token.clone());
-    if on_log.is_some() || on_event.is_some() {
-        options = options.with_events(event_handler(
-            on_log,
-            on_event,
-            converter(py, "_event")?.unbind(),
-            token.clone(),
-            callback_error.clone(),
-        ));
-    }
-    let caller_token = cancel.as_ref().map(|t| t.get());
-    let forward_cancel = || {
-        if caller_token.is_some_and(PyCancelToken::cancelled) {
-            token.cancel();
-        }
-    };
-    forward_cancel();
-
-    let (result, interrupt) = py.detach(|| {
-        std::thread::scope(|scope| {
-            let (sender, receiver) = channel();
-            let (request, options) = (&request, &options);
-            let worker = scope.spawn(move || {
-                let _ = sender.send(build_image(spec, backend, request, options));
-            });
-            let mut interrupt = None;
-            let result = loop {
-                match receiver.recv_timeout(POLL) {
-                    Ok(result) => break Some(result),
-                    Err(RecvTimeoutError::Disconnected) => break None,
-                    Err(RecvTimeoutError::Timeout) => {
-                        forward_cancel();
-                        if interrupt.is_none() {
-                            if let Err(err) = Python::attach(|py| py.check_signals()) {
-                                // Keep waiting: the build removes its containers before it returns.
-                                token.cancel();
-                                interrupt = Some(err);
-                            }
-                        }
-                    }
-                }
-            };
-            let panicked = worker.join().is_err();
-            (result.filter(|_| !panicked), interrupt)
-        })
-    });
-    if let Some(err) = interrupt {
-        return Err(err);
-    }
-    if let Some(err) = callback_error
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take()
-    {
-        return Err(err);
-    }
+    let run = CancellableRun::new(py, on_log, on_event, cancel.as_ref().map(|t| t.get()))?;
+    let result = run.run(py, |options| build_image(spec, backend, &request, options))?;
     match result {
         Some(Ok(outcome)) => {
             let data = to_py(py, &outcome)?;

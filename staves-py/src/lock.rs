@@ -1,23 +1,12 @@
 //! `staves.lock()` and the lock settings of `staves.build()`.
 
-use crate::build::{
-    CallbackError, PyCancelToken, PyDockerBuilder, PyMockBuilder, converter, event_handler,
-};
+use crate::build::{CancellableRun, PyCancelToken, PyDockerBuilder, PyMockBuilder, converter};
 use crate::spec::{PyImageSpec, to_py};
 use crate::to_py_err;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use staves_core::{
-    BuildOptions, Builder, CancelToken, DockerBuilder, LockMode, LockOptions, LockRequest,
-    lock_spec,
-};
+use staves_core::{Builder, DockerBuilder, LockMode, LockOptions, LockRequest, lock_spec};
 use std::path::PathBuf;
-use std::sync::PoisonError;
-use std::sync::mpsc::{RecvTimeoutError, channel};
-use std::time::Duration;
-
-/// How often the waiting thread looks for Ctrl-C and for a cancelled `cancel` token.
-const POLL: Duration = Duration::from_millis(100);
 
 /// `build()`'s `locked` / `frozen` flags as the library's lock options (the lock next to the spec file).
 pub(crate) fn lock_options(locked: bool, frozen: bool) -> LockOptions {
@@ -77,62 +66,8 @@ pub(crate) fn lock(
     };
     let spec = &spec.get().inner;
     let request = LockRequest::new().output(output);
-    let token = CancelToken::new();
-    let callback_error = CallbackError::default();
-    let mut options = BuildOptions::default().with_cancel(token.clone());
-    if on_log.is_some() || on_event.is_some() {
-        options = options.with_events(event_handler(
-            on_log,
-            on_event,
-            converter(py, "_event")?.unbind(),
-            token.clone(),
-            callback_error.clone(),
-        ));
-    }
-    let caller_token = cancel.as_ref().map(|t| t.get());
-    let forward_cancel = || {
-        if caller_token.is_some_and(PyCancelToken::cancelled) {
-            token.cancel();
-        }
-    };
-    forward_cancel();
-    let (result, interrupt) = py.detach(|| {
-        std::thread::scope(|scope| {
-            let (sender, receiver) = channel();
-            let (request, options) = (&request, &options);
-            let worker = scope.spawn(move || {
-                let _ = sender.send(lock_spec(spec, backend, request, options));
-            });
-            let mut interrupt = None;
-            let result = loop {
-                match receiver.recv_timeout(POLL) {
-                    Ok(result) => break Some(result),
-                    Err(RecvTimeoutError::Disconnected) => break None,
-                    Err(RecvTimeoutError::Timeout) => {
-                        forward_cancel();
-                        if interrupt.is_none() {
-                            if let Err(err) = Python::attach(|py| py.check_signals()) {
-                                token.cancel();
-                                interrupt = Some(err);
-                            }
-                        }
-                    }
-                }
-            };
-            let panicked = worker.join().is_err();
-            (result.filter(|_| !panicked), interrupt)
-        })
-    });
-    if let Some(err) = interrupt {
-        return Err(err);
-    }
-    if let Some(err) = callback_error
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take()
-    {
-        return Err(err);
-    }
+    let run = CancellableRun::new(py, on_log, on_event, cancel.as_ref().map(|t| t.get()))?;
+    let result = run.run(py, |options| lock_spec(spec, backend, &request, options))?;
     match result {
         Some(Ok(outcome)) => {
             let data = to_py(py, &outcome)?;
