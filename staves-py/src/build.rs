@@ -439,7 +439,8 @@ fn with_overrides<'a>(
     spec, builder, outputs = None, on_log = None, *, on_event = None, jobs = None, load_average = None,
     compression = defaults::COMPRESSION.to_string(), version = None, stdlib = None, locale = None, cancel = None,
     locked = false, frozen = false, binhost = None, registry = None, sbom = None,
-    sbom_format = "spdx-json".to_owned(), deny_advisories = false
+    sbom_format = "spdx-json".to_owned(), deny_advisories = false, cache_dir = None, rebuild = false,
+    offline = false
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build(
@@ -463,8 +464,16 @@ pub(crate) fn build(
     sbom: Option<PathBuf>,
     sbom_format: String,
     deny_advisories: bool,
+    cache_dir: Option<PathBuf>,
+    rebuild: bool,
+    offline: bool,
 ) -> PyResult<Py<PyAny>> {
     let outputs = args::outputs("build", outputs)?;
+    // The local image store is opt-in here (`staves build` uses the default one): a script decides where it lives.
+    let store = cache_dir
+        .map(|dir| staves_core::store::ImageStore::open(Some(&dir)))
+        .transpose()
+        .map_err(|e| to_py_err(py, staves_core::Error::from(e)))?;
     let sbom_format: staves_core::sbom::SbomFormat = sbom_format
         .parse()
         .map_err(|e: String| PyValueError::new_err(format!("build(): `sbom_format`: {e}")))?;
@@ -497,7 +506,10 @@ pub(crate) fn build(
         .binhosts(binhosts)
         .registry(registry)
         .sbom(sbom, sbom_format)
-        .deny_advisories(deny_advisories);
+        .deny_advisories(deny_advisories)
+        .store(store)
+        .rebuild(rebuild)
+        .offline(offline);
     let run = CancellableRun::new(py, on_log, on_event, cancel.as_ref().map(|t| t.get()))?;
     let result = run.run(py, |options| build_image(spec, backend, &request, options))?;
     match result {

@@ -231,3 +231,46 @@ def test_the_example_scripts_build_hello(tmp_path, unique_images, cache_volume, 
     assert "app-misc/hello-" in proc.stdout
     assert out.exists()
     assert containers_from(builder_image, portage_image) == []
+
+
+def containers_created(since, until, *images):
+    """Containers created from any of `images` between the unix times `since` and `until`, from the engine's events."""
+    args = ["docker", "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}", "--format", "{{.ID}}"]
+    args += ["--filter", "type=container", "--filter", "event=create"]
+    for image in images:
+        args += ["--filter", f"image={image}"]
+    proc = subprocess.run(args, capture_output=True, text=True, check=True)
+    return proc.stdout.split()
+
+
+def test_a_local_image_store_serves_an_unchanged_spec_without_a_container(tmp_path, unique_images, cache_volume):
+    builder_image, portage_image = unique_images
+    store = tmp_path / "store"
+    builder = staves.DockerBuilder(builder_image, portage_image=portage_image, build_cache=cache_volume)
+    spec = staves.ImageSpec.from_file(HELLO)
+
+    first = staves.build(spec, builder, [f"oci-archive:{tmp_path / 'first.tar'}"], cache_dir=store)
+    assert first.reused is None
+    assert first.steps and first.build_key and first.build_key.startswith("sha256:")
+
+    # The same spec again: written from the store, with no container and no step, and the same image.
+    started = time.time()
+    events = []
+    second = staves.build(
+        spec, builder, [f"oci-archive:{tmp_path / 'second.tar'}"], cache_dir=store, on_event=events.append
+    )
+    assert second.reused is not None and second.reused.key == first.build_key, second
+    assert second.steps == [] and "step-started" not in [e.kind for e in events]
+    assert second.image_digest == first.image_digest
+    assert (tmp_path / "second.tar").read_bytes() == (tmp_path / "first.tar").read_bytes()
+    assert [p.cpv for p in second.packages] == [p.cpv for p in first.packages]
+    assert containers_created(started, time.time() + 1, builder_image, portage_image) == []
+
+    # rebuild=True builds anyway; without cache_dir there is no store at all.
+    again = staves.build(spec, builder, [f"oci-archive:{tmp_path / 'again.tar'}"], cache_dir=store, rebuild=True)
+    assert again.reused is None and again.steps
+    assert again.image_digest == first.image_digest
+    plain = staves.build(spec, builder, [f"oci-archive:{tmp_path / 'plain.tar'}"])
+    assert plain.reused is None and plain.build_key is None and plain.steps
+    assert containers_from(builder_image, portage_image) == []
+

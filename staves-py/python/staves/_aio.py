@@ -32,6 +32,9 @@ async def build_async(
     sbom: Optional[Union[str, "os.PathLike[str]"]] = None,
     sbom_format: Literal["spdx-json", "cyclonedx-json"] = "spdx-json",
     deny_advisories: bool = False,
+    cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
+    rebuild: bool = False,
+    offline: bool = False,
 ) -> BuildReport:
     """``build()`` as a coroutine: ``report = await staves.build_async(spec, builder, ["docker"])``.
 
@@ -89,6 +92,9 @@ async def build_async(
         sbom=sbom,
         sbom_format=sbom_format,
         deny_advisories=deny_advisories,
+        cache_dir=cache_dir,
+        rebuild=rebuild,
+        offline=offline,
     )
     future = loop.run_in_executor(None, call)
     try:

@@ -359,6 +359,9 @@ def build(
     sbom: Optional[_Path] = None,
     sbom_format: Literal["spdx-json", "cyclonedx-json"] = ...,
     deny_advisories: bool = False,
+    cache_dir: Optional[_Path] = None,
+    rebuild: bool = False,
+    offline: bool = False,
 ) -> BuildReport:
     """Build ``spec`` with ``builder`` and write the image to every output: ``docker`` (the default), ``oci:DIR``,
     ``oci-archive:FILE``, ``docker-archive:FILE``, ``rootfs:FILE`` or ``docker://HOST[:PORT]/REPO[:TAG]`` (pushed
@@ -380,7 +383,13 @@ def build(
     (``report.size``) and the security advisories of the snapshot that apply (``report.advisories``); ``oci:`` and
     ``oci-archive:`` outputs carry the SPDX SBOM as an OCI 1.1 referrer. ``sbom=PATH`` also writes it to a file
     (``sbom_format`` ``"spdx-json"`` or ``"cyclonedx-json"``). ``deny_advisories=True`` raises ``StavesError``
-    before anything is tagged, written or pushed when an advisory applies."""
+    before anything is tagged, written or pushed when an advisory applies.
+
+    ``cache_dir`` turns on the local image store in that directory (``staves build`` uses ``$XDG_CACHE_HOME/staves``
+    by default): when it holds an image of the same rootfs inputs (spec, builder and Portage image IDs, Staves
+    version), the outputs are written from it without a container, and ``report.reused`` says so; a change to the
+    image config only gets a new config and manifest. ``rebuild=True`` builds anyway; a spec with
+    ``[[repositories]]`` is only reused with ``offline=True``."""
 
 def audit(
     sbom_path: _Path,

@@ -305,6 +305,18 @@ class LockChange(_Record):
 
 
 @dataclass(frozen=True)
+class ReusedImage(_Record):
+    """An image written from the local image store: no build ran."""
+
+    key: str
+    """The build key that matched (``sha256:...``)."""
+    built: int
+    """When the stored rootfs was built (unix seconds)."""
+    reason: str
+    """Why the store could stand for a build."""
+
+
+@dataclass(frozen=True)
 class LockReport(_Record):
     """What a build did with ``staves.lock``."""
 
@@ -456,6 +468,10 @@ class BuildReport(_Record):
     """The security advisories (GLSAs) of the Portage snapshot that apply to the installed packages."""
     sbom_file: Optional[str] = None
     """Where ``build(sbom=PATH)`` wrote the SBOM."""
+    reused: Optional[ReusedImage] = None
+    """Set when ``build(cache_dir=...)`` wrote the image from the local image store (``steps`` is then empty)."""
+    build_key: Optional[str] = None
+    """The build key (``sha256:...``) when the build used a local image store."""
 
     @property
     def image_digest(self) -> str:
@@ -589,6 +605,8 @@ def _build_report(data: Mapping[str, Any], log: List[str], spdx: Optional[str] =
         size=_size_report(data["size"]) if data.get("size") is not None else None,
         advisories=[_advisory(a) for a in data.get("advisories", [])],
         sbom_file=data.get("sbom_file"),
+        reused=ReusedImage(**data["reused"]) if data.get("reused") else None,
+        build_key=data.get("build_key"),
     )
 
 
