@@ -59,6 +59,10 @@ pub struct Args {
     /// Start no new emerge job while the load average is at least this (default: no limit).
     #[arg(long, value_name = "LOAD", value_parser = crate::parse_load_average)]
     load_average: Option<f64>,
+    /// Merge every package through emerge, without Staves' direct merge of binary packages that define no
+    /// install-time phase (the image is the same; this is slower, and there in case the direct merge is suspected).
+    #[arg(long)]
+    portage_merge: bool,
     /// The Docker engine address (default: DOCKER_HOST, else the local socket).
     #[arg(long, env = "DOCKER_HOST")]
     docker_host: Option<String>,
@@ -263,6 +267,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let request = staves_core::BuildRequest::new(outputs)
         .jobs(args.jobs)
         .load_average(args.load_average)
+        .direct_merge(!args.portage_merge)
         .compression(args.compression)
         .lock(staves_core::LockOptions::new(if args.frozen {
             staves_core::LockMode::Frozen

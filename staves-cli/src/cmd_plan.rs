@@ -29,12 +29,17 @@ pub struct Args {
     /// Start no new emerge job while the load average is at least this (default: no limit).
     #[arg(long, value_name = "LOAD", value_parser = crate::parse_load_average)]
     load_average: Option<f64>,
+    /// Merge every package through emerge, without Staves' direct merge of binary packages that define no
+    /// install-time phase (the image is the same; this is slower, and there in case the direct merge is suspected).
+    #[arg(long)]
+    portage_merge: bool,
 }
 
 /// Run `staves plan`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let spec = crate::load_spec(&args.config)?;
-    let options = staves_core::PlanOptions::new(args.jobs, args.load_average);
+    let options = staves_core::PlanOptions::new(args.jobs, args.load_average)
+        .direct_merge(!args.portage_merge);
     let lock = staves_core::LockOptions::default();
     let (plan, pins) = staves_core::lock::plan_for(&spec, &options, &lock)?;
     match args.format {

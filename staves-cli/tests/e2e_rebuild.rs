@@ -79,11 +79,16 @@ impl Case {
         std::fs::write(self.path("staves.toml"), spec).unwrap();
         let rootfs = self.path("rootfs.tar");
         let _ = std::fs::remove_file(&rootfs);
+        // `--builder IMAGE` in `extra` replaces the fixture builder.
+        let (builder, extra) = match extra.iter().position(|a| *a == "--builder") {
+            Some(i) => (extra[i + 1], [&extra[..i], &extra[i + 2..]].concat()),
+            None => (BUILDER, extra.to_vec()),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_staves"))
             .arg("build")
             .arg("--config")
             .arg(self.path("staves.toml"))
-            .args(["--builder", BUILDER, "--portage", PORTAGE])
+            .args(["--builder", builder, "--portage", PORTAGE])
             .args([
                 "--build-cache",
                 &self.cache,
@@ -96,7 +101,7 @@ impl Case {
             .arg(self.path("store"))
             .args(["--output", &format!("rootfs:{}", rootfs.display())])
             .args(["--format", "json"])
-            .args(extra)
+            .args(&extra)
             .env_remove("DOCKER_HOST")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -506,4 +511,119 @@ fn a_global_env_change_rebuilds_every_package() {
         );
     }
     assert_eq!(step(&changed, "build-deps")["skipped"], false);
+}
+
+/// sha256 of a file, hex.
+fn file_sha256(path: &std::path::Path) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// The packages the direct merge merged, sorted.
+fn merged_directly(report: &Value) -> Vec<String> {
+    let mut list = cpvs(report, "merged_directly");
+    list.sort();
+    list
+}
+
+#[test]
+fn a_warm_build_merges_phase_less_binaries_directly_into_the_same_rootfs_as_emerge() {
+    if !engine_ready() {
+        return;
+    }
+    let _lock = lock();
+    let case = Case::new("direct");
+    let spec = "packages = ['app-misc/hello-c', 'app-misc/hello']\n";
+
+    // Cold: everything is compiled, so the direct merge has nothing to do and says why.
+    let cold = case.build(spec);
+    let direct = step(&cold, "direct-merge");
+    assert_eq!(direct["skipped"], true, "{cold}");
+    assert!(
+        direct["reason"]
+            .as_str()
+            .unwrap()
+            .contains("built from source"),
+        "{cold}"
+    );
+    assert_eq!(merged_directly(&cold), Vec::<String>::new());
+
+    // Warm, every package through emerge: the reference rootfs.
+    let (portage, _) = case.build_with(spec, &["--rebuild", "--portage-merge"]);
+    assert!(
+        portage["report"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["kind"] != "direct-merge"),
+        "{portage}"
+    );
+    assert_eq!(merged_directly(&portage), Vec::<String>::new());
+    let reference = file_sha256(&case.path("rootfs.tar"));
+
+    // Warm, with the direct merge: the packages that define no install-time phase skip emerge's merge; glibc
+    // (pkg_setup) still goes through emerge. The rootfs is the same, byte for byte, and so is the package list.
+    let (warm, _) = case.build_with(spec, &["--rebuild"]);
+    assert_eq!(step(&warm, "direct-merge")["skipped"], false, "{warm}");
+    assert_eq!(
+        merged_directly(&warm),
+        [
+            "app-misc/hello-1",
+            "app-misc/hello-c-1",
+            "app-shells/tinysh-1",
+            "dev-libs/libfoo-1",
+            "virtual/libc-1"
+        ],
+        "{warm}"
+    );
+    let mut binary = cpvs(&warm, "installed_from_binary");
+    binary.sort();
+    let mut expected = cpvs(&portage, "installed_from_binary");
+    expected.sort();
+    assert_eq!(binary, expected, "{warm}");
+    assert!(binary.iter().any(|c| c == "sys-libs/glibc-2.36"), "{warm}");
+    assert_eq!(
+        warm["report"]["packages"], portage["report"]["packages"],
+        "the package database differs"
+    );
+    assert_eq!(
+        file_sha256(&case.path("rootfs.tar")),
+        reference,
+        "the direct merge gave another rootfs than emerge"
+    );
+    assert!(
+        case.rootfs_file("usr/share/hello/build-info.txt")
+            .contains("-O2 -pipe")
+    );
+
+    // A builder whose bashrc has a phase hook: Staves cannot know what the hook does without running it, so every
+    // package goes through emerge again, with the reason in the log, and the rootfs is still the same.
+    let hooked = format!("staves-e2e/hooked-builder:t{}", std::process::id());
+    let _untag = Untag(hooked.clone());
+    let dockerfile = format!(
+        "FROM {BUILDER}\nRUN printf 'post_pkg_preinst() {{ :; }}\\n' >> /etc/portage/bashrc\n"
+    );
+    let mut child = Command::new("docker")
+        .args(["build", "-q", "-t", &hooked, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), dockerfile.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "docker build of {hooked}");
+    let (hook, _) = case.build_with(spec, &["--rebuild", "--builder", &hooked]);
+    assert_eq!(merged_directly(&hook), Vec::<String>::new(), "{hook}");
+    let log = hook["report"]["log"].to_string() + &hook.to_string();
+    assert_eq!(step(&hook, "direct-merge")["skipped"], false, "{hook}");
+    assert_eq!(file_sha256(&case.path("rootfs.tar")), reference, "{log}");
+}
+
+/// Removes an image tag on drop.
+struct Untag(String);
+
+impl Drop for Untag {
+    fn drop(&mut self) {
+        let _ = docker(&["rmi", "-f", &self.0]);
+    }
 }

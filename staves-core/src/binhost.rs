@@ -232,7 +232,10 @@ impl BuildPlan {
         if emerges.is_empty() || (urls.is_empty() && self.binhosts.is_empty()) {
             return;
         }
-        let commands: Vec<&[String]> = emerges.iter().map(|s| s.argv.as_slice()).collect();
+        let commands: Vec<&[String]> = emerges
+            .iter()
+            .map(|s| crate::cache::unwrapped_argv(&s.argv))
+            .collect();
         let env = emerges
             .first()
             .map(|s| s.env.clone())

@@ -53,6 +53,9 @@ pub struct BuildRequest {
     pub sbom_store: Option<PathBuf>,
     /// Fail, before anything is tagged, written or pushed, when a security advisory of the snapshot applies.
     pub deny_advisories: bool,
+    /// Merge phase-less binary packages into the rootfs directly (see [`PlanOptions::direct_merge`]); on by
+    /// default. Off: every package goes through emerge's own merge.
+    pub direct_merge: bool,
 }
 
 impl BuildRequest {
@@ -74,6 +77,7 @@ impl BuildRequest {
             sbom_format: SbomFormat::SpdxJson,
             sbom_store: crate::sbom::store_dir(),
             deny_advisories: false,
+            direct_merge: true,
         }
     }
 
@@ -111,6 +115,13 @@ impl BuildRequest {
     /// emerge's `--load-average` limit (`None`: no limit).
     pub fn load_average(mut self, load: Option<f64>) -> Self {
         self.load_average = load;
+        self
+    }
+
+    /// Merge phase-less binary packages into the rootfs directly (`true`, the default), or every package through
+    /// emerge (`false`); see [`PlanOptions::direct_merge`].
+    pub fn direct_merge(mut self, on: bool) -> Self {
+        self.direct_merge = on;
         self
     }
 
@@ -157,7 +168,7 @@ impl BuildRequest {
     }
 
     fn plan_options(&self) -> PlanOptions {
-        PlanOptions::new(self.jobs, self.load_average)
+        PlanOptions::new(self.jobs, self.load_average).direct_merge(self.direct_merge)
     }
 }
 

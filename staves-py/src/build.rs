@@ -440,7 +440,7 @@ fn with_overrides<'a>(
     compression = defaults::COMPRESSION.to_string(), version = None, stdlib = None, locale = None, cancel = None,
     locked = false, frozen = false, binhost = None, registry = None, sbom = None,
     sbom_format = "spdx-json".to_owned(), deny_advisories = false, cache_dir = None, rebuild = false,
-    offline = false
+    offline = false, portage_merge = false
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build(
@@ -467,6 +467,7 @@ pub(crate) fn build(
     cache_dir: Option<PathBuf>,
     rebuild: bool,
     offline: bool,
+    portage_merge: bool,
 ) -> PyResult<Py<PyAny>> {
     let outputs = args::outputs("build", outputs)?;
     // The local image store is opt-in here (`staves build` uses the default one): a script decides where it lives.
@@ -500,6 +501,7 @@ pub(crate) fn build(
     let request = BuildRequest::new(outputs)
         .jobs(jobs)
         .load_average(load_average)
+        .direct_merge(!portage_merge)
         .compression(compression)
         .docker_host(docker_host)
         .lock(crate::lock::lock_options(locked, frozen))

@@ -152,19 +152,22 @@ impl PyStep {
 }
 
 /// Validate `spec` and lay out its build: Portage files and steps. `jobs` defaults to the number of CPUs;
-/// `load_average` (emerge's `--load-average`) to no limit.
+/// `load_average` (emerge's `--load-average`) to no limit; `portage_merge=True` merges every package through
+/// emerge (no direct merge of phase-less binary packages).
 ///
 /// Raises `SpecError` when the spec has errors or lists no packages, `ValueError` for `jobs` below 1 or a
 /// `load_average` that is not above 0.
 #[pyfunction]
-#[pyo3(signature = (spec, jobs = None, load_average = None))]
+#[pyo3(signature = (spec, jobs = None, load_average = None, portage_merge = false))]
 pub(crate) fn plan(
     py: Python<'_>,
     spec: &Bound<'_, PyImageSpec>,
     jobs: Option<i64>,
     load_average: Option<f64>,
+    portage_merge: bool,
 ) -> PyResult<PyBuildPlan> {
-    let options = PlanOptions::new(args::jobs("plan", jobs)?, load_average);
+    let options =
+        PlanOptions::new(args::jobs("plan", jobs)?, load_average).direct_merge(!portage_merge);
     BuildPlan::new(&spec.get().inner, &options)
         .map(|inner| PyBuildPlan { inner })
         .map_err(|e| to_py_err(py, e.into()))

@@ -264,6 +264,9 @@ pub struct BuildReport {
     pub built_from_source: Vec<String>,
     /// Packages emerge installed from binary packages, in either emerge step.
     pub installed_from_binary: Vec<String>,
+    /// Of those, the ones Staves merged into the rootfs directly, without Portage's per-package merge (binary
+    /// packages that define no phase run at install time; see [`crate::PlanOptions::direct_merge`]).
+    pub merged_directly: Vec<String>,
     /// Binary packages fetched from a `--binhost` into the build cache (`category/package-version`).
     pub fetched_from_binhost: Vec<String>,
     /// Every step, with its duration.
@@ -312,6 +315,7 @@ impl BuildReport {
                     StepKind::CheckBinaries
                         | StepKind::FetchBinaries
                         | StepKind::BuildDeps
+                        | StepKind::DirectMerge
                         | StepKind::Rootfs
                         | StepKind::Sync { .. }
                 )

@@ -15,6 +15,9 @@
 #                    the index stays consistent
 #   du               bytes, files and binary packages under PKGDIR, as JSON
 #   clear            remove everything under PKGDIR (the volume itself stays), as JSON
+#   merge ROOT FILE  before the rootfs emerge: merge the binary packages of the resolution in FILE (the check's
+#                    `emerge --pretend` output) that need no ebuild phase into ROOT directly, the way Portage's
+#                    merge does for an empty ROOT; the emerge that follows merges the rest and checks the result
 #
 # Exit codes: 0 ok, 1 failure (message on stderr), 97 this Python cannot import Portage (the caller tries another).
 import hashlib
@@ -542,9 +545,354 @@ def cmd_clear(args):
     sys.stdout.write("\n")
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# The direct merge of binary packages into the (empty) rootfs.
+#
+# Portage merges a binary package in about a second even when nothing of the ebuild runs: it spawns bash for the
+# setup, preinst and postinst phases (plus their QA and misc functions) and cleans up after each. For a package
+# that defines none of those phases, and a builder with no bashrc hooks and no FEATURES that act in them, those
+# spawns do nothing to the files. This merge does what is left, as Portage's dblink does it for an empty ROOT:
+# unpack the binary package with Portage's own code, apply INSTALL_MASK with Portage's own code, move the image into
+# ROOT (renames: modes, owners, mtimes and hard links are kept), record CONTENTS, COUNTER and the metadata in the
+# package database, and run env-update once at the end. Anything else is left to the emerge that runs next (it sees
+# the merged packages as installed and merges the rest, or nothing, so Portage itself checks the result).
+
+MERGED_FILE = STATE_DIR + "/rootfs-direct-merged"
+# Phases Portage runs for a binary package (pkg_config is never run by emerge; prerm/postrm only on unmerge).
+BINARY_PHASES = frozenset("pretend setup preinst postinst".split())
+# FEATURES that act during those phases (preinst_sfperms, preinst_suid_scan, preinst_selinux_labels, bsdflags).
+PHASE_FEATURES = frozenset("sfperms suidctl selinux chflags".split())
+# Without these, Portage strips or compresses at install time (instprep), in bash.
+INSTALL_TIME_FEATURES = ("binpkg-dostrip", "binpkg-docompress")
+PRETEND_LINE = re.compile(r"^\[(\w+)[^\]]*\]\s+(\S+)\s+to\s+(\S+)")
+STAVES_BLOCK = re.compile(r"^# BEGIN staves: .*?^# END staves$", re.S | re.M)
+ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def bashrc_hooks(settings):
+    """Why ebuild.sh could do more than the ebuild's own phases here (a reason), or None.
+
+    profile.bashrc files and /etc/portage/bashrc (beyond Staves' block) can define phase hooks or change
+    INSTALL_MASK in bash; Staves cannot tell what they do without running them, so their presence sends every
+    package through Portage."""
+    for profile in getattr(settings, "profiles", ()):
+        path = os.path.join(profile, "profile.bashrc")
+        if os.path.exists(path):
+            return f"the profile has {path}"
+    path = os.path.join(settings["PORTAGE_CONFIGROOT"], "etc/portage/bashrc")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            rest = STAVES_BLOCK.sub("", f.read())
+    except OSError:
+        rest = ""
+    if any(line.strip() and not line.lstrip().startswith("#") for line in rest.splitlines()):
+        return f"{path} has lines besides Staves' block"
+    return None
+
+
+def package_hooks(settings, cpv):
+    """Why this package's ebuild environment could run more than its phases (a reason), or None: an
+    /etc/portage/env/CATEGORY/PN file (sourced as a bashrc), or a package.env file that is not plain assignments."""
+    category, package = cpv.cp.split("/", 1)
+    env_dir = os.path.join(settings["PORTAGE_CONFIGROOT"], "etc/portage/env", category)
+    for name in (package, f"{package}:{cpv.slot}", cpv.split("/", 1)[1]):
+        if os.path.exists(os.path.join(env_dir, name)):
+            return f"{os.path.join(env_dir, name)} is sourced in its phases"
+    for path in settings.get("PORTAGE_BASHRC_FILES", "").split():
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if line.strip() and not line.lstrip().startswith("#") and not ASSIGNMENT.match(line):
+                return f"{path} (package.env) has more than variable assignments"
+    return None
+
+
+def resolution(path, root, bintree):
+    """The binary package instances of the check's `emerge --pretend` output, in merge order, or a reason."""
+    by_name = {}
+    for cpv in bintree.dbapi.cpv_all():
+        build_id = getattr(cpv, "build_id", None)
+        by_name[f"{cpv}-{build_id}" if build_id else str(cpv)] = cpv
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None, f"{path} is missing"
+    wanted = os.path.normpath(root)
+    order = []
+    for line in lines:
+        m = PRETEND_LINE.match(line)
+        if not m:
+            continue
+        kind, name, target = m.groups()
+        if kind != "binary":
+            return None, f"the resolution has a [{kind}] entry ({name})"
+        if os.path.normpath(target) != wanted:
+            return None, f"{name} goes to {target}, not {root}"
+        name, _, repo = name.partition("::")
+        name = name.split(":", 1)[0]  # the slot, when emerge shows it
+        cpv = by_name.get(name)
+        if cpv is None or (repo and getattr(cpv, "repo", None) not in (None, repo)):
+            return None, f"{name} is not a binary package in {bintree.pkgdir}"
+        order.append(cpv)
+    if not order:
+        return None, "the resolution lists no binary package"
+    return order, None
+
+
+def install_mask(settings):
+    """INSTALL_MASK as preinst_mask computes it (FEATURES nodoc/noman/noinfo add their directories)."""
+    mask = normalize(settings.get("INSTALL_MASK", ""))
+    for f in ("man", "info", "doc"):
+        if "no" + f in settings.features:
+            mask = (mask + " " + settings["EPREFIX"] + "/usr/share/" + f).strip()
+    return mask
+
+
+def image_entries(image):
+    """(relative path, lstat) of everything under `image`, parents before children, sorted."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(image):
+        dirnames.sort()
+        for name in sorted(dirnames) + sorted(filenames):
+            full = os.path.join(dirpath, name)
+            out.append((os.path.relpath(full, image), os.lstat(full)))
+    out.sort(key=lambda e: e[0].split(os.sep))
+    return out
+
+
+def collision(root, entries):
+    """The first path of the image that ROOT already has as something a merge would replace, or None."""
+    import stat
+
+    for rel, st in entries:
+        dest = os.path.join(root, rel)
+        if not os.path.lexists(dest):
+            continue
+        if stat.S_ISDIR(st.st_mode) and os.path.isdir(dest):
+            continue  # an existing directory (or a symlink to one) is merged into, as Portage does
+        return "/" + rel
+    return None
+
+
+def merge_image(image, root, entries):
+    """Move the image into ROOT; the CONTENTS lines, in Portage's format."""
+    import stat
+
+    from portage.checksum import perform_md5
+
+    contents = []
+    for rel, st in entries:
+        src, dest = os.path.join(image, rel), os.path.join(root, rel)
+        path = "/" + rel
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            if not os.path.isdir(dest):
+                os.mkdir(dest)
+                os.chown(dest, st.st_uid, st.st_gid)
+                os.chmod(dest, stat.S_IMODE(mode))
+            contents.append(f"dir {path}")
+        elif stat.S_ISLNK(mode):
+            target = os.readlink(src)
+            os.rename(src, dest)
+            contents.append(f"sym {path} -> {target} {int(os.lstat(dest).st_mtime)}")
+        elif stat.S_ISREG(mode):
+            md5 = perform_md5(src)
+            os.rename(src, dest)
+            contents.append(f"obj {path} {md5} {int(os.lstat(dest).st_mtime)}")
+        elif stat.S_ISFIFO(mode):
+            os.rename(src, dest)
+            contents.append(f"fif {path}")
+        else:
+            os.rename(src, dest)
+            contents.append(f"dev {path}")
+    return contents
+
+
+def record_package(root, vardb, cpv, infloc, contents):
+    """Write the package database entry the way dblink.treewalk does: the metadata files, COUNTER, CONTENTS."""
+    import shutil
+
+    category = cpv.cp.split("/", 1)[0]
+    pf = infloc_read(infloc, "PF") or cpv.split("/", 1)[1]
+    catdir = os.path.join(root, portage.const.VDB_PATH, category)
+    os.makedirs(catdir, exist_ok=True)
+    tmp = os.path.join(catdir, "-MERGING-" + pf)
+    if os.path.lexists(tmp):
+        shutil.rmtree(tmp)
+    os.makedirs(tmp)
+    for name in os.listdir(infloc):
+        src = os.path.join(infloc, name)
+        if os.path.isfile(src):
+            shutil.copyfile(src, os.path.join(tmp, name))
+    with open(os.path.join(tmp, "COUNTER"), "w", encoding="utf-8") as f:
+        f.write(f"{vardb.counter_tick()}")
+    with open(os.path.join(tmp, "CONTENTS"), "w", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in contents))
+    consolidate = getattr(portage.dbapi.vartree, "_consolidate_to_metadata_file", None)
+    if consolidate is not None:
+        consolidate(tmp)
+    os.rename(tmp, os.path.join(catdir, pf))
+
+
+def infloc_read(infloc, name):
+    return read_text(os.path.join(infloc, name))
+
+
+def cmd_merge(args):
+    import shutil
+    import stat
+
+    if len(args) != 2:
+        fail("usage: binpkg-env.py merge ROOT PRETEND_FILE")
+    root, pretend = os.path.normpath(args[0]), args[1]
+    write_atomically(MERGED_FILE, "")
+    os.environ["ROOT"] = root
+    import portage.dbapi.vartree
+    from portage.util.futures import asyncio as pasyncio
+    from portage.util.install_mask import InstallMask, install_mask_dir
+
+    trees = portage.create_trees(target_root=root)
+    eroot = next(iter(k for k in trees if os.path.normpath(k) == root), None)
+    if eroot is None:
+        fail(f"Portage has no tree for {root}")
+    # As emerge's load_emerge_config: the directories Portage keeps in every root (tmp, var/lib/portage, ...).
+    trees[eroot]["vartree"].settings._init_dirs()
+    settings = portage.config(clone=trees[eroot]["vartree"].settings)
+    bintree = trees[eroot]["bintree"]
+    bintree.populate()
+    vardb = trees[eroot]["vartree"].dbapi
+
+    def everything_through_portage(reason):
+        print(f"staves: every package is merged by emerge: {reason}")
+
+    reason = bashrc_hooks(settings)
+    if reason is None:
+        missing = [f for f in INSTALL_TIME_FEATURES if f not in settings.features]
+        acting = sorted(f for f in PHASE_FEATURES if f in settings.features)
+        if missing:
+            reason = "FEATURES lacks " + " ".join(missing) + " (Portage strips or compresses at install time)"
+        elif acting:
+            reason = "FEATURES has " + " ".join(acting) + " (acts in the preinst phase)"
+        elif settings["EPREFIX"]:
+            reason = "EPREFIX is set"
+    order = None
+    if reason is None:
+        order, reason = resolution(pretend, root, bintree)
+    if reason is not None:
+        everything_through_portage(reason)
+        return
+    if os.stat(os.path.dirname(root) or "/").st_dev != os.stat(settings["PORTAGE_TMPDIR"]).st_dev:
+        everything_through_portage(f"{settings['PORTAGE_TMPDIR']} and {root} are on different filesystems")
+        return
+
+    loop = pasyncio._safe_loop()
+    # Portage loads and stores the preserved-libs registry before every merge (creating its file, under its lock).
+    plib_registry = getattr(vardb, "_plib_registry", None)
+    workdir = tempfile.mkdtemp(prefix="staves-merge-", dir=settings["PORTAGE_TMPDIR"])
+    merged, deferred = [], []
+    total = len(order)
+    try:
+        # Which packages qualify, in merge order.
+        candidates = []
+        for index, cpv in enumerate(order, 1):
+            path = bintree.getname(cpv)
+            name = f"{cpv}::{cpv.repo}" if getattr(cpv, "repo", None) else str(cpv)
+            phases = set(bintree.dbapi.aux_get(cpv, ["DEFINED_PHASES"])[0].split()) - {"-"}
+            settings.setcpv(cpv, mydb=bintree.dbapi)
+            if phases & BINARY_PHASES:
+                why = "defines pkg_" + ", pkg_".join(sorted(phases & BINARY_PHASES))
+            elif portage.binpkg.get_binpkg_format(path) != "gpkg":
+                why = "not a gpkg binary package"
+            else:
+                why = package_hooks(settings, cpv)
+            if why is not None:
+                deferred.append((name, why))
+                continue
+            pkgdir = os.path.join(workdir, str(index))
+            candidates.append((index, cpv, name, os.path.join(pkgdir, "build-info"), os.path.join(pkgdir, "image")))
+
+        # Unpack them all at once, with Portage's own unpackers (each runs in a forked process).
+        async def unpack(cpv, infloc, image):
+            os.makedirs(infloc)
+            os.makedirs(image)
+            await bintree.dbapi.unpack_metadata(cpv, infloc, loop=loop)
+            await bintree.dbapi.unpack_contents(cpv, image, loop=loop)
+
+        async def unpack_all():
+            futures = [pasyncio.ensure_future(unpack(c[1], c[3], c[4]), loop=loop) for c in candidates]
+            for future in futures:
+                await future
+
+        loop.run_until_complete(unpack_all())
+
+        # Merge them one by one, in order.
+        for index, cpv, name, infloc, image in candidates:
+            path = bintree.getname(cpv)
+            settings.setcpv(cpv, mydb=bintree.dbapi)
+            if infloc_read(infloc, "EPREFIX"):
+                deferred.append((name, "built for another EPREFIX"))
+                continue
+            for key, value in (("CATEGORY", cpv.cp.split("/", 1)[0]), ("PF", cpv.split("/", 1)[1])):
+                if not infloc_read(infloc, key):
+                    with open(os.path.join(infloc, key), "w", encoding="utf-8") as f:
+                        f.write(value + "\n")
+            md5 = bintree.dbapi.aux_get(cpv, ["MD5"])[0] or portage.checksum.perform_md5(path)
+            with open(os.path.join(infloc, "BINPKGMD5"), "w", encoding="utf-8") as f:
+                f.write(f"{md5}\n")
+            mask = install_mask(settings)
+            if mask:
+                with open(os.path.join(infloc, "INSTALL_MASK"), "w", encoding="utf-8") as f:
+                    f.write(mask + "\n")
+                install_mask_dir(image, InstallMask(mask))
+                if any(x in settings.features for x in ("nodoc", "noman", "noinfo")):
+                    try:
+                        os.rmdir(os.path.join(image, "usr", "share"))
+                    except OSError:
+                        pass
+            entries = image_entries(image)
+            clash = collision(root, entries)
+            if clash is not None:
+                deferred.append((name, f"{clash} is already in the rootfs (Portage decides the collision)"))
+                continue
+            print(f">>> Emerging binary ({index} of {total}) {name} for {root}/ (merged directly)", flush=True)
+            if plib_registry:
+                plib_registry.lock()
+                try:
+                    plib_registry.load()
+                    plib_registry.store()
+                finally:
+                    plib_registry.unlock()
+            contents = merge_image(image, root, entries)
+            record_package(root, vardb, cpv, infloc, contents)
+            merged.append(name)
+            shutil.rmtree(os.path.dirname(image), ignore_errors=True)
+        if merged:
+            from portage.util.env_update import env_update
+
+            mtimedb = portage.MtimeDB(os.path.join(eroot, portage.const.CACHE_PATH, "mtimedb"))
+            env_update(
+                target_root=root,
+                prev_mtimes=mtimedb["ldpath"],
+                contents=None,
+                env=settings,
+                writemsg_level=portage.util.writemsg_level,
+            )
+            mtimedb.commit()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    write_atomically(MERGED_FILE, "".join(m + "\n" for m in merged))
+    print(f"staves: merged {len(merged)} of {total} binary package(s) directly")
+    for name, why in deferred:
+        print(f"staves: {name} is merged by emerge: {why}")
+
+
 def main(argv):
     if not argv:
-        fail("usage: binpkg-env.py check VAR... | verify ROOT... | list | prune JSON | du | clear [--dry-run]")
+        fail("usage: binpkg-env.py check VAR... | verify ROOT... | list | prune JSON | du | clear [--dry-run] | merge ROOT FILE")
     mode, args = argv[0], argv[1:]
     if mode == "check":
         cmd_check(args)
@@ -558,6 +906,8 @@ def main(argv):
         cmd_du()
     elif mode == "clear":
         cmd_clear(args)
+    elif mode == "merge":
+        cmd_merge(args)
     else:
         fail(f"unknown mode {mode}")
 

@@ -109,6 +109,27 @@ const PORTAGE_CONTROL_PREFIXES: &[&str] = &[
 pub(crate) const SCRIPT_PATH: &str = "/var/tmp/staves/binpkg-env.py";
 /// Written by the check when the rootfs step will use binary packages only.
 pub(crate) const ROOTFS_FROM_BINARIES: &str = "/var/tmp/staves/rootfs-from-binaries";
+/// The check's `emerge --pretend` resolution of the rootfs, which the direct merge follows.
+const ROOTFS_PRETEND: &str = "/var/tmp/staves/rootfs-pretend.txt";
+/// The packages the direct merge merged (`cpv::repo` per line); empty when it merged none.
+const DIRECT_MERGED: &str = "/var/tmp/staves/rootfs-direct-merged";
+/// How the direct merge ends its `>>> Emerging binary (k of n) cpv::repo for ROOT/` lines (Portage's own lines
+/// have no such suffix), so the report can tell which packages skipped Portage's per-package merge.
+pub const DIRECT_MERGE_SUFFIX: &str = "(merged directly)";
+
+/// The package of a direct-merge progress line (`category/package-version`), if `line` is one.
+pub fn parse_direct_merge_line(line: &str) -> Option<String> {
+    if !line.trim_end().ends_with(DIRECT_MERGE_SUFFIX) {
+        return None;
+    }
+    match crate::portage::parse_emerge_line(line)? {
+        crate::portage::EmergeEvent::Emerging {
+            cpv, binary: true, ..
+        } => Some(cpv),
+        _ => None,
+    }
+}
+
 /// The masks the check writes for one build.
 const MASK_FILE: &str = "etc/portage/package.mask/staves-binpkg-env";
 
@@ -219,9 +240,9 @@ if [ "$(cat /var/tmp/staves/binpkg-usable 2>/dev/null || echo 0)" = 0 ]; then
 fi
 echo "staves: asking Portage whether the rootfs comes from binary packages only (emerge --pretend):"
 status=0
-emerge --pretend --verbose --usepkg --root={rootfs} --root-deps=rdeps --oneshot {atoms} > /var/tmp/staves/rootfs-pretend.txt 2>&1 || status=$?
-cat /var/tmp/staves/rootfs-pretend.txt
-if [ "$status" -eq 0 ] && grep -q '^\[binary' /var/tmp/staves/rootfs-pretend.txt && ! grep -q '^\[ebuild' /var/tmp/staves/rootfs-pretend.txt; then
+emerge --pretend --verbose --usepkg --root={rootfs} --root-deps=rdeps --oneshot {atoms} > {pretend} 2>&1 || status=$?
+cat {pretend}
+if [ "$status" -eq 0 ] && grep -q '^\[binary' {pretend} && ! grep -q '^\[ebuild' {pretend}; then
   : > {flag}
   echo "staves: every package of the rootfs comes from a binary package built with the environment this spec gives it"
 else
@@ -233,7 +254,69 @@ fi
         vars = vars.join(" "),
         rootfs = ROOTFS_DIR,
         atoms = atoms.join(" "),
+        pretend = ROOTFS_PRETEND,
     )
+}
+
+/// The direct-merge step: when the check found that the rootfs comes from binary packages only, merge those that
+/// need no ebuild phase into the rootfs directly (the script's `merge` mode, following the check's resolution);
+/// otherwise it is skipped.
+pub(crate) fn direct_merge_script() -> String {
+    format!(
+        r#"set -eu
+rm -f {merged}
+if [ ! -e {flag} ]; then
+  echo {skipped}
+  exit 0
+fi
+{launcher}staves_python merge {rootfs} {pretend}
+"#,
+        merged = DIRECT_MERGED,
+        flag = ROOTFS_FROM_BINARIES,
+        skipped = shell_quote(&format!("{SKIPPED_MARKER}{DIRECT_MERGE_SKIP_REASON}")),
+        launcher = python_launcher(),
+        rootfs = ROOTFS_DIR,
+        pretend = ROOTFS_PRETEND,
+    )
+}
+
+/// Why the direct merge is skipped when some package of the rootfs is built from source.
+pub(crate) const DIRECT_MERGE_SKIP_REASON: &str =
+    "some packages of the rootfs are built from source, so emerge merges every package";
+
+/// The rootfs step's command with the direct merge: `emerge_argv` as it is, plus `--noreplace --deep` when the
+/// direct merge merged something. emerge then takes the merged packages as installed, merges what their
+/// dependencies still need, and so checks the result against its own resolution (when nothing is left, it merges
+/// nothing). On the empty rootfs of a build without direct merges the command is unchanged.
+pub(crate) fn rootfs_argv(emerge_argv: Vec<String>) -> Vec<String> {
+    let mut argv = vec![
+        "/bin/sh".to_owned(),
+        "-c".to_owned(),
+        format!(
+            "if [ -s {merged} ]; then
+  echo \"staves: emerge merges the other packages and checks the rootfs against \
+             its resolution (--noreplace --deep)\"
+  set -- \"$@\" --noreplace --deep
+fi
+exec \"$@\"",
+            merged = DIRECT_MERGED
+        ),
+        "sh".to_owned(),
+    ];
+    argv.extend(emerge_argv);
+    argv
+}
+
+/// The program and arguments a step wrapped by [`rootfs_argv`] runs (the step's argv otherwise).
+pub(crate) fn unwrapped_argv(argv: &[String]) -> &[String] {
+    match argv {
+        [sh, c, _, name, rest @ ..]
+            if sh == "/bin/sh" && c == "-c" && name == "sh" && !rest.is_empty() =>
+        {
+            rest
+        }
+        _ => argv,
+    }
 }
 
 /// Why the build-dependency step is skipped when the check found that the rootfs comes from binary packages only.
@@ -519,7 +602,13 @@ mod tests {
             String::from_utf8_lossy(&bash.stderr)
         );
         let spec = ImageSpec::parse("name = 'x'\npackages = ['a/b']\n", None).unwrap();
-        for script in [check_script(&spec, &["a/b".to_owned()]), verify_script()] {
+        let rootfs = rootfs_argv(vec!["emerge".to_owned()]);
+        for script in [
+            check_script(&spec, &["a/b".to_owned()]),
+            verify_script(),
+            direct_merge_script(),
+            rootfs[2].clone(),
+        ] {
             let sh = std::process::Command::new("sh")
                 .args(["-n", "-c", &script])
                 .output()
@@ -553,6 +642,46 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+
+    #[test]
+    fn direct_merge_lines_are_told_apart_from_emerge_lines() {
+        assert_eq!(
+            parse_direct_merge_line(
+                ">>> Emerging binary (1 of 6) dev-libs/libfoo-1::gentoo for /tmp/rootfs/ (merged directly)"
+            ),
+            Some("dev-libs/libfoo-1".to_owned())
+        );
+        assert_eq!(
+            parse_direct_merge_line(
+                ">>> Emerging binary (2 of 6) sys-libs/glibc-2.36::gentoo for /tmp/rootfs/"
+            ),
+            None
+        );
+        assert_eq!(parse_direct_merge_line("staves: (merged directly)"), None);
+    }
+
+    #[test]
+    fn the_rootfs_command_wraps_emerge_and_unwraps_back() {
+        let emerge: Vec<String> = ["emerge", "--root=/tmp/rootfs", "app-misc/hello"]
+            .iter()
+            .map(|w| (*w).to_owned())
+            .collect();
+        let argv = rootfs_argv(emerge.clone());
+        assert_eq!(argv[0], "/bin/sh");
+        assert!(argv[2].contains("--noreplace --deep"), "{}", argv[2]);
+        assert!(argv[2].contains(DIRECT_MERGED), "{}", argv[2]);
+        assert_eq!(unwrapped_argv(&argv), emerge.as_slice());
+        assert_eq!(unwrapped_argv(&emerge), emerge.as_slice());
+        let script = direct_merge_script();
+        assert!(
+            script.contains("staves_python merge /tmp/rootfs"),
+            "{script}"
+        );
+        assert!(
+            script.contains(&format!("{SKIPPED_MARKER}{DIRECT_MERGE_SKIP_REASON}")),
+            "{script}"
+        );
     }
 
     #[test]

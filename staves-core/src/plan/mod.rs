@@ -45,6 +45,9 @@ pub enum StepKind {
     FetchBinaries,
     /// Build-time dependencies into the builder; skipped when the rootfs comes from binary packages only.
     BuildDeps,
+    /// Merge the binary packages of the rootfs that need no ebuild phase directly, without Portage's per-package
+    /// merge (see [`PlanOptions::direct_merge`]); skipped when some package is built from source.
+    DirectMerge,
     /// Runtime dependencies into the rootfs.
     Rootfs,
     /// Detect the libc and, for glibc, generate the locale in the builder. It only touches the builder's own
@@ -343,6 +346,15 @@ impl BuildPlan {
         ]);
         rootfs.extend(parallel);
         rootfs.extend(rootfs_atoms.iter().cloned());
+        if options.direct_merge {
+            steps.push(Step::new(
+                StepKind::DirectMerge,
+                "Merge binary packages that need no ebuild phase into the rootfs",
+                sh(crate::cache::direct_merge_script()),
+                emerge_env.clone(),
+            ));
+            rootfs = crate::cache::rootfs_argv(rootfs);
+        }
         // Portage's default `merge-wait` holds every merge until no build is running, so that a build never sees a
         // half-merged package. Here the merges go to the rootfs while builds read the builder (SYSROOT is `/`), so
         // there is nothing to protect: without it, binary packages land in the rootfs while sources still build.

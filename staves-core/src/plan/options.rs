@@ -14,6 +14,11 @@ pub struct PlanOptions {
     /// start by up to 5 s in proportion to the load when this is set, which on a small machine serialises builds of
     /// small packages; set it when the builder shares the machine with other work.
     pub load_average: Option<f64>,
+    /// Merge the binary packages that need no ebuild phase into the rootfs directly, instead of one Portage merge
+    /// each (on by default; see [`crate::cache::DIRECT_MERGE_SUFFIX`]). Packages that define `pkg_setup`,
+    /// `pkg_preinst`, `pkg_postinst` or `pkg_pretend`, and every package when the builder has bashrc hooks or
+    /// FEATURES that act in those phases, are merged by emerge either way. Off: every package goes through emerge.
+    pub direct_merge: bool,
 }
 
 impl PlanOptions {
@@ -29,7 +34,15 @@ impl PlanOptions {
         Self {
             jobs: jobs.max(1),
             load_average: None,
+            direct_merge: true,
         }
+    }
+
+    /// The same options with the direct merge of phase-less binary packages on or off
+    /// ([`PlanOptions::direct_merge`]).
+    pub fn direct_merge(mut self, on: bool) -> Self {
+        self.direct_merge = on;
+        self
     }
 
     /// The same options with emerge's `--load-average` set to `load` (`None`: no limit).

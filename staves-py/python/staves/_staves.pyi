@@ -331,9 +331,11 @@ class CancelToken:
     def child(self) -> CancelToken:
         """A new token that is cancelled when this one is, and that can be cancelled on its own."""
 
-def plan(spec: ImageSpec, jobs: Optional[int] = None, load_average: Optional[float] = None) -> BuildPlan:
+def plan(
+    spec: ImageSpec, jobs: Optional[int] = None, load_average: Optional[float] = None, portage_merge: bool = False
+) -> BuildPlan:
     """Validate ``spec`` and lay out its build; ``jobs`` defaults to the number of CPUs, ``load_average`` (emerge's
-    ``--load-average``) to no limit.
+    ``--load-average``) to no limit. ``portage_merge=True`` merges every package through emerge.
 
     Raises ``SpecError`` when the spec has errors or lists no packages, ``ValueError`` for ``jobs`` below 1 or a
     ``load_average`` that is not above 0."""
@@ -362,6 +364,7 @@ def build(
     cache_dir: Optional[_Path] = None,
     rebuild: bool = False,
     offline: bool = False,
+    portage_merge: bool = False,
 ) -> BuildReport:
     """Build ``spec`` with ``builder`` and write the image to every output: ``docker`` (the default), ``oci:DIR``,
     ``oci-archive:FILE``, ``docker-archive:FILE``, ``rootfs:FILE`` or ``docker://HOST[:PORT]/REPO[:TAG]`` (pushed
@@ -389,7 +392,11 @@ def build(
     by default): when it holds an image of the same rootfs inputs (spec, builder and Portage image IDs, Staves
     version), the outputs are written from it without a container, and ``report.reused`` says so; a change to the
     image config only gets a new config and manifest. ``rebuild=True`` builds anyway; a spec with
-    ``[[repositories]]`` is only reused with ``offline=True``."""
+    ``[[repositories]]`` is only reused with ``offline=True``.
+
+    Binary packages that define no install-time phase (``pkg_setup``, ``pkg_preinst``, ``pkg_postinst``,
+    ``pkg_pretend``) are merged into the rootfs by Staves directly, and emerge merges the rest and checks the result
+    (``report.merged_directly`` lists them); ``portage_merge=True`` merges every package through emerge."""
 
 def audit(
     sbom_path: _Path,

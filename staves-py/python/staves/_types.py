@@ -19,6 +19,7 @@ StepKind = Literal[
     "check-binaries",
     "fetch-binaries",
     "build-deps",
+    "direct-merge",
     "rootfs",
     "locale-generate",
     "locale-install",
@@ -459,6 +460,9 @@ class BuildReport(_Record):
     """Whether the build was locked by ``staves.lock``, and what changed in it."""
     fetched_from_binhost: List[str] = field(default_factory=list)
     """Binary packages fetched from the ``binhost`` URLs into the build cache (``category/package-version``)."""
+    merged_directly: List[str] = field(default_factory=list)
+    """Of ``installed_from_binary``, the packages Staves merged into the rootfs directly, without emerge's
+    per-package merge (binary packages that define no install-time phase)."""
     sbom: Optional[Dict[str, Any]] = field(default=None, repr=False)
     """The image's SBOM as an SPDX 2.3 JSON document (``None`` for backends that read no package database, such as
     ``MockBuilder``). ``build(sbom=PATH)`` also writes it to a file."""
@@ -597,6 +601,7 @@ def _build_report(data: Mapping[str, Any], log: List[str], spdx: Optional[str] =
         built_from_source=report["built_from_source"],
         installed_from_binary=report["installed_from_binary"],
         fetched_from_binhost=report.get("fetched_from_binhost", []),
+        merged_directly=report.get("merged_directly", []),
         export_seconds=report["export_duration"],
         total_seconds=report["total_duration"],
         lock=_lock_report(data.get("lock") or {}),

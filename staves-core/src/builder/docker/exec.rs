@@ -54,6 +54,7 @@ pub(super) struct StepOutput {
     emerged: Vec<(String, bool)>,
     skipped: Option<String>,
     fetched: Vec<String>,
+    direct: Vec<String>,
 }
 
 impl StepOutput {
@@ -66,6 +67,11 @@ impl StepOutput {
     ) -> crate::Result<String> {
         for (cpv, binary) in &self.emerged {
             report.record_emerge(cpv, *binary);
+        }
+        for cpv in self.direct {
+            if !report.merged_directly.contains(&cpv) {
+                report.merged_directly.push(cpv);
+            }
         }
         for cpv in self.fetched {
             if !report.fetched_from_binhost.contains(&cpv) {
@@ -228,6 +234,7 @@ struct LineSplitter<'a> {
     emerged: Vec<(String, bool)>,
     skipped: Option<String>,
     fetched: Vec<String>,
+    direct: Vec<String>,
 }
 
 impl<'a> LineSplitter<'a> {
@@ -241,6 +248,7 @@ impl<'a> LineSplitter<'a> {
             emerged: Vec::new(),
             skipped: None,
             fetched: Vec::new(),
+            direct: Vec::new(),
         }
     }
 
@@ -281,6 +289,9 @@ impl<'a> LineSplitter<'a> {
                 binary,
             });
         }
+        if let Some(cpv) = crate::cache::parse_direct_merge_line(&line) {
+            self.direct.push(cpv);
+        }
         if self.run.step.kind == StepKind::FetchBinaries {
             self.fetched
                 .extend(crate::binhost::parse_fetched_binaries([line.as_str()]));
@@ -312,6 +323,7 @@ impl<'a> LineSplitter<'a> {
             emerged: self.emerged,
             skipped: self.skipped,
             fetched: self.fetched,
+            direct: self.direct,
         }
     }
 }
