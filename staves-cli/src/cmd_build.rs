@@ -180,6 +180,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         outputs.push(staves_core::Output::Rootfs(path));
     }
     let output_dirs = temp_file_dirs(&outputs);
+    // An explicit --cache-dir that can never hold a store is a usage error, said before any container exists. The
+    // default store is only a cache: one that cannot be used is said, and the build goes on without it.
+    let (store, store_warning) =
+        match staves_core::store::ImageStore::open(args.cache_dir.as_deref()) {
+            Ok(store) => (Some(store), None),
+            Err(err) if args.cache_dir.is_some() => {
+                return Err(crate::UsageError(format!("--cache-dir: {err}")).into());
+            }
+            Err(err) => (
+                None,
+                Some(BuildEvent::Warning {
+                    message: format!("{err}\n  building without the local image store"),
+                }),
+            ),
+        };
     let builder = staves_core::DockerBuilder::new(args.builder)?
         .portage_image(args.portage)
         .build_cache(args.build_cache)
@@ -192,6 +207,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         crate::Format::Text => Reporter::Text(Progress::new(args.quiet, args.verbose)),
         crate::Format::Json => Reporter::Json,
     });
+    if let Some(warning) = &store_warning {
+        reporter.event(warning);
+    }
     let state = Arc::new(Mutex::new(BuildState::default()));
     let (handler, handler_state) = (reporter.clone(), state.clone());
     let cancel = staves_core::CancelToken::new();
@@ -249,17 +267,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             4
         },
     )?;
-    // Only fails when no directory is given and neither XDG_CACHE_HOME nor HOME is set: build without a store.
-    let store = match staves_core::store::ImageStore::open(args.cache_dir.as_deref()) {
-        Ok(store) => Some(store),
-        Err(err) => {
-            reporter.note(
-                "warning",
-                &format!("{err}; building without the local image store"),
-            );
-            None
-        }
-    };
     let request = staves_core::BuildRequest::new(outputs)
         .jobs(args.jobs)
         .load_average(args.load_average)

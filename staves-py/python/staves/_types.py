@@ -188,7 +188,18 @@ class ExportingEvent(_Record):
     kind: Literal["exporting"] = field(default="exporting", init=False)
 
 
-Event = Union[PreparingEvent, StepStartedEvent, LogEvent, PackageEvent, StepFinishedEvent, ExportingEvent]
+@dataclass(frozen=True)
+class WarningEvent(_Record):
+    """Something that does not stop the build but should be known, e.g. that the local image store cannot be
+    written, so the image will not be kept in it."""
+
+    kind: Literal["warning"] = field(default="warning", init=False)
+    message: str
+
+
+Event = Union[
+    PreparingEvent, StepStartedEvent, LogEvent, PackageEvent, StepFinishedEvent, ExportingEvent, WarningEvent
+]
 """Anything ``on_event`` receives; narrow it on ``event.kind``."""
 
 _EVENTS: Dict[str, Any] = {
@@ -198,6 +209,7 @@ _EVENTS: Dict[str, Any] = {
     "package": PackageEvent,
     "step-finished": StepFinishedEvent,
     "exporting": ExportingEvent,
+    "warning": WarningEvent,
 }
 
 # ---------------------------------------------------------------------------------------------------------------
