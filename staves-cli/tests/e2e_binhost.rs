@@ -10,39 +10,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
-
-const BUILDER: &str = "staves-test/stage3:latest";
-const PORTAGE: &str = "staves-test/portage:latest";
+use std::process::Command;
+use support::{BUILDER, PORTAGE, docker, lock, text};
 
 fn ready() -> bool {
-    if !support::tools_present(&["docker"]) {
-        return false;
-    }
-    let required = std::env::var("STAVES_REQUIRE_DOCKER").as_deref() == Ok("1");
-    let ok = [BUILDER, PORTAGE]
-        .iter()
-        .all(|image| docker(&["image", "inspect", image]).status.success());
-    assert!(
-        ok || !required,
-        "STAVES_REQUIRE_DOCKER=1 but the fixture images are missing"
-    );
-    ok
-}
-
-/// One engine test at a time in this binary: they are heavy, and the machine is shared.
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker").args(args).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    support::tools_present(&["docker"]) && support::engine_ready()
 }
 
 /// Everything the test creates in the engine, removed on drop (containers first, then the network).
