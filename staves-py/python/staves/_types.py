@@ -470,7 +470,8 @@ class BuildReport(_Record):
     lock: LockReport = field(default_factory=lambda: LockReport(False, None, False, [], []))
     """Whether the build was locked by ``staves.lock``, and what changed in it."""
     fetched_from_binhost: List[str] = field(default_factory=list)
-    """Binary packages fetched from the ``binhost`` URLs into the build cache (``category/package-version``)."""
+    """Binary packages fetched from the ``binhost`` URLs into the build cache (``category/package-version``):
+    downloads, used or not (``installed_from_binhost`` says which were installed)."""
     sbom: Optional[Dict[str, Any]] = field(default=None, repr=False)
     """The image's SBOM as an SPDX 2.3 JSON document (``None`` for backends that read no package database, such as
     ``MockBuilder``). ``build(sbom=PATH)`` also writes it to a file."""
@@ -484,6 +485,10 @@ class BuildReport(_Record):
     """Set when ``build(cache_dir=...)`` wrote the image from the local image store (``steps`` is then empty)."""
     build_key: Optional[str] = None
     """The build key (``sha256:...``) when the build used a local image store."""
+    installed_from_binhost: List[str] = field(default_factory=list)
+    """Of ``fetched_from_binhost``, the packages installed from a binary package (never built from source in this
+    build). A fetched package the environment check masked (built with other flags than the spec gives it) is built
+    from source instead and is not listed."""
 
     @property
     def image_digest(self) -> str:
@@ -619,6 +624,7 @@ def _build_report(data: Mapping[str, Any], log: List[str], spdx: Optional[str] =
         sbom_file=data.get("sbom_file"),
         reused=ReusedImage(**data["reused"]) if data.get("reused") else None,
         build_key=data.get("build_key"),
+        installed_from_binhost=report.get("installed_from_binhost", []),
     )
 
 
