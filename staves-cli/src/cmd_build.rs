@@ -184,6 +184,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         outputs.push(staves_core::Output::Rootfs(path));
     }
     let output_dirs = temp_file_dirs(&outputs);
+    // An explicit --cache-dir that can never hold a store is a usage error, said before any container exists. The
+    // default store is only a cache: one that cannot be used is said, and the build goes on without it.
+    let (store, store_warning) =
+        match staves_core::store::ImageStore::open(args.cache_dir.as_deref()) {
+            Ok(store) => (Some(store), None),
+            Err(err) if args.cache_dir.is_some() => {
+                return Err(crate::UsageError(format!("--cache-dir: {err}")).into());
+            }
+            Err(err) => (
+                None,
+                Some(BuildEvent::Warning {
+                    message: format!("{err}\n  building without the local image store"),
+                }),
+            ),
+        };
     let builder = staves_core::DockerBuilder::new(args.builder)?
         .portage_image(args.portage)
         .build_cache(args.build_cache)
@@ -196,6 +211,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         crate::Format::Text => Reporter::Text(Progress::new(args.quiet, args.verbose)),
         crate::Format::Json => Reporter::Json,
     });
+    if let Some(warning) = &store_warning {
+        reporter.event(warning);
+    }
     let state = Arc::new(Mutex::new(BuildState::default()));
     let (handler, handler_state) = (reporter.clone(), state.clone());
     let cancel = staves_core::CancelToken::new();
@@ -253,17 +271,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             4
         },
     )?;
-    // Only fails when no directory is given and neither XDG_CACHE_HOME nor HOME is set: build without a store.
-    let store = match staves_core::store::ImageStore::open(args.cache_dir.as_deref()) {
-        Ok(store) => Some(store),
-        Err(err) => {
-            reporter.note(
-                "warning",
-                &format!("{err}; building without the local image store"),
-            );
-            None
-        }
-    };
     let request = staves_core::BuildRequest::new(outputs)
         .jobs(args.jobs)
         .load_average(args.load_average)
@@ -364,11 +371,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         report.installed_from_binary.len(),
                         report.total_duration.as_secs_f64()
                     );
-                    if !report.fetched_from_binhost.is_empty() {
-                        eprintln!(
-                            "fetched {} binary packages from the binhost",
-                            report.fetched_from_binhost.len()
-                        );
+                    if let Some(line) = binhost_summary(report) {
+                        eprintln!("{line}");
                     }
                 }
                 for output in &outcome.image.outputs {
@@ -402,6 +406,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     drop(signals);
     late_signal();
     Ok(ExitCode::SUCCESS)
+}
+
+/// What became of the binary packages fetched from the binhost, for the text summary (`None`: none was fetched).
+/// Downloaded is not installed: the environment check may mask a fetched package, which is then built from source.
+fn binhost_summary(report: &staves_core::BuildReport) -> Option<String> {
+    let fetched = &report.fetched_from_binhost;
+    if fetched.is_empty() {
+        return None;
+    }
+    let installed = report.installed_from_binhost.len();
+    let rebuilt = fetched
+        .iter()
+        .filter(|cpv| {
+            report.built_from_source.contains(cpv) && !report.installed_from_binhost.contains(cpv)
+        })
+        .count();
+    let unused = fetched.len().saturating_sub(installed + rebuilt);
+    let mut line = format!(
+        "fetched {} binary packages from the binhost; installed {installed} of them",
+        fetched.len()
+    );
+    if rebuilt > 0 {
+        line.push_str(&format!(
+            "; {rebuilt} built from source instead (Portage or the environment check did not take the fetched \
+             binary package)"
+        ));
+    }
+    if unused > 0 {
+        line.push_str(&format!("; {unused} not needed by this build"));
+    }
+    Some(line)
 }
 
 /// How many packages the text size report lists (`--format json` has them all).
@@ -445,4 +480,33 @@ fn temp_file_dirs(outputs: &[staves_core::Output]) -> Vec<String> {
     }
     dirs.dedup();
     dirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpvs(list: &[&str]) -> Vec<String> {
+        list.iter().map(|c| (*c).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_binhost_summary_tells_downloads_from_installs() {
+        let mut report = staves_core::BuildReport::default();
+        assert_eq!(binhost_summary(&report), None);
+        report.fetched_from_binhost = cpvs(&["a/b-1", "a/c-1"]);
+        report.installed_from_binhost = cpvs(&["a/b-1", "a/c-1"]);
+        assert_eq!(
+            binhost_summary(&report).unwrap(),
+            "fetched 2 binary packages from the binhost; installed 2 of them"
+        );
+        report.fetched_from_binhost = cpvs(&["a/b-1", "a/c-1", "a/d-1", "a/e-1"]);
+        report.installed_from_binhost = cpvs(&["a/b-1"]);
+        report.built_from_source = cpvs(&["a/c-1", "a/d-1", "x/y-1"]);
+        assert_eq!(
+            binhost_summary(&report).unwrap(),
+            "fetched 4 binary packages from the binhost; installed 1 of them; 2 built from source instead (Portage \
+             or the environment check did not take the fetched binary package); 1 not needed by this build"
+        );
+    }
 }

@@ -35,6 +35,11 @@ impl Progress {
 
     /// Show one event.
     pub fn event(&self, event: &BuildEvent) {
+        // Warnings show even with `-q`, as errors do.
+        if let BuildEvent::Warning { message } = event {
+            self.line(&format!("warning: {message}"));
+            return;
+        }
         if self.quiet {
             return;
         }

@@ -10,39 +10,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
-
-const BUILDER: &str = "staves-test/stage3:latest";
-const PORTAGE: &str = "staves-test/portage:latest";
+use std::process::Command;
+use support::{BUILDER, PORTAGE, docker, lock, text};
 
 fn ready() -> bool {
-    if !support::tools_present(&["docker"]) {
-        return false;
-    }
-    let required = std::env::var("STAVES_REQUIRE_DOCKER").as_deref() == Ok("1");
-    let ok = [BUILDER, PORTAGE]
-        .iter()
-        .all(|image| docker(&["image", "inspect", image]).status.success());
-    assert!(
-        ok || !required,
-        "STAVES_REQUIRE_DOCKER=1 but the fixture images are missing"
-    );
-    ok
-}
-
-/// One engine test at a time in this binary: they are heavy, and the machine is shared.
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker").args(args).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    support::tools_present(&["docker"]) && support::engine_ready()
 }
 
 /// Everything the test creates in the engine, removed on drop (containers first, then the network).
@@ -379,6 +351,7 @@ fn fetched_binaries_built_with_other_flags_are_never_installed() {
     );
     let fetched = strings(&report["report"]["fetched_from_binhost"]);
     let binary = strings(&report["report"]["installed_from_binary"]);
+    let from_binhost = strings(&report["report"]["installed_from_binhost"]);
     for cpv in marked.iter().chain(&unmarked) {
         assert!(
             fetched.iter().any(|f| f == cpv),
@@ -387,6 +360,10 @@ fn fetched_binaries_built_with_other_flags_are_never_installed() {
         assert!(
             binary.iter().any(|b| b == cpv),
             "{cpv} not from a binary: {binary:?}"
+        );
+        assert!(
+            from_binhost.iter().any(|b| b == cpv),
+            "{cpv} not reported as installed from the binhost: {report}"
         );
     }
     let (flags, info) = flags_of(&tag, &rootfs);
@@ -411,6 +388,19 @@ fn fetched_binaries_built_with_other_flags_are_never_installed() {
         );
     }
     let fetched = strings(&report["report"]["fetched_from_binhost"]);
+    let from_binhost = strings(&report["report"]["installed_from_binhost"]);
+    // The MARK_A binaries of the marked packages are still downloaded (their record is inside the package), then
+    // masked and rebuilt: fetched, but not installed from the binhost.
+    for cpv in &marked {
+        assert!(
+            fetched.iter().any(|f| f == cpv),
+            "{cpv} not fetched: {report}"
+        );
+        assert!(
+            !from_binhost.iter().any(|f| f == cpv),
+            "{cpv} was masked and built from source, yet reported as installed from the binhost: {report}"
+        );
+    }
     for cpv in &unmarked {
         assert!(
             fetched.iter().any(|f| f == cpv),
@@ -419,6 +409,10 @@ fn fetched_binaries_built_with_other_flags_are_never_installed() {
         assert!(
             binary.iter().any(|b| b == cpv),
             "{cpv} not reused: {report}"
+        );
+        assert!(
+            from_binhost.iter().any(|f| f == cpv),
+            "{cpv} not reported as installed from the binhost: {report}"
         );
     }
     let fetch = report["report"]["steps"]

@@ -4,57 +4,14 @@
 //! `STAVES_REQUIRE_DOCKER=1` (set by `tests/run.sh` in CI) they fail instead of skipping.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// The fixture images; `STAVES_TEST_BUILDER` / `STAVES_TEST_PORTAGE` at build time name others (as in pytest).
-const BUILDER: &str = match option_env!("STAVES_TEST_BUILDER") {
-    Some(image) => image,
-    None => "staves-test/stage3:latest",
-};
-const PORTAGE: &str = match option_env!("STAVES_TEST_PORTAGE") {
-    Some(image) => image,
-    None => "staves-test/portage:latest",
-};
-
-fn engine_ready() -> bool {
-    let required = std::env::var("STAVES_REQUIRE_DOCKER").as_deref() == Ok("1");
-    let ok = [BUILDER, PORTAGE]
-        .iter()
-        .all(|image| docker(&["image", "inspect", image]).status.success());
-    assert!(
-        ok || !required,
-        "STAVES_REQUIRE_DOCKER=1 but the engine or the fixture images are missing"
-    );
-    if !ok {
-        eprintln!("skipping: no engine or fixture images (run tests/fixtures/build-images.sh)");
-    }
-    ok
-}
-
-/// One engine test at a time in this binary, so each can check it left no container behind.
-fn lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("running the docker CLI")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use support::{BUILDER, PORTAGE, docker, engine_ready, lock, stderr, stdout};
 
 /// A scratch directory with a spec, a cache volume and an image tag of its own; all removed on drop.
 struct Case {

@@ -6,8 +6,11 @@
 //! `STAVES_TEST_PORTAGE` name other builder/base snapshot images (for fixtures built under other tags).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use support::{docker, text};
 
 const BOTH: &str = "staves-test/portage:versioned-both";
 const NEW: &str = "staves-test/portage:versioned-new";
@@ -20,26 +23,8 @@ fn old() -> String {
     std::env::var("STAVES_TEST_PORTAGE").unwrap_or_else(|_| "staves-test/portage:latest".into())
 }
 
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("running the docker CLI")
-}
-
 fn engine_ready() -> bool {
-    let required = std::env::var("STAVES_REQUIRE_DOCKER").as_deref() == Ok("1");
-    let ok = [builder(), old(), BOTH.into(), NEW.into()]
-        .iter()
-        .all(|image| docker(&["image", "inspect", image]).status.success());
-    assert!(
-        ok || !required,
-        "STAVES_REQUIRE_DOCKER=1 but the engine or the fixture images are missing (run tests/fixtures/build-images.sh)"
-    );
-    if !ok {
-        eprintln!("skipping: no engine or fixture images (run tests/fixtures/build-images.sh)");
-    }
-    ok
+    support::images_present(&[builder(), old(), BOTH.into(), NEW.into()])
 }
 
 /// A spec directory with a cache volume and an image tag of its own; both removed on drop.
@@ -145,10 +130,6 @@ impl Drop for Case {
         let _ = docker(&["image", "rm", &format!("{}:{}", self.repo, self.tag)]);
         let _ = docker(&["volume", "rm", &self.cache]);
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn file_in_tar(tar: &Path, wanted: &str) -> Option<String> {

@@ -5,41 +5,12 @@
 //! tests fail instead of skipping.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-
-const BUILDER: &str = "staves-test/stage3:latest";
-const PORTAGE: &str = "staves-test/portage:latest";
-
-fn engine_ready() -> bool {
-    let required = std::env::var("STAVES_REQUIRE_DOCKER").as_deref() == Ok("1");
-    let ok = [BUILDER, PORTAGE]
-        .iter()
-        .all(|image| docker(&["image", "inspect", image]).status.success());
-    assert!(
-        ok || !required,
-        "STAVES_REQUIRE_DOCKER=1 but the engine or the fixture images are missing"
-    );
-    if !ok {
-        eprintln!("skipping: no engine or fixture images (run tests/fixtures/build-images.sh)");
-    }
-    ok
-}
-
-/// One engine test at a time in this binary: they are heavy, and the machine is shared.
-fn lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("running the docker CLI")
-}
+use std::process::Command;
+use support::{BUILDER, PORTAGE, docker, engine_ready, lock};
 
 /// A spec file, a cache volume and an image tag of this test's own; the volume and the tag are removed on drop.
 struct Case {

@@ -11,10 +11,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use support::{Registry, RegistryAuth};
+use support::{BUILDER, PORTAGE, Registry, RegistryAuth, text};
 
-const BUILDER: &str = "staves-test/stage3:latest";
-const PORTAGE: &str = "staves-test/portage:latest";
 const TOOLS: &[&str] = &[
     "docker",
     "docker-registry",
@@ -26,28 +24,7 @@ const TOOLS: &[&str] = &[
 ];
 
 fn ready(need_images: bool) -> bool {
-    if !support::tools_present(TOOLS) {
-        return false;
-    }
-    if !need_images {
-        return true;
-    }
-    let required = std::env::var("STAVES_REQUIRE_DOCKER").as_deref() == Ok("1");
-    let ok = [BUILDER, PORTAGE].iter().all(|image| {
-        Command::new("docker")
-            .args(["image", "inspect", image])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    assert!(
-        ok || !required,
-        "STAVES_REQUIRE_DOCKER=1 but the fixture images are missing"
-    );
-    ok
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    support::tools_present(TOOLS) && (!need_images || support::engine_ready())
 }
 
 fn staves(docker_config: &Path) -> Command {

@@ -9,31 +9,10 @@
 mod support;
 
 use std::process::Command;
-use support::TlsEngine;
-
-const BUILDER: &str = "staves-test/stage3:latest";
-const PORTAGE: &str = "staves-test/portage:latest";
+use support::{BUILDER, PORTAGE, TlsEngine, text};
 
 fn ready() -> bool {
-    if !support::tools_present(&["docker", "socat", "openssl"]) {
-        return false;
-    }
-    let required = std::env::var("STAVES_REQUIRE_DOCKER").as_deref() == Ok("1");
-    let ok = [BUILDER, PORTAGE].iter().all(|image| {
-        Command::new("docker")
-            .args(["image", "inspect", image])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    assert!(
-        ok || !required,
-        "STAVES_REQUIRE_DOCKER=1 but the fixture images are missing"
-    );
-    ok
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    support::tools_present(&["docker", "socat", "openssl"]) && support::engine_ready()
 }
 
 /// Removes the image and the cache volume a test made.

@@ -7,36 +7,11 @@
 //! skipping them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-
-const BUILDER: &str = match option_env!("STAVES_TEST_BUILDER") {
-    Some(image) => image,
-    None => "staves-test/stage3:latest",
-};
-const PORTAGE: &str = match option_env!("STAVES_TEST_PORTAGE") {
-    Some(image) => image,
-    None => "staves-test/portage:latest",
-};
-
-fn required() -> bool {
-    std::env::var("STAVES_REQUIRE_DOCKER").as_deref() == Ok("1")
-}
-
-fn engine_ready() -> bool {
-    let ok = [BUILDER, PORTAGE]
-        .iter()
-        .all(|image| docker(&["image", "inspect", image]).status.success());
-    assert!(
-        ok || !required(),
-        "STAVES_REQUIRE_DOCKER=1 but the engine or the fixture images are missing"
-    );
-    if !ok {
-        eprintln!("skipping: no engine or fixture images (run tests/fixtures/build-images.sh)");
-    }
-    ok
-}
+use support::{BUILDER, PORTAGE, docker, engine_ready, lock, required, text};
 
 /// The virtualenv with `pyspdxtools` and `cyclonedx-python-lib`, when there is one.
 fn validators() -> Option<PathBuf> {
@@ -53,22 +28,6 @@ fn validators() -> Option<PathBuf> {
         eprintln!("skipping: no SBOM validators (set STAVES_SBOM_VALIDATORS, see tests/run.sh)");
     }
     ok.then(|| venv.unwrap())
-}
-
-fn lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("running the docker CLI")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn assert_ok(out: &Output, what: &str) {

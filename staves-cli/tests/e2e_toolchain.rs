@@ -14,8 +14,11 @@
 //! (set by `tests/run.sh` in CI) a missing engine or image fails the test instead of skipping it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use support::{docker, text};
 
 /// The CFLAGS mark the spec sets through the named env `mark`; `hello-c --flags` must print it.
 const MARK: &str = "-DSTAVES_E2E_CFLAGS_MARK";
@@ -31,32 +34,8 @@ fn portage_image() -> String {
     std::env::var("STAVES_TEST_PORTAGE").unwrap_or_else(|_| "staves-test/portage:latest".to_owned())
 }
 
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("running the docker CLI")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 fn engine_ready() -> bool {
-    let required = std::env::var("STAVES_REQUIRE_DOCKER").as_deref() == Ok("1");
-    let ok = [builder_image(), portage_image()]
-        .iter()
-        .all(|image| docker(&["image", "inspect", image]).status.success());
-    assert!(
-        ok || !required,
-        "STAVES_REQUIRE_DOCKER=1 but the engine or the fixture images ({}, {}) are missing",
-        builder_image(),
-        portage_image()
-    );
-    if !ok {
-        eprintln!("skipping: no engine or fixture images (run tests/fixtures/build-images.sh)");
-    }
-    ok
+    support::images_present(&[builder_image(), portage_image()])
 }
 
 /// The spec of both builds: only `stdlib` differs.

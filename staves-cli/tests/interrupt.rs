@@ -9,47 +9,19 @@
 //! They need the engine and the fixture images; with `STAVES_REQUIRE_DOCKER=1` they fail instead of skipping.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+use support::{BUILDER, PORTAGE, docker, engine_ready, lock};
 
-const BUILDER: &str = "staves-test/stage3:latest";
-const PORTAGE: &str = "staves-test/portage:latest";
 /// Only guards against a hung build; never an assertion on speed.
 const HANG: Duration = Duration::from_secs(600);
 const SIGNALS: [&str; 3] = ["INT", "TERM", "HUP"];
-
-fn engine_ready() -> bool {
-    let required = std::env::var("STAVES_REQUIRE_DOCKER").as_deref() == Ok("1");
-    let ok = [BUILDER, PORTAGE]
-        .iter()
-        .all(|image| docker(&["image", "inspect", image]).status.success());
-    assert!(
-        ok || !required,
-        "STAVES_REQUIRE_DOCKER=1 but the engine or the fixture images are missing"
-    );
-    if !ok {
-        eprintln!("skipping: no engine or fixture images (run tests/fixtures/build-images.sh)");
-    }
-    ok
-}
-
-/// One engine test at a time in this binary: a test's `staves prune` or build must not reap another's leftovers.
-fn lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("running the docker CLI")
-}
 
 fn lines_of(out: &Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout)

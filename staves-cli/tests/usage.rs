@@ -88,3 +88,53 @@ fn an_invalid_spec_lists_its_errors_in_plan_and_build() {
         assert!(err.contains("\n  staves.toml:2:13: "), "{err}");
     }
 }
+
+/// Regression: `--cache-dir FILE` used to build with no local image store and no word about it.
+#[test]
+fn a_cache_dir_that_is_a_file_fails_before_the_engine_is_reached() {
+    let dir = with_spec();
+    std::fs::write(dir.path().join("cache"), b"").unwrap();
+    for cache_dir in ["cache", "cache/staves"] {
+        let out = staves(dir.path(), &["build", "--cache-dir", cache_dir]);
+        // 2, not 3: the unreachable engine was never asked.
+        assert_eq!(out.status.code(), Some(2), "{cache_dir}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with(&format!(
+                "error: --cache-dir: the local image store cannot be at {cache_dir}: cache exists and is not a \
+                 directory\n  help: "
+            )),
+            "{err}"
+        );
+    }
+    assert_eq!(std::fs::read(dir.path().join("cache")).unwrap(), b"");
+}
+
+/// The default store is only a cache: one that cannot be used is a warning, and the build goes on (here to the
+/// unreachable engine, exit 3).
+#[test]
+fn a_default_store_that_is_a_file_is_a_warning() {
+    let dir = with_spec();
+    let xdg = dir.path().join("xdg");
+    std::fs::create_dir(&xdg).unwrap();
+    std::fs::write(xdg.join("staves"), b"").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_staves"))
+        .args(["build", "--log-format", "json"])
+        .current_dir(dir.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("XDG_CACHE_HOME", &xdg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let first: serde_json::Value =
+        serde_json::from_str(stderr(&out).lines().next().unwrap()).unwrap();
+    assert_eq!(first["kind"], "warning", "{first}");
+    let message = first["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "{} exists and is not a directory",
+            xdg.join("staves").display()
+        )) && message.ends_with("building without the local image store"),
+        "{message}"
+    );
+}

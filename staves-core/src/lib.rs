@@ -45,6 +45,7 @@ pub mod sbom;
 pub mod snapshot;
 pub mod spec;
 pub mod store;
+mod timestamp;
 
 pub use binhost::{BinhostError, BinhostExport, export_binhost, export_binhost_async};
 pub use builder::{

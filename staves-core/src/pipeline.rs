@@ -470,12 +470,29 @@ async fn run(
         }),
         None => None,
     };
+    // A store that cannot be written still serves what it holds; the build goes on, and says it will not be kept.
+    let keep = match store
+        .filter(|_| key.is_some())
+        .map(ImageStore::check_writable)
+    {
+        Some(Err(err)) => {
+            options.emit(BuildEvent::Warning {
+                message: format!(
+                    "{err}\n  the build goes on, but its image will not be kept in the local image store, so \
+                     a rebuild of this spec will not be served from it\n  \
+                     help: make the store's directory writable, or use another one"
+                ),
+            });
+            false
+        }
+        _ => true,
+    };
     let writer = ImageWriter::new(spec)
         .compression(request.compression)
         .engine(engine)
         .registry(request.registry.clone())
         .cancel(options.cancel.clone())
-        .keep_layers_in(key.as_ref().and(store.cloned()));
+        .keep_layers_in(key.as_ref().and(store.cloned()).filter(|_| keep));
     if let (Some(store), Some(key)) = (store, &key) {
         if reuse_allowed(spec, request) && locked.as_ref().is_none_or(LockedBuild::reusable) {
             // A record written before builds made SBOMs lacks what the SBOM needs: build again instead.
@@ -567,8 +584,8 @@ async fn run(
         Some(locked) => locked.finish(&report)?,
         None => unlocked_report(spec, request),
     };
-    if let (Some(store), Some(key)) = (store, &key) {
-        remember(
+    if let (Some(store), Some(key), true) = (store, &key, keep) {
+        if let Err(reason) = remember(
             store,
             key,
             spec,
@@ -576,7 +593,15 @@ async fn run(
             request.compression,
             &report,
             &advisories,
-        );
+        ) {
+            options.emit(BuildEvent::Warning {
+                message: format!(
+                    "local image store {}: {reason}; the image was written, but a rebuild of this spec will not \
+                     be served from the store",
+                    store.path().display()
+                ),
+            });
+        }
     }
     Ok(BuildOutcome {
         image,
@@ -753,7 +778,8 @@ fn stored_layer(
     })
 }
 
-/// Record a finished build in the store (best effort: the image is written whatever happens here).
+/// Record a finished build in the store. The image is written whatever happens here: a failure is only said (as
+/// the reason, for a warning).
 fn remember(
     store: &ImageStore,
     key: &BuildKey,
@@ -762,17 +788,18 @@ fn remember(
     compression: Compression,
     report: &BuildReport,
     advisories: &[AdvisoryMatch],
-) {
-    if let Some(layer) = stored_layer(store, image, compression) {
-        let mut record = crate::store::record_for(store, key, spec, layer, report.packages.clone());
-        record.added_files = report.added_files.clone();
-        record.builder_image_id = report.builder_image_id.clone();
-        record.portage_image_id = report.portage_image_id.clone();
-        record.portage_timestamp = report.portage_timestamp.clone();
-        record.advisories = advisories.to_vec();
-        record.advisories_unreadable = report.advisories_unreadable.clone();
-        let _ = store.put_record(&record);
-    }
+) -> Result<(), String> {
+    // The writer copies the layer into the store as it writes it; a failed copy leaves no blob.
+    let layer = stored_layer(store, image, compression)
+        .ok_or_else(|| format!("the layer {} could not be stored", image.layer_digest))?;
+    let mut record = crate::store::record_for(store, key, spec, layer, report.packages.clone());
+    record.added_files = report.added_files.clone();
+    record.builder_image_id = report.builder_image_id.clone();
+    record.portage_image_id = report.portage_image_id.clone();
+    record.portage_timestamp = report.portage_timestamp.clone();
+    record.advisories = advisories.to_vec();
+    record.advisories_unreadable = report.advisories_unreadable.clone();
+    store.put_record(&record).map_err(|e| e.to_string())
 }
 
 /// The environment variable that makes a build pause at a named point, for tests only: `STAVES_TEST_PAUSE=POINT`

@@ -40,6 +40,17 @@ pub enum StoreError {
          help: pass --cache-dir DIR"
     )]
     NoDirectory,
+    /// The store's path, or a directory above it, exists and is not a directory.
+    #[error(
+        "the local image store cannot be at {store}: {blocking} exists and is not a directory\n  \
+         help: give the store a directory (a missing one is created on the first build), or move {blocking} away"
+    )]
+    NotADirectory {
+        /// Where the store was asked to be.
+        store: PathBuf,
+        /// What is in the way: the store's path itself or the nearest of its ancestors that exists.
+        blocking: PathBuf,
+    },
     /// Reading or writing the store failed.
     #[error("local image store {path}: {context}: {source}")]
     Io {
@@ -300,6 +311,21 @@ pub struct ImageStore {
     root: PathBuf,
 }
 
+/// The nearest of `path` and its ancestors that exists, when it is not a directory (symbolic links followed).
+/// `None` when it is a directory, when none exists, or when it cannot be inspected (a later write then says why).
+fn first_existing_non_directory(path: &Path) -> Option<PathBuf> {
+    path.ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .find_map(|p| match std::fs::metadata(p) {
+            Ok(meta) => Some((!meta.is_dir()).then(|| p.to_path_buf())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            // ENOTDIR: a component above is a file; the loop reaches it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => None,
+            Err(_) => Some(None),
+        })
+        .flatten()
+}
+
 /// Seconds since the epoch, now.
 fn now() -> u64 {
     SystemTime::now()
@@ -315,13 +341,30 @@ impl ImageStore {
     }
 
     /// The store at `dir`, or at the default location when `None`.
+    ///
+    /// Refused when the path, or the nearest of its ancestors that exists, is not a directory (a store there could
+    /// never be written). A directory that cannot be written is accepted: it still serves what it holds, and
+    /// [`ImageStore::check_writable`] tells whether new builds can be kept.
     pub fn open(dir: Option<&Path>) -> Result<Self, StoreError> {
-        match dir {
-            Some(dir) => Ok(Self::at(dir)),
-            None => Self::default_dir()
-                .map(Self::at)
-                .ok_or(StoreError::NoDirectory),
+        let root = match dir {
+            Some(dir) => dir.to_path_buf(),
+            None => Self::default_dir().ok_or(StoreError::NoDirectory)?,
+        };
+        if let Some(blocking) = first_existing_non_directory(&root) {
+            return Err(StoreError::NotADirectory {
+                store: root,
+                blocking,
+            });
         }
+        Ok(Self::at(root))
+    }
+
+    /// Whether new builds can be kept here: the store's directory exists or can be created, and takes a new file.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        let dir = self.tmp_dir()?;
+        tempfile::NamedTempFile::new_in(&dir)
+            .map(drop)
+            .map_err(io_err(&dir, "creating a file"))
     }
 
     /// `$XDG_CACHE_HOME/staves`, else `~/.cache/staves`.
@@ -737,6 +780,79 @@ mod tests {
         std::fs::set_permissions(&blob, perms).unwrap();
         std::fs::remove_file(&blob).unwrap();
         assert!(store.lookup(&key).is_none());
+    }
+
+    #[test]
+    fn open_refuses_a_file_and_a_path_under_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cache");
+        std::fs::write(&file, b"not a store").unwrap();
+        for (asked, blocking) in [
+            (file.clone(), file.clone()),
+            (file.join("deeper/staves"), file.clone()),
+        ] {
+            match ImageStore::open(Some(&asked)) {
+                Err(StoreError::NotADirectory { store, blocking: b }) => {
+                    assert_eq!((store, b), (asked.clone(), blocking.clone()));
+                }
+                other => panic!("{asked:?}: {other:?}"),
+            }
+        }
+        let message = ImageStore::open(Some(&file)).unwrap_err().to_string();
+        assert!(
+            message.contains(&format!("{} exists and is not a directory", file.display())),
+            "{message}"
+        );
+        assert!(message.contains("help: "), "{message}");
+        // The file is left alone.
+        assert_eq!(std::fs::read(&file).unwrap(), b"not a store");
+    }
+
+    #[test]
+    fn open_accepts_a_directory_and_a_missing_path() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            ImageStore::open(Some(dir.path())).unwrap().path(),
+            dir.path()
+        );
+        let missing = dir.path().join("a/b/staves");
+        let store = ImageStore::open(Some(&missing)).unwrap();
+        assert!(!missing.exists(), "opening creates nothing");
+        store.check_writable().unwrap();
+        assert!(missing.join("tmp").is_dir());
+        // The probe leaves no file behind.
+        assert_eq!(std::fs::read_dir(missing.join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_written_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the store keeps its staging directory: no write can succeed, even as root.
+        std::fs::write(dir.path().join("tmp"), b"").unwrap();
+        let store = ImageStore::open(Some(dir.path())).unwrap();
+        match store.check_writable() {
+            Err(StoreError::Io { path, .. }) => assert_eq!(path, dir.path().join("tmp")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_read_only_directory_is_opened_but_not_writable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store_dir = dir.path().join("store");
+        std::fs::create_dir(&store_dir).unwrap();
+        std::fs::set_permissions(&store_dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let store = ImageStore::open(Some(&store_dir)).unwrap();
+        let probe = std::fs::File::create(store_dir.join("probe"));
+        if probe.is_ok() {
+            // Root (CAP_DAC_OVERRIDE) writes anyway: nothing to check here.
+            std::fs::set_permissions(&store_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            return;
+        }
+        assert!(matches!(store.check_writable(), Err(StoreError::Io { .. })));
+        std::fs::set_permissions(&store_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use staves_core::store::{ImageStore, KeyContext};
 use staves_core::{
-    BuildOptions, BuildOutcome, BuildRequest, Compression, ImageSpec, InstalledPackage,
+    BuildEvent, BuildOptions, BuildOutcome, BuildRequest, Compression, ImageSpec, InstalledPackage,
     MockBuilder, MockCall, MockEntry, Output, build_image,
 };
 use std::path::Path;
@@ -202,4 +202,54 @@ fn a_damaged_stored_layer_is_an_error_and_never_an_image() {
     let err = build_image(&spec(SPEC), &mock(), &request, &BuildOptions::default()).unwrap_err();
     assert!(err.to_string().contains("does not match"), "{err}");
     assert!(!out.join("image.tar").exists());
+}
+
+/// The warnings a build emitted.
+fn warnings(events: &std::sync::Mutex<Vec<BuildEvent>>) -> Vec<String> {
+    events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            BuildEvent::Warning { message } => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_store_that_cannot_be_written_is_a_warning_and_the_build_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, out) = (dir.path().join("store"), dir.path());
+    std::fs::create_dir(&store).unwrap();
+    // A file where the store stages its writes: nothing can be kept there (even as root, unlike a mode 0555).
+    std::fs::write(store.join("tmp"), b"").unwrap();
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let options =
+        BuildOptions::default().with_events(std::sync::Arc::new(move |e: &BuildEvent| {
+            sink.lock().unwrap().push(e.clone());
+        }));
+    let request = BuildRequest::new(vec![Output::Rootfs(out.join("rootfs.tar"))])
+        .store(Some(ImageStore::open(Some(&store)).unwrap()));
+    let builder = mock();
+    let outcome = build_image(&spec(SPEC), &builder, &request, &options).unwrap();
+    assert!(ran(&builder) && out.join("rootfs.tar").is_file());
+    let said = warnings(&events);
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].contains(&store.join("tmp").display().to_string())
+            && said[0].contains("will not be kept in the local image store"),
+        "{}",
+        said[0]
+    );
+    assert!(ImageStore::at(&store).list().unwrap().is_empty());
+    assert!(outcome.reused.is_none());
+
+    // A writable store: no warning.
+    std::fs::remove_file(store.join("tmp")).unwrap();
+    events.lock().unwrap().clear();
+    build_image(&spec(SPEC), &mock(), &request, &options).unwrap();
+    assert_eq!(warnings(&events), Vec::<String>::new());
+    assert_eq!(ImageStore::at(&store).list().unwrap().len(), 1);
 }

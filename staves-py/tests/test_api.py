@@ -22,7 +22,7 @@ FIXED_NAMES = {
 RECORDS = [
     staves.BuildReport, staves.ImageReport, staves.WrittenOutput, staves.Package, staves.StepReport,
     staves.PreparingEvent, staves.StepStartedEvent, staves.LogEvent, staves.PackageEvent,
-    staves.StepFinishedEvent, staves.ExportingEvent,
+    staves.StepFinishedEvent, staves.ExportingEvent, staves.WarningEvent,
 ]
 
 

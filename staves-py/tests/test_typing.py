@@ -29,6 +29,8 @@ def describe(event: staves.Event) -> str:
         return f"step {event.index} took {event.seconds:.1f}s"
     if event.kind == "preparing":
         return event.message
+    if event.kind == "warning":
+        return f"warning: {event.message}"
     exporting: staves.ExportingEvent = event  # every other kind was handled above
     return exporting.kind
 

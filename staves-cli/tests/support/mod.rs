@@ -1,13 +1,94 @@
-//! Real servers for the end-to-end tests, each removed on drop: a CA made with `openssl`, Debian's
-//! `docker-registry` with TLS and htpasswd or token auth (with `token_server.py`, a token service), and a `socat` TLS endpoint in front of the Docker socket.
+//! What the end-to-end tests share: the fixture images and the checks that they are there, one engine test at a time
+//! per test binary, the `docker` CLI and output helpers; and real servers, each removed on drop: a CA made with
+//! `openssl`, Debian's `docker-registry` with TLS and htpasswd or token auth (with `token_server.py`, a token
+//! service), and a `socat` TLS endpoint in front of the Docker socket.
 //!
-//! Everything listens on 127.0.0.1 only, on a port the kernel picked.
+//! Every server listens on 127.0.0.1 only, on a port the kernel picked. Each test binary uses a part of this module
+//! (`mod support;`), hence `dead_code` is allowed.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+
+/// The fixture builder image from `tests/fixtures/build-images.sh`; `STAVES_TEST_BUILDER` at build time names
+/// another (as in pytest).
+pub const BUILDER: &str = match option_env!("STAVES_TEST_BUILDER") {
+    Some(image) => image,
+    None => "staves-test/stage3:latest",
+};
+
+/// The fixture Portage snapshot image; `STAVES_TEST_PORTAGE` at build time names another.
+pub const PORTAGE: &str = match option_env!("STAVES_TEST_PORTAGE") {
+    Some(image) => image,
+    None => "staves-test/portage:latest",
+};
+
+/// `STAVES_REQUIRE_DOCKER=1` (CI): a missing engine, image or tool fails the tests instead of skipping them.
+pub fn required() -> bool {
+    std::env::var("STAVES_REQUIRE_DOCKER").as_deref() == Ok("1")
+}
+
+/// Whether the engine has every image in `images`. Without them the test is skipped (said on stderr), or fails
+/// under [`required`].
+pub fn images_present<S: AsRef<str>>(images: &[S]) -> bool {
+    let ok = images.iter().all(|image| {
+        docker(&["image", "inspect", image.as_ref()])
+            .status
+            .success()
+    });
+    assert!(
+        ok || !required(),
+        "STAVES_REQUIRE_DOCKER=1 but the engine or the fixture images ({}) are missing (run \
+         tests/fixtures/build-images.sh)",
+        images
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if !ok {
+        eprintln!("skipping: no engine or fixture images (run tests/fixtures/build-images.sh)");
+    }
+    ok
+}
+
+/// Whether the engine has the fixture images [`BUILDER`] and [`PORTAGE`] (see [`images_present`]).
+pub fn engine_ready() -> bool {
+    images_present(&[BUILDER, PORTAGE])
+}
+
+/// One engine test at a time in the test binary: they are heavy, the machine is shared, and a test may check that
+/// it left no container behind, or run `staves prune`, which must not reap another test's build.
+pub fn lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Run the `docker` CLI with `args` (whatever its exit status).
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("running the docker CLI")
+}
+
+/// Bytes a command printed, as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// What `out` printed on stdout, as text.
+pub fn stdout(out: &Output) -> String {
+    text(&out.stdout)
+}
+
+/// What `out` printed on stderr, as text.
+pub fn stderr(out: &Output) -> String {
+    text(&out.stderr)
+}
 
 /// Whether every program in `programs` is on PATH. With `STAVES_REQUIRE_DOCKER=1` a missing one fails the test.
 pub fn tools_present(programs: &[&str]) -> bool {

@@ -83,6 +83,12 @@ pub enum BuildEvent {
     Exporting,
     /// The build's containers and volumes were removed.
     CleanedUp,
+    /// Something the user should know that does not stop the build (e.g. the local image store cannot be written,
+    /// so the image will not be kept in it).
+    Warning {
+        /// What happened, what it means for this build, and what to do.
+        message: String,
+    },
 }
 
 /// A callback receiving [`BuildEvent`]s.
@@ -266,5 +272,11 @@ mod tests {
         );
         let json = serde_json::to_string(&BuildEvent::Exporting).unwrap();
         assert_eq!(json, r#"{"kind":"exporting"}"#);
+        // The same shape as the CLI's own warnings (`{"kind": "warning", "message": …}`).
+        let json = serde_json::to_string(&BuildEvent::Warning {
+            message: "m".into(),
+        })
+        .unwrap();
+        assert_eq!(json, r#"{"kind":"warning","message":"m"}"#);
     }
 }

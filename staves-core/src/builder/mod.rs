@@ -267,8 +267,15 @@ pub struct BuildReport {
     /// Of those, the ones Staves merged into the rootfs directly, without Portage's per-package merge (binary
     /// packages that define no phase run at install time; see [`crate::PlanOptions::direct_merge`]).
     pub merged_directly: Vec<String>,
-    /// Binary packages fetched from a `--binhost` into the build cache (`category/package-version`).
+    /// Binary packages fetched from a `--binhost` into the build cache (`category/package-version`): downloads,
+    /// whether or not they were then used (see [`installed_from_binhost`](Self::installed_from_binhost)).
     pub fetched_from_binhost: Vec<String>,
+    /// The fetched packages emerge then installed from a binary package and never built from source in this
+    /// build. A fetched binary package that the environment check masked (built with other flags than the spec
+    /// gives its package now), or that Portage would not take (other USE flags), is built from source instead and
+    /// is not listed; nor is one this build did not need. Matched by version: a build cache that already held a
+    /// usable binary package of the same version may have supplied it instead of the download.
+    pub installed_from_binhost: Vec<String>,
     /// Every step, with its duration.
     pub steps: Vec<StepReport>,
     /// Time spent exporting the rootfs into the sink (the image writer).
@@ -339,6 +346,19 @@ impl BuildReport {
         if !list.iter().any(|c| c == cpv) {
             list.push(cpv.to_owned());
         }
+    }
+
+    /// Which of the fetched binary packages were installed: [`BuildReport::installed_from_binhost`] from
+    /// [`BuildReport::fetched_from_binhost`] and what emerge said.
+    pub(crate) fn resolve_binhost_use(&mut self) {
+        self.installed_from_binhost = self
+            .fetched_from_binhost
+            .iter()
+            .filter(|cpv| {
+                self.installed_from_binary.contains(cpv) && !self.built_from_source.contains(cpv)
+            })
+            .cloned()
+            .collect();
     }
 
     /// Fill in `binary` for each rootfs package from what emerge said.
@@ -459,4 +479,36 @@ pub(crate) fn home_dir() -> Option<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpvs(list: &[&str]) -> Vec<String> {
+        list.iter().map(|c| (*c).to_owned()).collect()
+    }
+
+    #[test]
+    fn only_fetched_packages_installed_from_a_binary_and_never_built_count_as_installed_from_the_binhost()
+     {
+        let mut report = BuildReport {
+            fetched_from_binhost: cpvs(&["a/masked-1", "a/used-1", "a/unneeded-1", "a/dep-1"]),
+            // a/masked-1 was masked and built from source; a/dep-1 too, in the build-dependency step, and the
+            // rootfs step then took the binary package that build made.
+            built_from_source: cpvs(&["a/masked-1", "a/dep-1", "a/local-1"]),
+            installed_from_binary: cpvs(&["a/used-1", "a/dep-1", "a/cached-1"]),
+            ..BuildReport::default()
+        };
+        report.resolve_binhost_use();
+        assert_eq!(report.installed_from_binhost, ["a/used-1"]);
+        // Downloads stay downloads.
+        assert_eq!(report.fetched_from_binhost.len(), 4);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["installed_from_binhost"],
+            serde_json::json!(["a/used-1"])
+        );
+        assert_eq!(json["fetched_from_binhost"].as_array().unwrap().len(), 4);
+    }
 }

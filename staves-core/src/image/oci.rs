@@ -3,6 +3,7 @@
 use super::entry::{self, Entry, Kind};
 use super::layer::LayerInfo;
 use super::{Compression, ImageError, ImageWriter};
+use crate::timestamp::rfc3339;
 use oci_spec::image::{
     ConfigBuilder, Descriptor, DescriptorBuilder, HistoryBuilder, ImageConfigurationBuilder,
     ImageIndexBuilder, ImageManifestBuilder, MediaType, RootFsBuilder, Sha256Digest,
@@ -158,28 +159,6 @@ fn doc_err(what: &str) -> impl Fn(oci_spec::OciSpecError) -> ImageError + '_ {
         what: what.to_owned(),
         reason: e.to_string(),
     }
-}
-
-/// RFC 3339 (UTC, seconds) for a unix time.
-pub(crate) fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 fn digest(d: &str, what: &str) -> Result<oci_spec::image::Digest, ImageError> {
@@ -632,14 +611,6 @@ pub(crate) fn persist_layout(temp: tempfile::TempDir, dest: &Path) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_known_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(946_684_800), "2000-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
-        assert_eq!(rfc3339(4_102_444_800), "2100-01-01T00:00:00Z");
-    }
 
     #[test]
     fn canonical_sorts_nested_keys() {

@@ -14,6 +14,7 @@ pub use attached::{
 pub use license::{LicenseError, SpdxLicense, license_ref, spdx_license_id, to_spdx};
 
 use crate::portage::InstalledPackage;
+use crate::timestamp::{parse_rfc3339, rfc3339};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -1098,29 +1099,6 @@ impl Sbom {
         text.push('\n');
         Ok(text)
     }
-}
-
-// --- time ----------------------------------------------------------------------------------------------------------
-
-/// RFC 3339 UTC text for seconds since the epoch.
-fn rfc3339(secs: i64) -> String {
-    let dt =
-        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        dt.year(),
-        u8::from(dt.month()),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second()
-    )
-}
-
-fn parse_rfc3339(text: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|dt| dt.unix_timestamp())
 }
 
 #[cfg(test)]

@@ -67,6 +67,7 @@ from staves._types import (
     StepKind,
     StepReport,
     StepStartedEvent,
+    WarningEvent,
     WrittenOutput,
 )
 
@@ -119,6 +120,7 @@ __all__ = [
     "StepKind",
     "StepReport",
     "StepStartedEvent",
+    "WarningEvent",
     "WrittenOutput",
     "assemble",
     "audit",

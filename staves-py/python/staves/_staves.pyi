@@ -372,7 +372,8 @@ def build(
 
     ``binhost`` (a URL or a list) makes the build fetch binary packages from those binhosts first, then from the
     spec's ``[build] binhost`` (each URL once); what they lack, or have built with other flags than the spec gives
-    a package, is built from source, and ``report.fetched_from_binhost`` lists what was fetched.
+    a package, is built from source; ``report.fetched_from_binhost`` lists what was fetched, and
+    ``report.installed_from_binhost`` which of those were installed.
 
     ``version``, ``stdlib`` and ``locale`` override the spec's settings of the same name for this build.
     A ``staves.lock`` next to the spec's file pins the versions (``report.lock`` says what it did); ``locked=True``

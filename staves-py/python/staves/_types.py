@@ -189,7 +189,18 @@ class ExportingEvent(_Record):
     kind: Literal["exporting"] = field(default="exporting", init=False)
 
 
-Event = Union[PreparingEvent, StepStartedEvent, LogEvent, PackageEvent, StepFinishedEvent, ExportingEvent]
+@dataclass(frozen=True)
+class WarningEvent(_Record):
+    """Something that does not stop the build but should be known, e.g. that the local image store cannot be
+    written, so the image will not be kept in it."""
+
+    kind: Literal["warning"] = field(default="warning", init=False)
+    message: str
+
+
+Event = Union[
+    PreparingEvent, StepStartedEvent, LogEvent, PackageEvent, StepFinishedEvent, ExportingEvent, WarningEvent
+]
 """Anything ``on_event`` receives; narrow it on ``event.kind``."""
 
 _EVENTS: Dict[str, Any] = {
@@ -199,6 +210,7 @@ _EVENTS: Dict[str, Any] = {
     "package": PackageEvent,
     "step-finished": StepFinishedEvent,
     "exporting": ExportingEvent,
+    "warning": WarningEvent,
 }
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -459,7 +471,8 @@ class BuildReport(_Record):
     lock: LockReport = field(default_factory=lambda: LockReport(False, None, False, [], []))
     """Whether the build was locked by ``staves.lock``, and what changed in it."""
     fetched_from_binhost: List[str] = field(default_factory=list)
-    """Binary packages fetched from the ``binhost`` URLs into the build cache (``category/package-version``)."""
+    """Binary packages fetched from the ``binhost`` URLs into the build cache (``category/package-version``):
+    downloads, used or not (``installed_from_binhost`` says which were installed)."""
     merged_directly: List[str] = field(default_factory=list)
     """Of ``installed_from_binary``, the packages Staves merged into the rootfs directly, without emerge's
     per-package merge (binary packages that define no install-time phase)."""
@@ -476,6 +489,10 @@ class BuildReport(_Record):
     """Set when ``build(cache_dir=...)`` wrote the image from the local image store (``steps`` is then empty)."""
     build_key: Optional[str] = None
     """The build key (``sha256:...``) when the build used a local image store."""
+    installed_from_binhost: List[str] = field(default_factory=list)
+    """Of ``fetched_from_binhost``, the packages installed from a binary package (never built from source in this
+    build). A fetched package the environment check masked (built with other flags than the spec gives it) is built
+    from source instead and is not listed."""
 
     @property
     def image_digest(self) -> str:
@@ -612,6 +629,7 @@ def _build_report(data: Mapping[str, Any], log: List[str], spdx: Optional[str] =
         sbom_file=data.get("sbom_file"),
         reused=ReusedImage(**data["reused"]) if data.get("reused") else None,
         build_key=data.get("build_key"),
+        installed_from_binhost=report.get("installed_from_binhost", []),
     )
 
 

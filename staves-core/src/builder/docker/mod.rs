@@ -256,6 +256,7 @@ impl DockerBuilder {
         report.packages = parse_package_list(&package_list);
         report.added_files = crate::portage::parse_added_files(&package_list);
         report.resolve_binary_flags();
+        report.resolve_binhost_use();
         if plan.produces_rootfs() {
             // The snapshot's GLSAs and timestamp, as the builder sees the tree (after any sync), for the SBOM and
             // the advisory check.
