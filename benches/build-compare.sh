@@ -28,7 +28,7 @@ atoms=(app-misc/hello-c app-misc/hello)
 
 bash tests/fixtures/build-images.sh >/dev/null
 cargo build -q --release -p staves-cli
-staves="$root/target/release/staves"
+staves="${CARGO_TARGET_DIR:-$root/target}/release/staves"
 out=$(mktemp -d)
 volumes=()
 cleanup() {

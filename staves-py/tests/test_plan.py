@@ -39,6 +39,7 @@ def test_steps_of_the_bash_example(bash_plan):
         "check-binaries",
         "build-deps",
         "locale-generate",
+        "direct-merge",
         "rootfs",
         "locale-install",
         "verify-binaries",
@@ -46,31 +47,35 @@ def test_steps_of_the_bash_example(bash_plan):
         "package-list",
         "cleanup",
     ]
-    build_deps, rootfs = steps[2], steps[4]
+    build_deps, direct, rootfs = steps[2], steps[4], steps[5]
     # The two emerge calls of the original Staves, with the jobs asked for.
     assert build_deps.argv == [
         "emerge", "--verbose", "--onlydeps", "--usepkg", "--with-bdeps=y", "--emptytree",
         "--jobs", "3", "app-shells/bash",
     ]
-    assert rootfs.argv == [
+    # The rootfs emerge, behind a wrapper that adds --noreplace --deep after a direct merge.
+    assert rootfs.argv[:2] == ["/bin/sh", "-c"] and rootfs.argv[3] == "sh"
+    assert "--noreplace --deep" in rootfs.argv[2]
+    assert rootfs.argv[4:] == [
         "emerge", "--verbose", "--root=/tmp/rootfs", "--root-deps=rdeps", "--oneshot", "--usepkg",
         "--jobs", "3", "app-shells/bash", "virtual/libc",
     ]
+    assert "binpkg-env.py merge /tmp/rootfs" in " ".join(direct.argv)
     assert build_deps.env == {"NOCOLOR": "true"}
     # Merges into the rootfs cannot disturb builds in the builder, so they do not wait for them.
     assert rootfs.env == {"NOCOLOR": "true", "FEATURES": "-merge-wait"}
     assert rootfs.label == "Install runtime dependencies into the rootfs"
     assert steps[3].label == "Generate locale C UTF-8"
-    assert steps[5].label == "Copy locale C UTF-8 into the rootfs"
-    assert steps[7].label == "Copy libgcc_s.so.1 into the rootfs"
+    assert steps[6].label == "Copy locale C UTF-8 into the rootfs"
+    assert steps[8].label == "Copy libgcc_s.so.1 into the rootfs"
     assert steps[0].argv[:2] == ["/bin/sh", "-c"]
     assert bash_plan.rootfs_atoms == ["app-shells/bash", "virtual/libc"]
 
 
 def test_load_average_is_passed_to_emerge_and_make():
     plan = staves.plan(staves.ImageSpec.from_file(BASH), jobs=3, load_average=2.5)
-    for step in (plan.steps[2], plan.steps[4]):
-        assert step.argv[6:10] == ["--jobs", "3", "--load-average", "2.5"]
+    assert plan.steps[2].argv[6:10] == ["--jobs", "3", "--load-average", "2.5"]
+    assert plan.steps[5].argv[10:14] == ["--jobs", "3", "--load-average", "2.5"]
     assert 'MAKEOPTS="-j3 -l2.5"' in plan.files["/etc/portage/make.conf"].splitlines()
 
 
@@ -87,8 +92,21 @@ def test_script_runs_every_step(bash_plan):
     assert "app-shells/bash -nls\n" in script
     positions = [script.index(f"'>>> staves: {s.label}'") for s in bash_plan.steps]
     assert positions == sorted(positions)
-    emerge = " ".join(shlex.quote(a) for a in bash_plan.steps[4].argv)
-    assert f"NOCOLOR=true {emerge}" in script
+    emerge = " ".join(shlex.quote(a) for a in bash_plan.steps[5].argv[3:])
+    assert emerge in script
+
+
+def test_portage_merge_leaves_every_package_to_emerge():
+    plan = staves.plan(staves.ImageSpec.from_file(BASH), jobs=3, portage_merge=True)
+    kinds = [s.kind for s in plan.steps]
+    assert "direct-merge" not in kinds
+    rootfs = plan.steps[kinds.index("rootfs")]
+    assert rootfs.argv == [
+        "emerge", "--verbose", "--root=/tmp/rootfs", "--root-deps=rdeps", "--oneshot", "--usepkg",
+        "--jobs", "3", "app-shells/bash", "virtual/libc",
+    ]
+    config = EXAMPLES / "bash" / "staves.toml"
+    assert plan.to_dict() == cli_json("plan", "--config", config, "--jobs", "3", "--portage-merge")
 
 
 @pytest.mark.parametrize("example", ["bash", "hello"])
