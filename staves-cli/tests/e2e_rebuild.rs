@@ -574,20 +574,48 @@ fn a_warm_build_merges_phase_less_binaries_directly_into_the_same_rootfs_as_emer
     let dockerfile = format!(
         "FROM {BUILDER}\nRUN printf 'post_pkg_preinst() {{ :; }}\\n' >> /etc/portage/bashrc\n"
     );
+    docker_build(&hooked, &dockerfile);
+    let (hook, _) = case.build_with(spec, &["--rebuild", "--builder", &hooked]);
+    assert_eq!(merged_directly(&hook), Vec::<String>::new(), "{hook}");
+    assert_eq!(step(&hook, "direct-merge")["skipped"], false, "{hook}");
+    assert_eq!(file_sha256(&case.path("rootfs.tar")), reference, "{hook}");
+
+    // A hook file for one package (/etc/portage/env/CATEGORY/PF, sourced by ebuild.sh in its phases): only that
+    // package goes through emerge.
+    let one = format!("staves-e2e/hook-one-builder:t{}", std::process::id());
+    let _untag_one = Untag(one.clone());
+    docker_build(
+        &one,
+        &format!(
+            "FROM {BUILDER}\nRUN mkdir -p /etc/portage/env/app-misc && \
+             printf 'post_pkg_postinst() {{ :; }}\\n' > /etc/portage/env/app-misc/hello-c-1\n"
+        ),
+    );
+    let (single, _) = case.build_with(spec, &["--rebuild", "--builder", &one]);
+    assert_eq!(
+        merged_directly(&single),
+        [
+            "app-misc/hello-1",
+            "app-shells/tinysh-1",
+            "dev-libs/libfoo-1",
+            "virtual/libc-1"
+        ],
+        "{single}"
+    );
+    assert_eq!(file_sha256(&case.path("rootfs.tar")), reference, "{single}");
+}
+
+/// `docker build -t TAG -` of `dockerfile`.
+fn docker_build(tag: &str, dockerfile: &str) {
     let mut child = Command::new("docker")
-        .args(["build", "-q", "-t", &hooked, "-"])
+        .args(["build", "-q", "-t", tag, "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), dockerfile.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success(), "docker build of {hooked}");
-    let (hook, _) = case.build_with(spec, &["--rebuild", "--builder", &hooked]);
-    assert_eq!(merged_directly(&hook), Vec::<String>::new(), "{hook}");
-    let log = hook["report"]["log"].to_string() + &hook.to_string();
-    assert_eq!(step(&hook, "direct-merge")["skipped"], false, "{hook}");
-    assert_eq!(file_sha256(&case.path("rootfs.tar")), reference, "{log}");
+    assert!(child.wait().unwrap().success(), "docker build of {tag}");
 }
 
 /// Removes an image tag on drop.

@@ -32,6 +32,7 @@ try:
     import portage
     import portage.binpkg
     import portage.gpkg
+    import portage.versions
     import portage.xpak
 except ImportError:
     sys.exit(97)
@@ -566,15 +567,14 @@ PHASE_FEATURES = frozenset("sfperms suidctl selinux chflags".split())
 INSTALL_TIME_FEATURES = ("binpkg-dostrip", "binpkg-docompress")
 PRETEND_LINE = re.compile(r"^\[(\w+)[^\]]*\]\s+(\S+)\s+to\s+(\S+)")
 STAVES_BLOCK = re.compile(r"^# BEGIN staves: .*?^# END staves$", re.S | re.M)
-ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?[A-Za-z_][A-Za-z0-9_]*=")
 
 
 def bashrc_hooks(settings):
-    """Why ebuild.sh could do more than the ebuild's own phases here (a reason), or None.
+    """Why ebuild.sh could do more than the ebuild's own phases for every package (a reason), or None.
 
     profile.bashrc files and /etc/portage/bashrc (beyond Staves' block) can define phase hooks or change
     INSTALL_MASK in bash; Staves cannot tell what they do without running them, so their presence sends every
-    package through Portage."""
+    package through Portage. (Per-package bashrcs are checked by package_hooks.)"""
     for profile in getattr(settings, "profiles", ()):
         path = os.path.join(profile, "profile.bashrc")
         if os.path.exists(path):
@@ -591,22 +591,22 @@ def bashrc_hooks(settings):
 
 
 def package_hooks(settings, cpv):
-    """Why this package's ebuild environment could run more than its phases (a reason), or None: an
-    /etc/portage/env/CATEGORY/PN file (sourced as a bashrc), or a package.env file that is not plain assignments."""
-    category, package = cpv.cp.split("/", 1)
-    env_dir = os.path.join(settings["PORTAGE_CONFIGROOT"], "etc/portage/env", category)
-    for name in (package, f"{package}:{cpv.slot}", cpv.split("/", 1)[1]):
-        if os.path.exists(os.path.join(env_dir, name)):
-            return f"{os.path.join(env_dir, name)} is sourced in its phases"
-    for path in settings.get("PORTAGE_BASHRC_FILES", "").split():
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                lines = f.read().splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            if line.strip() and not line.lstrip().startswith("#") and not ASSIGNMENT.match(line):
-                return f"{path} (package.env) has more than variable assignments"
+    """Why this package's ebuild environment could run more than its phases (a reason), or None. Call after
+    settings.setcpv(cpv): a profile.bashrc or package.bashrc that applies to it (config._pbashrc, what Portage
+    passes as PORTAGE_BASHRC_FILES), or an /etc/portage/env/CATEGORY/{PN,PN:SLOT,P,PF} hook file (sourced by
+    ebuild.sh from PM_EBUILD_HOOK_DIR)."""
+    bashrcs = [f for f in getattr(settings, "_pbashrc", ()) if f]
+    if bashrcs:
+        return f"{bashrcs[0]} is sourced in its phases"
+    category, pn, version, revision = portage.versions.catpkgsplit(str(cpv))
+    p = f"{pn}-{version}"
+    pf = p if revision == "r0" else f"{p}-{revision}"
+    slot = (getattr(cpv, "slot", None) or "0").split("/", 1)[0]
+    hook_dir = os.path.join(settings["PORTAGE_CONFIGROOT"], "etc/portage/env", category)
+    for name in (pn, f"{pn}:{slot}", p, pf):
+        path = os.path.join(hook_dir, name)
+        if os.path.isfile(path):
+            return f"{path} is sourced in its phases"
     return None
 
 
