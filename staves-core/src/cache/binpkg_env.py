@@ -595,7 +595,9 @@ def package_hooks(settings, cpv):
     settings.setcpv(cpv): a profile.bashrc or package.bashrc that applies to it (config._pbashrc, what Portage
     passes as PORTAGE_BASHRC_FILES), or an /etc/portage/env/CATEGORY/{PN,PN:SLOT,P,PF} hook file (sourced by
     ebuild.sh from PM_EBUILD_HOOK_DIR)."""
-    bashrcs = [f for f in getattr(settings, "_pbashrc", ()) if f]
+    if not hasattr(settings, "_pbashrc"):
+        return "this Portage does not say which bashrcs apply to a package"
+    bashrcs = [f for f in settings._pbashrc if f]
     if bashrcs:
         return f"{bashrcs[0]} is sourced in its phases"
     category, pn, version, revision = portage.versions.catpkgsplit(str(cpv))
@@ -751,9 +753,30 @@ def cmd_merge(args):
     root, pretend = os.path.normpath(args[0]), args[1]
     write_atomically(MERGED_FILE, "")
     os.environ["ROOT"] = root
-    import portage.dbapi.vartree
-    from portage.util.futures import asyncio as pasyncio
-    from portage.util.install_mask import InstallMask, install_mask_dir
+    try:
+        import portage.dbapi.bintree
+        import portage.dbapi.vartree
+        from portage.util.env_update import env_update  # noqa: F401 (checked here, used below)
+        from portage.util.futures import asyncio as pasyncio
+        from portage.util.install_mask import InstallMask, install_mask_dir
+    except ImportError as e:
+        print(f"staves: every package is merged by emerge: this Portage ({portage.VERSION}) lacks {e.name}")
+        return
+    # The Portage functions the merge calls besides its public ones; Portage 3.0.83 has them all.
+    gaps = [
+        name
+        for owner, name in (
+            (pasyncio, "_safe_loop"),
+            (portage.config, "_init_dirs"),
+            (portage.dbapi.bintree.bindbapi, "unpack_metadata"),
+            (portage.dbapi.bintree.bindbapi, "unpack_contents"),
+            (portage, "MtimeDB"),
+        )
+        if not hasattr(owner, name)
+    ]
+    if gaps:
+        print(f"staves: every package is merged by emerge: this Portage ({portage.VERSION}) lacks " + ", ".join(gaps))
+        return
 
     trees = portage.create_trees(target_root=root)
     eroot = next(iter(k for k in trees if os.path.normpath(k) == root), None)
@@ -827,7 +850,11 @@ def cmd_merge(args):
             for future in futures:
                 await future
 
-        loop.run_until_complete(unpack_all())
+        try:
+            loop.run_until_complete(unpack_all())
+        except Exception as e:  # nothing is in the rootfs yet: emerge merges everything
+            print(f"staves: every package is merged by emerge: unpacking a binary package failed: {e}")
+            return
 
         # Merge them one by one, in order.
         for index, cpv, name, infloc, image in candidates:
@@ -871,8 +898,6 @@ def cmd_merge(args):
             merged.append(name)
             shutil.rmtree(os.path.dirname(image), ignore_errors=True)
         if merged:
-            from portage.util.env_update import env_update
-
             mtimedb = portage.MtimeDB(os.path.join(eroot, portage.const.CACHE_PATH, "mtimedb"))
             env_update(
                 target_root=root,
