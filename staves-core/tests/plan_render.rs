@@ -118,6 +118,7 @@ fn plan_has_the_steps_in_order() {
             &StepKind::CheckBinaries,
             &StepKind::BuildDeps,
             &StepKind::LocaleGenerate,
+            &StepKind::DirectMerge,
             &StepKind::Rootfs,
             &StepKind::LocaleInstall,
             &StepKind::VerifyBinaries,
@@ -142,7 +143,12 @@ fn plan_has_the_steps_in_order() {
             "=dev-utils/mylibrary-9999"
         ]
     );
-    let rootfs = &plan.steps[5].argv;
+    // The rootfs emerge, behind a wrapper that adds `--noreplace --deep` after a direct merge.
+    let wrapped = &plan.steps[6].argv;
+    assert_eq!(wrapped[..2], ["/bin/sh", "-c"]);
+    assert!(wrapped[2].contains("--noreplace --deep"), "{}", wrapped[2]);
+    assert_eq!(wrapped[3], "sh");
+    let rootfs = &wrapped[4..];
     assert_eq!(
         &rootfs[..6],
         &[
@@ -156,15 +162,21 @@ fn plan_has_the_steps_in_order() {
     );
     assert_eq!(rootfs.last().unwrap(), "virtual/libc");
     assert_eq!(
-        plan.steps[5].env.get("NOCOLOR").map(String::as_str),
+        plan.steps[6].env.get("NOCOLOR").map(String::as_str),
         Some("true")
     );
     // Merges into the rootfs never wait for builds (they cannot affect them); merges into the builder do.
     assert_eq!(
-        plan.steps[5].env.get("FEATURES").map(String::as_str),
+        plan.steps[6].env.get("FEATURES").map(String::as_str),
         Some("-merge-wait")
     );
     assert_eq!(plan.steps[3].env.get("FEATURES"), None);
+    // The direct merge runs the helper's merge mode on the check's resolution.
+    let direct = plan.steps[5].shell_script().unwrap();
+    assert!(
+        direct.contains("merge /tmp/rootfs /var/tmp/staves/rootfs-pretend.txt"),
+        "{direct}"
+    );
     // Build dependencies are skipped when the check finds that the rootfs comes from binary packages only.
     let skip = plan.steps[3].skip_if.as_ref().unwrap();
     assert_eq!(skip.path, "/var/tmp/staves/rootfs-from-binaries");
@@ -179,12 +191,12 @@ fn plan_has_the_steps_in_order() {
             .cloned()
             .collect::<Vec<_>>()[..]
     );
-    assert_eq!(plan.steps[5].exec_argv(), plan.steps[5].argv);
-    let libs = plan.steps[8].shell_script().unwrap();
+    assert_eq!(plan.steps[6].exec_argv(), plan.steps[6].argv);
+    let libs = plan.steps[9].shell_script().unwrap();
     assert!(plan.steps[4].background && !plan.steps[4].wait_background);
-    assert!(plan.steps[6].wait_background && !plan.steps[6].background);
-    assert!(plan.steps[7].background && !plan.steps[7].wait_background);
-    assert!(plan.steps[10].wait_background && !plan.steps[10].background);
+    assert!(plan.steps[7].wait_background && !plan.steps[7].background);
+    assert!(plan.steps[8].background && !plan.steps[8].wait_background);
+    assert!(plan.steps[11].wait_background && !plan.steps[11].background);
     assert!(
         plan.steps
             .iter()
@@ -199,7 +211,7 @@ fn plan_has_the_steps_in_order() {
 fn load_average_reaches_both_emerge_calls_and_makeopts() {
     let spec = rich_spec();
     let plain = BuildPlan::new(&spec, &opts()).unwrap();
-    for step in [&plain.steps[3], &plain.steps[5]] {
+    for step in [&plain.steps[3], &plain.steps[6]] {
         assert!(!step.argv.iter().any(|a| a == "--load-average"), "{step:?}");
     }
     let make_conf = |plan: &BuildPlan| {
@@ -214,7 +226,7 @@ fn load_average_reaches_both_emerge_calls_and_makeopts() {
 
     for (load, text) in [(2.5, "2.5"), (4.0, "4")] {
         let plan = BuildPlan::new(&spec, &opts().load_average(Some(load))).unwrap();
-        for step in [&plan.steps[3], &plan.steps[5]] {
+        for step in [&plan.steps[3], &plan.steps[6]] {
             let at = step
                 .argv
                 .iter()
