@@ -60,7 +60,7 @@ def test_steps_of_the_bash_example(bash_plan):
         "emerge", "--verbose", "--root=/tmp/rootfs", "--root-deps=rdeps", "--oneshot", "--usepkg",
         "--jobs", "3", "app-shells/bash", "virtual/libc",
     ]
-    assert "binpkg-env.py merge /tmp/rootfs" in " ".join(direct.argv)
+    assert "staves_python merge /tmp/rootfs /var/tmp/staves/rootfs-pretend.txt" in direct.argv[2]
     assert build_deps.env == {"NOCOLOR": "true"}
     # Merges into the rootfs cannot disturb builds in the builder, so they do not wait for them.
     assert rootfs.env == {"NOCOLOR": "true", "FEATURES": "-merge-wait"}

@@ -35,6 +35,7 @@ async def build_async(
     cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
     rebuild: bool = False,
     offline: bool = False,
+    portage_merge: bool = False,
 ) -> BuildReport:
     """``build()`` as a coroutine: ``report = await staves.build_async(spec, builder, ["docker"])``.
 
@@ -95,6 +96,7 @@ async def build_async(
         cache_dir=cache_dir,
         rebuild=rebuild,
         offline=offline,
+        portage_merge=portage_merge,
     )
     future = loop.run_in_executor(None, call)
     try:
