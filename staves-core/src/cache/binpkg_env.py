@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import sys
 import tempfile
 import time
@@ -668,8 +669,6 @@ def image_entries(image):
 
 def collision(root, entries):
     """The first path of the image that ROOT already has as something a merge would replace, or None."""
-    import stat
-
     for rel, st in entries:
         dest = os.path.join(root, rel)
         if not os.path.lexists(dest):
@@ -682,8 +681,6 @@ def collision(root, entries):
 
 def merge_image(image, root, entries):
     """Move the image into ROOT; the CONTENTS lines, in Portage's format."""
-    import stat
-
     from portage.checksum import perform_md5
 
     contents = []
@@ -746,7 +743,6 @@ def infloc_read(infloc, name):
 
 def cmd_merge(args):
     import shutil
-    import stat
 
     if len(args) != 2:
         fail("usage: binpkg-env.py merge ROOT PRETEND_FILE")
