@@ -18,27 +18,14 @@
 # The fixture images are STAVES_STAGE3_IMAGE / STAVES_PORTAGE_IMAGE (default staves-test/{stage3,portage}:latest),
 # for both tools. The original's flow emerges the same atoms as examples/hello/staves.toml.
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
 runs=${1:-3}
 builder_image=${STAVES_STAGE3_IMAGE:-staves-test/stage3:latest}
 portage_image=${STAVES_PORTAGE_IMAGE:-staves-test/portage:latest}
 # The packages of examples/hello/staves.toml (the original's flow adds virtual/libc itself, as Staves does).
 atoms=(app-misc/hello-c app-misc/hello)
 
-bash tests/fixtures/build-images.sh >/dev/null
-cargo build -q --release -p staves-cli
-staves="${CARGO_TARGET_DIR:-$root/target}/release/staves"
-out=$(mktemp -d)
-volumes=()
-cleanup() {
-  rm -rf "$out"
-  docker rmi -f staves-bench/original:latest staves-test/hello:bench >/dev/null 2>&1 || true
-  for v in "${volumes[@]+"${volumes[@]}"}"; do docker volume rm -f "$v" >/dev/null 2>&1 || true; done
-}
-trap cleanup EXIT
-
-now() { date +%s.%N; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_images=(staves-bench/original:latest staves-test/hello:bench)
 
 summarize() {
   python3 - "$@" <<'PY'

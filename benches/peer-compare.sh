@@ -12,27 +12,15 @@
 # packages), with the fixture images; every row ends with the image tagged in the engine. Prints wall seconds and
 # staves / original.
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
 rounds=${1:-2}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 runner=${PEER_RUNNER:-$root/../shared/peer/run-original.sh}
 [[ -f $runner ]] || { echo "peer-compare: no $runner (see ../shared/peer/README.md)" >&2; exit 2; }
 docker image inspect peer/stage3:latest >/dev/null 2>&1 || {
   echo "peer-compare: peer/stage3:latest is missing: docker build -t peer/stage3:latest -f ../shared/peer/Dockerfile.stage3 ../shared/peer" >&2
   exit 2
 }
-bash tests/fixtures/build-images.sh >/dev/null
-cargo build -q --release -p staves-cli
-staves="${CARGO_TARGET_DIR:-$root/target}/release/staves"
-out=$(mktemp -d)
-volumes=()
-cleanup() {
-  rm -rf "$out"
-  docker rmi -f staves-test/hello:peer staves-test/hello:bench >/dev/null 2>&1 || true
-  for v in "${volumes[@]+"${volumes[@]}"}"; do docker volume rm -f "$v" >/dev/null 2>&1 || true; done
-}
-trap cleanup EXIT
-now() { date +%s.%N; }
+bench_images=(staves-test/hello:peer staves-test/hello:bench)
 spec="$out/staves.toml"
 python3 - "$root/examples/hello/staves.toml" "$spec" <<'PY'
 import sys, tomllib
@@ -55,7 +43,7 @@ ours() {
   "$staves" build -q --config "$spec" --builder staves-test/stage3:latest --portage staves-test/portage:latest \
     --build-cache "$1" --cache-dir "$2" --version bench --output docker --format json "${@:3}" >"$out/report.json"
   end=$(now)
-  python3 -c "print(f'{$end - $start:.2f}')"
+  seconds_between "$start" "$end"
 }
 
 printf '%-5s %-6s %9s %9s %9s %7s %7s\n' round kind original staves portage s/o p/o

@@ -371,8 +371,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         report.installed_from_binary.len(),
                         report.total_duration.as_secs_f64()
                     );
-                    if let Some(line) = binhost_summary(report) {
-                        eprintln!("{line}");
+                    if let Some(binhost) = report.binhost_use {
+                        eprintln!("{binhost}");
                     }
                 }
                 for output in &outcome.image.outputs {
@@ -406,37 +406,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     drop(signals);
     late_signal();
     Ok(ExitCode::SUCCESS)
-}
-
-/// What became of the binary packages fetched from the binhost, for the text summary (`None`: none was fetched).
-/// Downloaded is not installed: the environment check may mask a fetched package, which is then built from source.
-fn binhost_summary(report: &staves_core::BuildReport) -> Option<String> {
-    let fetched = &report.fetched_from_binhost;
-    if fetched.is_empty() {
-        return None;
-    }
-    let installed = report.installed_from_binhost.len();
-    let rebuilt = fetched
-        .iter()
-        .filter(|cpv| {
-            report.built_from_source.contains(cpv) && !report.installed_from_binhost.contains(cpv)
-        })
-        .count();
-    let unused = fetched.len().saturating_sub(installed + rebuilt);
-    let mut line = format!(
-        "fetched {} binary packages from the binhost; installed {installed} of them",
-        fetched.len()
-    );
-    if rebuilt > 0 {
-        line.push_str(&format!(
-            "; {rebuilt} built from source instead (Portage or the environment check did not take the fetched \
-             binary package)"
-        ));
-    }
-    if unused > 0 {
-        line.push_str(&format!("; {unused} not needed by this build"));
-    }
-    Some(line)
 }
 
 /// How many packages the text size report lists (`--format json` has them all).
@@ -480,33 +449,4 @@ fn temp_file_dirs(outputs: &[staves_core::Output]) -> Vec<String> {
     }
     dirs.dedup();
     dirs
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cpvs(list: &[&str]) -> Vec<String> {
-        list.iter().map(|c| (*c).to_owned()).collect()
-    }
-
-    #[test]
-    fn the_binhost_summary_tells_downloads_from_installs() {
-        let mut report = staves_core::BuildReport::default();
-        assert_eq!(binhost_summary(&report), None);
-        report.fetched_from_binhost = cpvs(&["a/b-1", "a/c-1"]);
-        report.installed_from_binhost = cpvs(&["a/b-1", "a/c-1"]);
-        assert_eq!(
-            binhost_summary(&report).unwrap(),
-            "fetched 2 binary packages from the binhost; installed 2 of them"
-        );
-        report.fetched_from_binhost = cpvs(&["a/b-1", "a/c-1", "a/d-1", "a/e-1"]);
-        report.installed_from_binhost = cpvs(&["a/b-1"]);
-        report.built_from_source = cpvs(&["a/c-1", "a/d-1", "x/y-1"]);
-        assert_eq!(
-            binhost_summary(&report).unwrap(),
-            "fetched 4 binary packages from the binhost; installed 1 of them; 2 built from source instead (Portage \
-             or the environment check did not take the fetched binary package); 1 not needed by this build"
-        );
-    }
 }

@@ -415,6 +415,16 @@ fn fetched_binaries_built_with_other_flags_are_never_installed() {
             "{cpv} not reported as installed from the binhost: {report}"
         );
     }
+    // The numbers say the same: the marked packages were built from source instead.
+    let used = &report["report"]["binhost_use"];
+    assert_eq!(used["fetched"], fetched.len(), "{report}");
+    assert_eq!(used["installed"], from_binhost.len(), "{report}");
+    assert_eq!(used["built_from_source"], marked.len(), "{report}");
+    assert_eq!(
+        used["not_needed"],
+        fetched.len() - from_binhost.len() - marked.len(),
+        "{report}"
+    );
     let fetch = report["report"]["steps"]
         .as_array()
         .unwrap()

@@ -10,7 +10,7 @@ mod support;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
-use support::{BUILDER, PORTAGE, docker, engine_ready, lock};
+use support::{BUILDER, PORTAGE, Untag, docker, docker_build, engine_ready, lock};
 
 /// A spec file, a cache volume and an image tag of this test's own; the volume and the tag are removed on drop.
 struct Case {
@@ -603,26 +603,4 @@ fn a_warm_build_merges_phase_less_binaries_directly_into_the_same_rootfs_as_emer
         "{single}"
     );
     assert_eq!(file_sha256(&case.path("rootfs.tar")), reference, "{single}");
-}
-
-/// `docker build -t TAG -` of `dockerfile`.
-fn docker_build(tag: &str, dockerfile: &str) {
-    let mut child = Command::new("docker")
-        .args(["build", "-q", "-t", tag, "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), dockerfile.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success(), "docker build of {tag}");
-}
-
-/// Removes an image tag on drop.
-struct Untag(String);
-
-impl Drop for Untag {
-    fn drop(&mut self) {
-        let _ = docker(&["rmi", "-f", &self.0]);
-    }
 }

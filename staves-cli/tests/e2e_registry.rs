@@ -11,7 +11,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use support::{BUILDER, PORTAGE, Registry, RegistryAuth, text};
+use support::{BUILDER, PORTAGE, Registry, RegistryAuth, RemoveVolume, Untag, text};
 
 const TOOLS: &[&str] = &[
     "docker",
@@ -64,26 +64,6 @@ fn assemble(docker_config: &Path, dir: &Path, outputs: &[String], extra: &[&str]
     cmd.args(extra).output().unwrap()
 }
 
-/// Removes a Docker volume (a build cache) on drop.
-struct Volume(String);
-
-impl Drop for Volume {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["volume", "rm", "-f", &self.0])
-            .output();
-    }
-}
-
-/// Removes a pulled image on drop.
-struct PulledImage(String);
-
-impl Drop for PulledImage {
-    fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
-    }
-}
-
 /// A real build pushed to a TLS registry with Basic auth: pulled back and run by the engine, inspected with
 /// skopeo; a second push of the same image uploads nothing; a failed build pushes nothing.
 #[test]
@@ -95,7 +75,7 @@ fn build_pushes_to_a_tls_registry_and_the_engine_runs_it() {
     let login = registry.login();
     let work = tempfile::tempdir().unwrap();
     let cache = format!("staves-e2e-registry-cache-{}", std::process::id());
-    let _volume = Volume(cache.clone());
+    let _volume = RemoveVolume(cache.clone());
     let spec = work.path().join("staves.toml");
     std::fs::write(
         &spec,
@@ -160,7 +140,7 @@ fn build_pushes_to_a_tls_registry_and_the_engine_runs_it() {
         .expect("skopeo inspect of the pushed image");
     assert_eq!(inspected["Digest"], digest.as_str(), "{inspected}");
     let reference = format!("{}/staves-e2e/hello:1", registry.address());
-    let _pulled = PulledImage(reference.clone());
+    let _pulled = Untag(reference.clone());
     let pull = Command::new("docker")
         .env("DOCKER_CONFIG", login.path())
         .args(["pull", &reference])
@@ -409,7 +389,7 @@ fn build_pushes_to_a_token_auth_registry() {
     let config =
         docker_config_with_password(&work.path().join("docker"), &registry, Registry::PASSWORD);
     let cache = format!("staves-e2e-registry-token-cache-{}", std::process::id());
-    let _volume = Volume(cache.clone());
+    let _volume = RemoveVolume(cache.clone());
     let spec = work.path().join("staves.toml");
     std::fs::write(
         &spec,

@@ -49,8 +49,8 @@ mod timestamp;
 
 pub use binhost::{BinhostError, BinhostExport, export_binhost, export_binhost_async};
 pub use builder::{
-    BUILD_LABEL, BuildError, BuildEvent, BuildFuture, BuildOptions, BuildOwner, BuildReport,
-    BuildResources, Builder, CancelToken, DEFAULT_BUILD_CACHE, DEFAULT_BUILDER_IMAGE,
+    BUILD_LABEL, BinhostUse, BuildError, BuildEvent, BuildFuture, BuildOptions, BuildOwner,
+    BuildReport, BuildResources, Builder, CancelToken, DEFAULT_BUILD_CACHE, DEFAULT_BUILDER_IMAGE,
     DEFAULT_PORTAGE_IMAGE, DockerBuilder, EventHandler, KeyContextFuture, LogStream, MockBuilder,
     MockCall, MockEntry, Ownership, PruneOptions, PruneReport, Reaped, RootfsSink, StepReport,
     list_builds, list_builds_async, prune, prune_async, remove_builds, remove_builds_async,

@@ -221,7 +221,9 @@ fn a_failing_background_step_fails_the_build() {
     assert!(staves_containers().is_empty(), "{:?}", staves_containers());
 }
 
-/// A builder image without emerge, or without even `sleep`, fails before any step and says what it lacks.
+/// A builder image without emerge, `sh` or `sleep` (the entrypoint) fails before any step and names what it
+/// lacks. The engine's init starts even without `sleep` and exits a moment later: whether the check meets it
+/// running or stopped, the answer is the same.
 #[test]
 fn a_builder_image_that_is_not_a_stage3_is_named_before_any_step() {
     if !docker_ready() {
@@ -229,27 +231,56 @@ fn a_builder_image_that_is_not_a_stage3_is_named_before_any_step() {
     }
     let _lock = common::engine_lock();
     let cache = TempVolume::new("builder-notstage3");
-    let image = format!("staves-test/no-emerge:t{}", std::process::id());
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("Dockerfile"),
-        format!("FROM {BUILDER_IMAGE}\nRUN rm -f \"$(command -v emerge)\"\n"),
-    )
-    .unwrap();
-    let built = std::process::Command::new("docker")
-        .args(["build", "-q", "-t", &image])
-        .arg(dir.path())
-        .output()
+    let build = |what: &str, run: &str| -> String {
+        let image = format!("staves-test/no-{what}:t{}", std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            format!("FROM {BUILDER_IMAGE}\nRUN {run}\n"),
+        )
         .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+        let built = std::process::Command::new("docker")
+            .args(["build", "-q", "-t", &image])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        image
+    };
+    /// Removes the images on every exit, the failed assertions included.
+    struct Images([String; 3]);
+    impl Drop for Images {
+        fn drop(&mut self) {
+            for image in &self.0 {
+                let _ = std::process::Command::new("docker")
+                    .args(["rmi", "-f", image])
+                    .output();
+            }
+        }
+    }
+    let images = Images([
+        build("emerge", "rm -f \"$(command -v emerge)\""),
+        // `sh` itself is gone, `sleep` is there: the init keeps running.
+        build("sh", "rm -f /bin/sh /usr/bin/sh"),
+        // `sh` is there, `sleep` is gone: the init exits, maybe before the check, maybe after.
+        build("sleep", "rm -f \"$(command -v sleep)\""),
+    ]);
+    let images = &images.0;
     let mut spec = ImageSpec::new("staves-test/notstage3");
     spec.packages = vec!["app-misc/hello".into()];
     let plan = BuildPlan::new(&spec, &PlanOptions::with_jobs(2)).unwrap();
-    for (builder_image, missing) in [(image.as_str(), "emerge"), (PORTAGE_IMAGE, "sleep")] {
+    let cases = [
+        (images[0].as_str(), "emerge"),
+        (images[1].as_str(), "sh"),
+        (images[2].as_str(), "sleep"),
+        // Neither `sh` nor `sleep`: the snapshot image.
+        (PORTAGE_IMAGE, "sleep"),
+    ];
+    for (builder_image, missing) in cases {
         let steps = Arc::new(Mutex::new(0));
         let counted = steps.clone();
         let options = BuildOptions::default().with_events(Arc::new(move |e: &BuildEvent| {
@@ -273,7 +304,4 @@ fn a_builder_image_that_is_not_a_stage3_is_named_before_any_step() {
         assert!(staves_containers().is_empty(), "{:?}", staves_containers());
         assert!(staves_volumes().is_empty(), "{:?}", staves_volumes());
     }
-    let _ = std::process::Command::new("docker")
-        .args(["rmi", "-f", &image])
-        .output();
 }

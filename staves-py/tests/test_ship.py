@@ -70,6 +70,7 @@ def test_binhost_adds_the_fetch_step(tmp_path, rootfs, hello_spec):
     assert "fetch-binaries" in [s.kind for s in report.steps]
     assert report.fetched_from_binhost == []
     assert report.installed_from_binhost == []
+    assert report.binhost_use is None
     with pytest.raises(ValueError, match=r"^build\(\): `binhost`: invalid binhost URL `binhost:8080`"):
         staves.build(hello_spec, builder, [f"oci:{tmp_path / 'p'}"], binhost=["binhost:8080"])
     with pytest.raises(TypeError, match="`binhost` must be a URL or a list of URLs"):

@@ -75,6 +75,42 @@ pub fn docker(args: &[&str]) -> Output {
         .expect("running the docker CLI")
 }
 
+/// `docker build` of `dockerfile` (given on stdin, no context) as `tag`; panics when it fails.
+pub fn docker_build(tag: &str, dockerfile: &str) {
+    let mut child = Command::new("docker")
+        .args(["build", "-q", "-t", tag, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), dockerfile.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker build of {tag}: {}",
+        text(&out.stderr)
+    );
+}
+
+/// Removes an image tag on drop.
+pub struct Untag(pub String);
+
+impl Drop for Untag {
+    fn drop(&mut self) {
+        let _ = docker(&["rmi", "-f", &self.0]);
+    }
+}
+
+/// Removes a volume (a build cache) on drop.
+pub struct RemoveVolume(pub String);
+
+impl Drop for RemoveVolume {
+    fn drop(&mut self) {
+        let _ = docker(&["volume", "rm", "-f", &self.0]);
+    }
+}
+
 /// Bytes a command printed, as text.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

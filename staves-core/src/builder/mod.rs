@@ -276,6 +276,9 @@ pub struct BuildReport {
     /// is not listed; nor is one this build did not need. Matched by version: a build cache that already held a
     /// usable binary package of the same version may have supplied it instead of the download.
     pub installed_from_binhost: Vec<String>,
+    /// What became of the fetched binary packages, in numbers; `None` when nothing was fetched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binhost_use: Option<BinhostUse>,
     /// Every step, with its duration.
     pub steps: Vec<StepReport>,
     /// Time spent exporting the rootfs into the sink (the image writer).
@@ -350,6 +353,7 @@ impl BuildReport {
 
     /// Which of the fetched binary packages were installed: [`BuildReport::installed_from_binhost`] from
     /// [`BuildReport::fetched_from_binhost`] and what emerge said.
+    /// Also sets [`BuildReport::binhost_use`].
     pub(crate) fn resolve_binhost_use(&mut self) {
         self.installed_from_binhost = self
             .fetched_from_binhost
@@ -359,6 +363,7 @@ impl BuildReport {
             })
             .cloned()
             .collect();
+        self.binhost_use = BinhostUse::of(self);
     }
 
     /// Fill in `binary` for each rootfs package from what emerge said.
@@ -370,6 +375,68 @@ impl BuildReport {
                 package.binary = Some(true);
             }
         }
+    }
+}
+
+/// What became of the binary packages a build fetched from a `--binhost`: [`BuildReport::binhost_use`]. Its
+/// `Display` is the one-line summary the CLI prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct BinhostUse {
+    /// Binary packages downloaded ([`BuildReport::fetched_from_binhost`]).
+    pub fetched: usize,
+    /// Of those, installed from the binary package ([`BuildReport::installed_from_binhost`]).
+    pub installed: usize,
+    /// Of those, built from source instead: the environment check masked the binary package (other flags than
+    /// the spec gives its package now), or Portage would not take it (other USE flags).
+    pub built_from_source: usize,
+    /// Of those, not needed by this build.
+    pub not_needed: usize,
+}
+
+impl BinhostUse {
+    /// The numbers for `report`, from its package lists; `None` when it fetched nothing.
+    fn of(report: &BuildReport) -> Option<Self> {
+        let fetched = &report.fetched_from_binhost;
+        if fetched.is_empty() {
+            return None;
+        }
+        let installed = report.installed_from_binhost.len();
+        let built_from_source = fetched
+            .iter()
+            .filter(|cpv| {
+                report.built_from_source.contains(cpv)
+                    && !report.installed_from_binhost.contains(cpv)
+            })
+            .count();
+        Some(Self {
+            fetched: fetched.len(),
+            installed,
+            built_from_source,
+            not_needed: fetched.len().saturating_sub(installed + built_from_source),
+        })
+    }
+}
+
+impl std::fmt::Display for BinhostUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "fetched {} binary packages from the binhost; installed {} of them",
+            self.fetched, self.installed
+        )?;
+        if self.built_from_source > 0 {
+            write!(
+                f,
+                "; {} built from source instead (Portage or the environment check did not take the fetched \
+                 binary package)",
+                self.built_from_source
+            )?;
+        }
+        if self.not_needed > 0 {
+            write!(f, "; {} not needed by this build", self.not_needed)?;
+        }
+        Ok(())
     }
 }
 
@@ -510,5 +577,38 @@ mod tests {
             serde_json::json!(["a/used-1"])
         );
         assert_eq!(json["fetched_from_binhost"].as_array().unwrap().len(), 4);
+        assert_eq!(
+            json["binhost_use"],
+            serde_json::json!({"fetched": 4, "installed": 1, "built_from_source": 2, "not_needed": 1})
+        );
+    }
+
+    #[test]
+    fn the_binhost_summary_tells_downloads_from_installs() {
+        let mut report = BuildReport::default();
+        report.resolve_binhost_use();
+        assert_eq!(report.binhost_use, None);
+        assert!(
+            serde_json::to_value(&report)
+                .unwrap()
+                .get("binhost_use")
+                .is_none()
+        );
+        report.fetched_from_binhost = cpvs(&["a/b-1", "a/c-1"]);
+        report.installed_from_binary = cpvs(&["a/b-1", "a/c-1"]);
+        report.resolve_binhost_use();
+        assert_eq!(
+            report.binhost_use.unwrap().to_string(),
+            "fetched 2 binary packages from the binhost; installed 2 of them"
+        );
+        report.fetched_from_binhost = cpvs(&["a/b-1", "a/c-1", "a/d-1", "a/e-1"]);
+        report.installed_from_binary = cpvs(&["a/b-1"]);
+        report.built_from_source = cpvs(&["a/c-1", "a/d-1", "x/y-1"]);
+        report.resolve_binhost_use();
+        assert_eq!(
+            report.binhost_use.unwrap().to_string(),
+            "fetched 4 binary packages from the binhost; installed 1 of them; 2 built from source instead (Portage \
+             or the environment check did not take the fetched binary package); 1 not needed by this build"
+        );
     }
 }

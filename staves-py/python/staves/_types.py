@@ -330,6 +330,21 @@ class ReusedImage(_Record):
 
 
 @dataclass(frozen=True)
+class BinhostUse(_Record):
+    """What became of the binary packages a build fetched from the ``binhost`` URLs, in numbers."""
+
+    fetched: int
+    """Binary packages downloaded (``fetched_from_binhost``)."""
+    installed: int
+    """Of those, installed from the binary package (``installed_from_binhost``)."""
+    built_from_source: int
+    """Of those, built from source instead: the environment check masked the binary package (built with other
+    flags than the spec gives its package now), or Portage would not take it (other USE flags)."""
+    not_needed: int
+    """Of those, not needed by this build."""
+
+
+@dataclass(frozen=True)
 class LockReport(_Record):
     """What a build did with ``staves.lock``."""
 
@@ -493,6 +508,8 @@ class BuildReport(_Record):
     """Of ``fetched_from_binhost``, the packages installed from a binary package (never built from source in this
     build). A fetched package the environment check masked (built with other flags than the spec gives it) is built
     from source instead and is not listed."""
+    binhost_use: Optional[BinhostUse] = None
+    """What became of the fetched binary packages, in numbers; ``None`` when nothing was fetched."""
 
     @property
     def image_digest(self) -> str:
@@ -630,6 +647,7 @@ def _build_report(data: Mapping[str, Any], log: List[str], spdx: Optional[str] =
         reused=ReusedImage(**data["reused"]) if data.get("reused") else None,
         build_key=data.get("build_key"),
         installed_from_binhost=report.get("installed_from_binhost", []),
+        binhost_use=BinhostUse(**report["binhost_use"]) if report.get("binhost_use") else None,
     )
 
 

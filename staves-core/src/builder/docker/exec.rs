@@ -152,18 +152,92 @@ pub(super) async fn exec_step(
             }
         }
     }
-    let inspect = docker
-        .inspect_exec(&exec.id)
+    let code = exit_code(docker, &exec.id)
         .await
         .map_err(|e| EngineError::request(format!("reading the exit code of {label}"), e))?;
-    Ok(lines.finish(inspect.exit_code.unwrap_or(-1), started.elapsed()))
+    Ok(lines.finish(code.unwrap_or(-1), started.elapsed()))
 }
 
-/// The commands a Gentoo stage3 has and a build needs, checked before any step.
-const STAGE3_COMMANDS: [&str; 2] = ["emerge", "portageq"];
+/// The exit code of a finished exec. The engine may still say "running", without an exit code, for a moment after
+/// the exec's output stream has ended: ask again (for up to 10 s) until it has one.
+async fn exit_code(docker: &Docker, exec: &str) -> Result<Option<i64>, bollard::errors::Error> {
+    const ATTEMPTS: u32 = 500;
+    for _ in 1..ATTEMPTS {
+        let inspect = docker.inspect_exec(exec).await?;
+        if inspect.running != Some(true) && inspect.exit_code.is_some() {
+            return Ok(inspect.exit_code);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(docker.inspect_exec(exec).await?.exit_code)
+}
 
-/// Fail with [`BuildError::NotAStage3`] when the builder lacks `sh`, `emerge` or `portageq` (or its `sleep`
-/// already died).
+/// The commands a Gentoo stage3 has and a build needs, checked before any step. `sleep` is the builder's
+/// entrypoint: the check names it even when the init has not yet noticed that it is missing.
+const STAGE3_COMMANDS: [&str; 3] = ["sleep", "emerge", "portageq"];
+
+/// How one exec in the builder ended, as far as the stage3 check needs to know.
+enum Probe {
+    /// It ran; its exit code (if the engine gave one) and what it printed on stdout.
+    Ran(Option<i64>, String),
+    /// The container is not running: its entrypoint (`sleep infinity` under the engine's init) is gone.
+    NotRunning,
+    /// The exec's program does not exist in the image.
+    NotFound,
+}
+
+/// Run `cmd` in `container` and say how it ended. Engine errors other than "not running" and "not found" are
+/// errors.
+async fn probe(docker: &Docker, container: &str, cmd: Vec<String>) -> Result<Probe, EngineError> {
+    let not_running = |e: &bollard::errors::Error| e.to_string().contains("is not running");
+    let not_found =
+        |e: &bollard::errors::Error| e.to_string().contains("executable file not found");
+    let exec = match docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(cmd),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+    {
+        Ok(exec) => exec,
+        Err(e) if not_running(&e) => return Ok(Probe::NotRunning),
+        Err(e) => return Err(EngineError::request("checking the builder image", e)),
+    };
+    let mut stdout = String::new();
+    match docker.start_exec(&exec.id, None).await {
+        Ok(StartExecResults::Attached { mut output, .. }) => {
+            while let Some(item) = output.next().await {
+                if let Ok(bollard::container::LogOutput::StdOut { message }) = item {
+                    stdout.push_str(&String::from_utf8_lossy(&message));
+                }
+            }
+        }
+        Ok(StartExecResults::Detached) => {}
+        Err(e) if not_found(&e) => return Ok(Probe::NotFound),
+        Err(e) if not_running(&e) => return Ok(Probe::NotRunning),
+        Err(e) => return Err(EngineError::request("checking the builder image", e)),
+    }
+    let code = exit_code(docker, &exec.id)
+        .await
+        .map_err(|e| EngineError::request("checking the builder image", e))?;
+    Ok(match code {
+        // 126/127: the engine could not start the program.
+        Some(126 | 127) => Probe::NotFound,
+        code => Probe::Ran(code, stdout),
+    })
+}
+
+/// Fail with [`BuildError::NotAStage3`] when the builder lacks `sleep` (its entrypoint), `sh`, `emerge` or
+/// `portageq`.
+///
+/// The builder runs `sleep infinity` under the engine's init, so a missing `sleep` does not fail the start: the
+/// init exits a moment later. Whether the check's `sh` then meets a running or a stopped container is a race, so
+/// every failure to run `sh` is followed by a probe of `sleep` itself, which gives the same answer either way.
 pub(super) async fn check_stage3(
     docker: &Docker,
     container: &str,
@@ -180,47 +254,16 @@ pub(super) async fn check_stage3(
         "for c in {}; do command -v \"$c\" >/dev/null 2>&1 || {{ echo \"$c\"; exit 3; }}; done",
         STAGE3_COMMANDS.join(" ")
     );
-    let exec = match docker
-        .create_exec(
-            container,
-            CreateExecOptions {
-                cmd: Some(vec!["sh".into(), "-c".into(), script]),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-    {
-        Ok(exec) => exec,
-        // The container is not running: its `sleep infinity` could not start.
-        Err(e) if e.to_string().contains("is not running") => return Err(not_a_stage3("sleep")),
-        Err(e) => return Err(EngineError::request("checking the builder image", e).into()),
-    };
-    let mut missing = String::new();
-    match docker.start_exec(&exec.id, None).await {
-        Ok(StartExecResults::Attached { mut output, .. }) => {
-            while let Some(item) = output.next().await {
-                if let Ok(bollard::container::LogOutput::StdOut { message }) = item {
-                    missing.push_str(&String::from_utf8_lossy(&message));
-                }
-            }
+    match probe(docker, container, vec!["sh".into(), "-c".into(), script]).await? {
+        Probe::Ran(Some(0), _) => return Ok(()),
+        Probe::Ran(Some(3), missing) if !missing.trim().is_empty() => {
+            return Err(not_a_stage3(missing.trim()));
         }
-        Ok(StartExecResults::Detached) => {}
-        Err(e) if e.to_string().contains("executable file not found") => {
-            return Err(not_a_stage3("sh"));
-        }
-        Err(e) => return Err(EngineError::request("checking the builder image", e).into()),
+        Probe::Ran(..) | Probe::NotRunning | Probe::NotFound => {}
     }
-    let inspect = docker
-        .inspect_exec(&exec.id)
-        .await
-        .map_err(|e| EngineError::request("checking the builder image", e))?;
-    match inspect.exit_code {
-        Some(0) => Ok(()),
-        Some(3) if !missing.trim().is_empty() => Err(not_a_stage3(missing.trim())),
-        // 126/127: the exec could not run `sh`.
-        _ => Err(not_a_stage3("sh")),
+    match probe(docker, container, vec!["sleep".into(), "0".into()]).await? {
+        Probe::NotRunning | Probe::NotFound => Err(not_a_stage3("sleep")),
+        Probe::Ran(..) => Err(not_a_stage3("sh")),
     }
 }
 
