@@ -13,13 +13,14 @@
 # staves / original.
 set -euo pipefail
 rounds=${1:-2}
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-runner=${PEER_RUNNER:-$root/../shared/peer/run-original.sh}
+# The original's setup is checked first, before lib.sh builds anything.
+runner=${PEER_RUNNER:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/peer/run-original.sh}
 [[ -f $runner ]] || { echo "peer-compare: no $runner (see ../shared/peer/README.md)" >&2; exit 2; }
 docker image inspect peer/stage3:latest >/dev/null 2>&1 || {
   echo "peer-compare: peer/stage3:latest is missing: docker build -t peer/stage3:latest -f ../shared/peer/Dockerfile.stage3 ../shared/peer" >&2
   exit 2
 }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_images=(staves-test/hello:peer staves-test/hello:bench)
 spec="$out/staves.toml"
 python3 - "$root/examples/hello/staves.toml" "$spec" <<'PY'

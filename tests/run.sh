@@ -14,7 +14,8 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step's header carries the time of day (UTC), so that a CI log shows where the time went.
+step() { printf '\n==> %s [%s]\n' "$*" "$(date -u +%H:%M:%S)"; }
 
 step "host packages"
 bash tests/install-deps.sh
@@ -77,8 +78,11 @@ if [ -f staves-py/pyproject.toml ]; then
   python3 -m venv "$py_venv"
   "$py_venv/bin/pip" install -q --disable-pip-version-check pytest mypy==2.4.1
   "$py_venv/bin/pip" install -q --disable-pip-version-check ./staves-py
+  step "pytest"
   (cd staves-py && "$py_venv/bin/python" -m pytest -q tests)
   step "Python typing: mypy --strict on the examples, stubtest on the module"
   "$py_venv/bin/python" -m mypy --strict examples/python/*.py staves-py/tests/test_typing.py
   "$py_venv/bin/python" -m mypy.stubtest staves --allowlist staves-py/stubtest-allowlist.txt
 fi
+
+step "all tests passed"
