@@ -292,7 +292,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .deny_advisories(args.deny_advisories);
     let result = staves_core::build_image(&spec, &builder, &request, &options);
     reporter.finish();
-    let outcome = match (result, args.log_format) {
+    let mut outcome = match (result, args.log_format) {
         (Ok(outcome), _) => {
             lock(&state).done = true;
             outcome
@@ -317,6 +317,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     late_signal();
+    // The store this command could not open is a store warning of the build too.
+    if let Some(BuildEvent::Warning { message }) = store_warning {
+        outcome.store_warnings.insert(0, message);
+    }
     // Advisories are warnings whatever the format (denied ones never get here: the build failed).
     if let Some(reason) = &outcome.report.advisories_unreadable {
         reporter.note(

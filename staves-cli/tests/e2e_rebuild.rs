@@ -45,6 +45,12 @@ impl Case {
     /// Build `spec_body` with `extra` flags; return the JSON report and the pid of the `staves` process (its
     /// containers are named `staves-PID-…`).
     fn build_with(&self, spec_body: &str, extra: &[&str]) -> (Value, u32) {
+        let (report, pid, _) = self.build_logged(spec_body, extra);
+        (report, pid)
+    }
+
+    /// [`Case::build_with`], and what the build printed on stderr.
+    fn build_logged(&self, spec_body: &str, extra: &[&str]) -> (Value, u32, String) {
         let (repo, version) = self.tag.split_once(':').unwrap();
         let spec = format!("name = '{repo}'\nversion = '{version}'\n{spec_body}");
         std::fs::write(self.path("staves.toml"), spec).unwrap();
@@ -87,7 +93,11 @@ impl Case {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
-        (serde_json::from_slice(&out.stdout).unwrap(), pid)
+        (
+            serde_json::from_slice(&out.stdout).unwrap(),
+            pid,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// `staves cache SUBCOMMAND ARGS --format json` on this case's volume and store; the JSON it printed.
@@ -603,4 +613,170 @@ fn a_warm_build_merges_phase_less_binaries_directly_into_the_same_rootfs_as_emer
         "{single}"
     );
     assert_eq!(file_sha256(&case.path("rootfs.tar")), reference, "{single}");
+}
+
+/// The blob of a build's layer in the case's local image store.
+fn stored_blob(case: &Case, report: &Value) -> PathBuf {
+    let digest = report["image"]["layer_digest"].as_str().unwrap();
+    case.path("store/blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// Give a stored blob (read-only) `content`, as damage would.
+fn damage_blob(blob: &std::path::Path, content: &[u8]) {
+    let mut perms = std::fs::metadata(blob).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(blob, perms).unwrap();
+    std::fs::write(blob, content).unwrap();
+}
+
+/// A valid gzip of the tar in the gzip blob `blob` with `from` replaced by `to` (of the same length), exactly as
+/// long as `blob` (padded with a header comment): a tampered layer that passes every size check.
+fn tampered_gzip(blob: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut tar = Vec::new();
+    flate2::read::MultiGzDecoder::new(blob)
+        .read_to_end(&mut tar)
+        .unwrap();
+    let at = tar
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("the text to change is in the layer");
+    tar[at..at + from.len()].copy_from_slice(to);
+    let gzip = |comment: Option<usize>| {
+        let mut builder = flate2::GzBuilder::new().mtime(0);
+        if let Some(len) = comment {
+            builder = builder.comment(vec![b'x'; len]);
+        }
+        let mut encoder = builder.write(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&tar).unwrap();
+        encoder.finish().unwrap()
+    };
+    // A comment of n bytes adds n + 1 (its terminating NUL).
+    let padding = blob
+        .len()
+        .checked_sub(gzip(None).len() + 1)
+        .expect("room to pad");
+    let same_size = gzip(Some(padding));
+    assert_eq!(same_size.len(), blob.len());
+    same_size
+}
+
+/// The store warnings of a JSON build report.
+fn store_warnings(report: &Value) -> Vec<String> {
+    report["store_warnings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no store_warnings in {report}"))
+        .iter()
+        .map(|w| w.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Issue row 3: a stored layer replaced by another valid gzip of the same size (with a changed program) failed the
+/// gzip build, and with `--compression zstd` was decompressed, recompressed and served (exit 0, "reused", the
+/// tampered program ran), its record then gaining a zstd layer. Now neither compression serves it: the build says
+/// so and rebuilds, and the next build is a no-op again.
+#[test]
+fn a_tampered_stored_layer_is_rebuilt_with_gzip_and_zstd_and_never_served() {
+    if !engine_ready() {
+        return;
+    }
+    let _lock = lock();
+    let case = Case::new("tampered");
+    let spec = "packages = ['app-misc/hello']\ncommand = ['/usr/bin/hello']\n";
+    let (first, _) = case.build_with(spec, &["--output", "docker"]);
+    let blob = stored_blob(&case, &first);
+    let tampered = tampered_gzip(
+        &std::fs::read(&blob).unwrap(),
+        b"Hello, world",
+        b"HACKED world",
+    );
+
+    for compression in ["gzip", "zstd"] {
+        // With gzip the stored blob is served as it is; with zstd its tar is compressed again.
+        damage_blob(&blob, &tampered);
+        let flags = ["--output", "docker", "--compression", compression];
+        let (rebuilt, _, stderr) = case.build_logged(spec, &flags);
+        assert!(rebuilt.get("reused").is_none(), "{compression}: {rebuilt}");
+        assert!(
+            !case.rootfs_file("usr/bin/hello").contains("HACKED"),
+            "{compression}: the tampered program reached the rootfs output"
+        );
+        let run = docker(&["run", "--rm", &case.tag]);
+        assert_eq!(
+            String::from_utf8_lossy(&run.stdout).trim(),
+            "Hello, world",
+            "{compression}"
+        );
+        let warnings = store_warnings(&rebuilt);
+        assert_eq!(warnings.len(), 1, "{compression}: {warnings:?}");
+        let expected = format!(
+            "the stored image for this spec was damaged: blob {} failed verification",
+            first["image"]["layer_digest"].as_str().unwrap()
+        );
+        assert!(
+            warnings[0].contains(&expected) && warnings[0].contains("rebuilt"),
+            "{compression}: {}",
+            warnings[0]
+        );
+        assert!(
+            stderr.contains("warning: local image store") && stderr.contains(&expected),
+            "{compression}: the warning is not in the log:\n{stderr}"
+        );
+        assert!(
+            !rebuilt["report"]["steps"].as_array().unwrap().is_empty(),
+            "{compression}: no build ran: {rebuilt}"
+        );
+    }
+
+    // The store was repaired by the rebuild: the next build is a no-op, and says nothing about the store.
+    let (again, _) = case.build_with(spec, &["--output", "docker", "--compression", "zstd"]);
+    assert!(again["reused"].is_object(), "{again}");
+    assert_eq!(store_warnings(&again), Vec::<String>::new());
+    let run = docker(&["run", "--rm", &case.tag]);
+    assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "Hello, world");
+}
+
+/// Issue row 8: a truncated blob was never repaired (`put_blob` kept the existing file), so every later build of the
+/// spec rebuilt without a word. Now the next build says why it rebuilds and repairs the blob; the one after is a
+/// no-op.
+#[test]
+fn a_truncated_stored_blob_is_said_rebuilt_and_repaired() {
+    if !engine_ready() {
+        return;
+    }
+    let _lock = lock();
+    let case = Case::new("truncated");
+    let spec = "packages = ['app-misc/hello']\n";
+    let (first, _) = case.build_with(spec, &[]);
+    let blob = stored_blob(&case, &first);
+    let good = std::fs::read(&blob).unwrap();
+    damage_blob(&blob, &good[..good.len() / 2]);
+
+    let (rebuilt, _, stderr) = case.build_logged(spec, &[]);
+    assert!(rebuilt.get("reused").is_none(), "{rebuilt}");
+    let warnings = store_warnings(&rebuilt);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let expected = format!(
+        "the stored image for this spec was damaged: blob {} is {} bytes, its record says {}",
+        first["image"]["layer_digest"].as_str().unwrap(),
+        good.len() / 2,
+        good.len()
+    );
+    assert!(warnings[0].contains(&expected), "{}", warnings[0]);
+    assert!(
+        stderr.contains(&expected),
+        "the warning is not in the log:\n{stderr}"
+    );
+    // The store holds the rebuilt layer, whole.
+    assert_eq!(
+        format!("sha256:{}", file_sha256(&stored_blob(&case, &rebuilt))),
+        rebuilt["image"]["layer_digest"].as_str().unwrap()
+    );
+
+    let (again, _) = case.build_with(spec, &[]);
+    assert!(again["reused"].is_object(), "{again}");
+    assert_eq!(store_warnings(&again), Vec::<String>::new());
+    assert_eq!(again["image"]["digest"], rebuilt["image"]["digest"]);
 }

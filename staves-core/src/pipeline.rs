@@ -10,7 +10,7 @@ use crate::plan::BuildPlan;
 use crate::plan::PlanOptions;
 use crate::sbom::{Sbom, SbomError, SbomFormat, SizeReport};
 use crate::spec::ImageSpec;
-use crate::store::{BuildKey, ImageStore, StoredBuild, StoredLayer};
+use crate::store::{BuildKey, ImageStore, StoreError, StoreLookup, StoredBuild, StoredLayer};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -201,6 +201,10 @@ pub struct BuildOutcome {
     /// Where the SBOM was written (`--sbom`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sbom_file: Option<PathBuf>,
+    /// What this build could not do with the local image store, and why: a stored image that could not be used
+    /// (damaged, and then rebuilt), a store that cannot be written, a layer that could not be kept. Each was also
+    /// sent as a [`BuildEvent::Warning`] when it happened.
+    pub store_warnings: Vec<String>,
 }
 
 /// What the SBOM of a build records besides what the builder learnt: the image's name and tag, the images it was
@@ -470,19 +474,22 @@ async fn run(
         }),
         None => None,
     };
+    let mut store_warnings = Vec::new();
     // A store that cannot be written still serves what it holds; the build goes on, and says it will not be kept.
     let keep = match store
         .filter(|_| key.is_some())
         .map(ImageStore::check_writable)
     {
         Some(Err(err)) => {
-            options.emit(BuildEvent::Warning {
-                message: format!(
+            store_warning(
+                options,
+                &mut store_warnings,
+                format!(
                     "{err}\n  the build goes on, but its image will not be kept in the local image store, so \
                      a rebuild of this spec will not be served from it\n  \
                      help: make the store's directory writable, or use another one"
                 ),
-            });
+            );
             false
         }
         _ => true,
@@ -495,26 +502,23 @@ async fn run(
         .keep_layers_in(key.as_ref().and(store.cloned()).filter(|_| keep));
     if let (Some(store), Some(key)) = (store, &key) {
         if reuse_allowed(spec, request) && locked.as_ref().is_none_or(LockedBuild::reusable) {
-            // A record written before builds made SBOMs lacks what the SBOM needs: build again instead.
-            let stored = store
-                .lookup(key)
-                .filter(|s| sbom_base.is_none() || s.builder_image_id.is_some());
-            if let Some(stored) = stored {
-                let mut outcome = serve_stored(
-                    store,
-                    key,
-                    &stored,
-                    writer,
-                    request,
-                    options,
-                    started,
-                    sbom_base.as_ref(),
-                )
-                .await?;
+            let served = serve_verified(
+                store,
+                key,
+                writer.clone(),
+                request,
+                options,
+                started,
+                sbom_base.as_ref(),
+                &mut store_warnings,
+            )
+            .await?;
+            if let Some(mut outcome) = served {
                 outcome.lock = match locked {
                     Some(locked) => locked.unchanged(),
                     None => unlocked_report(spec, request),
                 };
+                outcome.store_warnings = store_warnings;
                 return Ok(outcome);
             }
         }
@@ -594,13 +598,15 @@ async fn run(
             &report,
             &advisories,
         ) {
-            options.emit(BuildEvent::Warning {
-                message: format!(
+            store_warning(
+                options,
+                &mut store_warnings,
+                format!(
                     "local image store {}: {reason}; the image was written, but a rebuild of this spec will not \
                      be served from the store",
                     store.path().display()
                 ),
-            });
+            );
         }
     }
     Ok(BuildOutcome {
@@ -613,6 +619,7 @@ async fn run(
         sbom,
         advisories,
         sbom_file,
+        store_warnings,
     })
 }
 
@@ -662,6 +669,91 @@ async fn commit(
     }
     // The commit: from here on a cancel is too late, and the build reports what it wrote.
     prepared.commit(docker.as_ref()).await
+}
+
+/// Say `message` as a warning about the local image store, and keep it for the build's report.
+fn store_warning(options: &BuildOptions, warnings: &mut Vec<String>, message: String) {
+    options.emit(BuildEvent::Warning {
+        message: message.clone(),
+    });
+    warnings.push(message);
+}
+
+/// Write the request's outputs from the store's record of `key`, verified as it is read: `None` when the store has
+/// no record, or one that cannot be used. What cannot be used is said (a warning, kept in `warnings`) and dropped
+/// from the store, before anything was committed; the caller then builds, and the build stores good blobs again.
+#[allow(clippy::too_many_arguments)]
+async fn serve_verified(
+    store: &ImageStore,
+    key: &BuildKey,
+    writer: ImageWriter,
+    request: &BuildRequest,
+    options: &BuildOptions,
+    started: Instant,
+    sbom_base: Option<&SbomBase>,
+    warnings: &mut Vec<String>,
+) -> crate::Result<Option<BuildOutcome>> {
+    // Drop what cannot be used, and say so: "the stored image for this spec {what}: {reason}; …".
+    let unusable = |warnings: &mut Vec<String>, what: &str, reason: &str, layers: &[String]| {
+        let dropped = match store.forget(key, layers) {
+            Ok(()) => "it was dropped from the store".to_owned(),
+            Err(err) => format!("it could not be dropped from the store ({err})"),
+        };
+        store_warning(
+            options,
+            warnings,
+            format!(
+                "local image store {}: the stored image for this spec {what}: {reason}; {dropped}, and the image is \
+                 rebuilt",
+                store.path().display()
+            ),
+        );
+    };
+    let stored = match store.find(key) {
+        StoreLookup::Found(stored) => *stored,
+        StoreLookup::Unusable(record) => {
+            let what = if record.damaged_blob {
+                "was damaged"
+            } else {
+                "cannot be used"
+            };
+            unusable(warnings, what, &record.reason, &record.layers);
+            return Ok(None);
+        }
+        // `StoreLookup` is non-exhaustive: anything else is nothing to serve.
+        _ => return Ok(None),
+    };
+    // A record written before builds made SBOMs lacks what the SBOM needs: build again instead (the new record
+    // replaces it).
+    if sbom_base.is_some() && stored.builder_image_id.is_none() {
+        store_warning(
+            options,
+            warnings,
+            format!(
+                "local image store {}: the stored image for this spec was recorded without what its SBOM needs \
+                 (by an earlier Staves); the image is rebuilt",
+                store.path().display()
+            ),
+        );
+        return Ok(None);
+    }
+    match serve_stored(
+        store, key, &stored, writer, request, options, started, sbom_base,
+    )
+    .await
+    {
+        Ok(outcome) => Ok(Some(outcome)),
+        Err(crate::Error::Store(StoreError::Damaged { digest, reason, .. })) => {
+            unusable(
+                warnings,
+                "was damaged",
+                &format!("blob {digest} failed verification ({reason})"),
+                std::slice::from_ref(&digest),
+            );
+            Ok(None)
+        }
+        Err(err) => Err(err),
+    }
 }
 
 /// Write the request's outputs from the stored rootfs of `key`: no builder, no container. The SBOM is made from
@@ -759,17 +851,20 @@ async fn serve_stored(
         sbom,
         advisories: build_sbom.map(|b| b.advisories).unwrap_or_default(),
         sbom_file,
+        store_warnings: Vec::new(),
     })
 }
 
-/// The layer `image` was written with, when the writer kept it in `store`.
+/// The layer `image` was written with, when the writer kept it in `store` (a blob of another size is not it: the
+/// writer verified what it stored, and could not replace that one).
 fn stored_layer(
     store: &ImageStore,
     image: &ImageReport,
     compression: Compression,
 ) -> Option<StoredLayer> {
     let blob = store.blob_path(&image.layer_digest)?;
-    blob.exists().then(|| StoredLayer {
+    let kept = std::fs::metadata(blob).is_ok_and(|m| m.is_file() && m.len() == image.layer_size);
+    kept.then(|| StoredLayer {
         digest: image.layer_digest.clone(),
         diff_id: image.diff_id.clone(),
         size: image.layer_size,

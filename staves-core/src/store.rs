@@ -16,7 +16,10 @@
 //! ```
 //!
 //! Every file is written under a temporary name and renamed into place, so a reader never sees half a record or
-//! half a blob; a record whose blob is missing is treated as absent.
+//! half a blob. Nothing is served unverified: a record whose blob is missing or has another size than it names
+//! cannot be used ([`ImageStore::find`] says why), and a served blob is checked against its digest and its tar
+//! against its `diff_id` as it is read (a mismatch is [`StoreError::Damaged`]). [`ImageStore::forget`] drops what
+//! was found damaged, and [`ImageStore::put_blob`] replaces a damaged blob with the good one of the next build.
 
 use crate::image::Compression;
 use crate::portage::InstalledPackage;
@@ -72,6 +75,22 @@ pub enum StoreError {
         path: PathBuf,
         /// The digest it should have.
         expected: String,
+    },
+    /// A stored layer failed verification as it was read: its blob is missing, or does not have the digest or size
+    /// it is stored under, or its tar does not have the `diff_id` or size its record names. Nothing was written
+    /// from it.
+    #[error(
+        "local image store: the stored layer {digest} ({path}) failed verification: {reason}\n  \
+         help: build the image again (a build replaces the damaged layer), or empty the store with \
+         `staves cache clear --store`"
+    )]
+    Damaged {
+        /// The layer's digest (`sha256:…`).
+        digest: String,
+        /// The blob.
+        path: PathBuf,
+        /// What did not match.
+        reason: String,
     },
     /// A prune option is out of range.
     #[error("{0}")]
@@ -265,6 +284,30 @@ impl StoredBuild {
     }
 }
 
+/// What the store has for a build key: see [`ImageStore::find`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreLookup {
+    /// No record of the key.
+    Absent,
+    /// A record of this format whose blobs are all present, with the sizes it names.
+    Found(Box<StoredBuild>),
+    /// A record that cannot be used.
+    Unusable(UnusableRecord),
+}
+
+/// Why a stored build cannot be used, and what to drop from the store ([`ImageStore::forget`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnusableRecord {
+    /// What is wrong, in words (e.g. `blob sha256:… is 10 bytes, its record says 20`).
+    pub reason: String,
+    /// Whether a blob is damaged (missing, or not what its record names), rather than the record itself.
+    pub damaged_blob: bool,
+    /// The digests of the layers that cannot be served (empty when the record itself is unusable).
+    pub layers: Vec<String>,
+}
+
 /// How much space the store takes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -406,32 +449,143 @@ impl ImageStore {
 
     /// The record of `key`, when it exists, is readable, is of this format and its blobs are all present.
     ///
-    /// A record that cannot be used is treated as absent: the build then runs and writes a new one.
+    /// A record that cannot be used is treated as absent here; [`ImageStore::find`] says why.
     pub fn lookup(&self, key: &BuildKey) -> Option<StoredBuild> {
-        let build = self.read_record(&self.record_path(key.hex()))?;
-        let complete = build.key == key.digest
-            && !build.layers.is_empty()
-            && build.layers.iter().all(|l| {
-                self.blob_path(&l.digest)
-                    .and_then(|p| std::fs::metadata(p).ok())
-                    .is_some_and(|m| m.len() == l.size)
-            });
-        complete.then_some(build)
+        match self.find(key) {
+            StoreLookup::Found(build) => Some(*build),
+            StoreLookup::Absent | StoreLookup::Unusable(_) => None,
+        }
+    }
+
+    /// What the store has for `key`: nothing, a record that can be served (readable, of this format, naming the
+    /// key, with every blob present at the size it names), or a record that cannot, and why.
+    ///
+    /// Only sizes are checked here; the content of a blob is checked as it is served (see
+    /// [`ImageWriter::write_stored`](crate::ImageWriter::write_stored)).
+    pub fn find(&self, key: &BuildKey) -> StoreLookup {
+        let path = self.record_path(key.hex());
+        let unusable = |reason: String| {
+            StoreLookup::Unusable(UnusableRecord {
+                reason,
+                damaged_blob: false,
+                layers: Vec::new(),
+            })
+        };
+        let build = match self.parse_record(&path) {
+            Ok(Some(build)) => build,
+            Ok(None) => return StoreLookup::Absent,
+            Err(reason) => return unusable(reason),
+        };
+        if build.key != key.digest {
+            return unusable(format!(
+                "the record {} names another build key ({})",
+                path.display(),
+                build.key
+            ));
+        }
+        if build.layers.is_empty() {
+            return unusable(format!("the record {} names no layer", path.display()));
+        }
+        let mut problems = Vec::new();
+        let mut layers = Vec::new();
+        for layer in &build.layers {
+            let problem = match self.blob_path(&layer.digest) {
+                None => Some(format!(
+                    "the record names a layer that is not a sha256 digest ({})",
+                    layer.digest
+                )),
+                Some(blob) => match std::fs::metadata(&blob) {
+                    Ok(meta) if meta.len() == layer.size => None,
+                    Ok(meta) => Some(format!(
+                        "blob {} is {} bytes, its record says {}",
+                        layer.digest,
+                        meta.len(),
+                        layer.size
+                    )),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        Some(format!("blob {} is missing", layer.digest))
+                    }
+                    Err(e) => Some(format!("blob {} cannot be read: {e}", layer.digest)),
+                },
+            };
+            if let Some(problem) = problem {
+                problems.push(problem);
+                layers.push(layer.digest.clone());
+            }
+        }
+        if problems.is_empty() {
+            return StoreLookup::Found(Box::new(build));
+        }
+        StoreLookup::Unusable(UnusableRecord {
+            reason: problems.join("; "),
+            damaged_blob: true,
+            layers,
+        })
     }
 
     fn read_record(&self, path: &Path) -> Option<StoredBuild> {
-        let bytes = std::fs::read(path).ok()?;
-        let build: StoredBuild = serde_json::from_slice(&bytes).ok()?;
-        (build.format == STORE_FORMAT).then_some(build)
+        self.parse_record(path).ok().flatten()
     }
 
-    /// Store the blob at `source` under `digest` (once: an existing blob is kept). The source is hashed while it
-    /// is copied, and a mismatch is an error. Returns the blob's path.
+    /// The record at `path`: `None` when there is none, an error (the reason) when it cannot be used.
+    fn parse_record(&self, path: &Path) -> Result<Option<StoredBuild>, String> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("the record {} cannot be read: {e}", path.display())),
+        };
+        let build: StoredBuild = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("the record {} is not a build record: {e}", path.display()))?;
+        if build.format != STORE_FORMAT {
+            return Err(format!(
+                "the record {} is of store format {}, this Staves reads format {STORE_FORMAT}",
+                path.display(),
+                build.format
+            ));
+        }
+        Ok(Some(build))
+    }
+
+    /// Drop what cannot be used for `key`: the layers with these digests leave its record, and their blobs are
+    /// removed when they do not have their digest (a blob that does is kept: another record may name it). The
+    /// record goes when no layer is left, and when it cannot be read or names another key (`layers` empty).
+    ///
+    /// The next build of the key then writes a new record and good blobs.
+    pub fn forget(&self, key: &BuildKey, layers: &[String]) -> Result<(), StoreError> {
+        for digest in layers {
+            let Some(blob) = self.blob_path(digest) else {
+                continue;
+            };
+            if !blob_matches(&blob, digest, None) {
+                remove_store_file(&blob)?;
+            }
+        }
+        let path = self.record_path(key.hex());
+        match self.parse_record(&path) {
+            Ok(None) => Ok(()),
+            Ok(Some(mut build)) if build.key == key.digest && !layers.is_empty() => {
+                build.layers.retain(|l| !layers.contains(&l.digest));
+                if build.layers.is_empty() {
+                    remove_store_file(&path)
+                } else {
+                    self.put_record(&build)
+                }
+            }
+            Ok(Some(_)) | Err(_) => remove_store_file(&path),
+        }
+    }
+
+    /// Store the blob at `source` under `digest`. The source is hashed while it is copied, and a mismatch is an
+    /// error. A blob already stored under `digest` is kept when it has the source's size and the digest, and
+    /// replaced otherwise (a damaged blob is repaired by the next build that writes it). Returns the blob's path.
     pub fn put_blob(&self, source: &Path, digest: &str) -> Result<PathBuf, StoreError> {
         let dest = self
             .blob_path(digest)
             .ok_or_else(|| StoreError::InvalidOption(format!("not a sha256 digest: {digest}")))?;
-        if dest.exists() {
+        let size = std::fs::metadata(source)
+            .map_err(io_err(source, "reading"))?
+            .len();
+        if blob_matches(&dest, digest, Some(size)) {
             return Ok(dest);
         }
         let parent = dest.parent().unwrap_or(&self.root).to_path_buf();
@@ -461,6 +615,16 @@ impl ImageStore {
             });
         }
         set_read_only(tmp.path()).map_err(io_err(tmp.path(), "setting the mode"))?;
+        // A rename replaces a damaged blob at once (a reader that has it open keeps the old file); where a rename
+        // cannot replace a read-only file, the old one is removed first.
+        let tmp = match tmp.persist(&dest) {
+            Ok(_) => return Ok(dest),
+            Err(e) if dest.exists() => {
+                remove_store_file(&dest)?;
+                e.file
+            }
+            Err(e) => return Err(io_err(&dest, "moving the blob into place")(e.error)),
+        };
         tmp.persist(&dest)
             .map_err(|e| io_err(&dest, "moving the blob into place")(e.error))?;
         Ok(dest)
@@ -660,6 +824,52 @@ pub(crate) fn record_for(
     }
     build.last_used = now;
     build
+}
+
+/// Whether the file at `path` has the content `digest` names (and `size` bytes, when given): read whole and hashed
+/// when the size fits. A file that cannot be read does not match.
+fn blob_matches(path: &Path, digest: &str, size: Option<u64>) -> bool {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    if size.is_some_and(|size| size != meta.len()) || !meta.is_file() {
+        return false;
+    }
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match std::io::Read::read(&mut file, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    format!("sha256:{}", hex(&hasher.finalize())) == digest
+}
+
+/// Remove a file of the store (read-only ones too); one that is already gone is fine.
+fn remove_store_file(path: &Path) -> Result<(), StoreError> {
+    let removed = match std::fs::remove_file(path) {
+        Err(e) if cfg!(windows) && e.kind() == std::io::ErrorKind::PermissionDenied => {
+            // Windows refuses to remove a read-only file; Unix only asks for the directory's permission.
+            let mut perms = std::fs::metadata(path)
+                .map_err(io_err(path, "removing"))?
+                .permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            std::fs::set_permissions(path, perms).and_then(|()| std::fs::remove_file(path))
+        }
+        other => other,
+    };
+    match removed {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path, "removing")(e)),
+    }
 }
 
 #[cfg(unix)]
@@ -868,6 +1078,140 @@ mod tests {
         ));
         assert!(!store.blob_path(&wrong).unwrap().exists());
         assert!(store.blob_path("sha256:../../etc").is_none());
+    }
+
+    /// Make a stored blob writable and give it `content`, as damage would.
+    fn damage(path: &Path, content: &[u8]) {
+        let mut perms = std::fs::metadata(path).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        std::fs::set_permissions(path, perms).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    /// Issue row 8: `put_blob` kept whatever file was already stored under the digest, so a truncated blob was
+    /// never repaired and every later build of the spec rebuilt without a word.
+    #[test]
+    fn put_blob_replaces_a_damaged_blob_and_keeps_a_good_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::at(dir.path().join("store"));
+        let content = b"the layer's bytes".repeat(100);
+        let source = dir.path().join("layer");
+        std::fs::write(&source, &content).unwrap();
+        let digest = format!("sha256:{}", hex(&Sha256::digest(&content)));
+        let blob = store.put_blob(&source, &digest).unwrap();
+        let same_size = vec![b'x'; content.len()];
+        for damaged in [&content[..content.len() / 2], &same_size[..], b""] {
+            damage(&blob, damaged);
+            assert_eq!(store.put_blob(&source, &digest).unwrap(), blob);
+            assert_eq!(std::fs::read(&blob).unwrap(), content);
+            assert!(std::fs::metadata(&blob).unwrap().permissions().readonly());
+        }
+        // A good blob is left as it is (the same file).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let inode = std::fs::metadata(&blob).unwrap().ino();
+            store.put_blob(&source, &digest).unwrap();
+            assert_eq!(std::fs::metadata(&blob).unwrap().ino(), inode);
+        }
+        // Nothing is left behind in the staging directory.
+        assert_eq!(
+            std::fs::read_dir(store.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn find_says_why_a_record_cannot_be_used_and_forget_drops_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::at(dir.path());
+        let key = BuildKey::new(&spec(BASE), &context());
+        assert_eq!(store.find(&key), StoreLookup::Absent);
+        let gzip = layer(&store, b"gzip layer bytes");
+        let mut zstd = layer(&store, b"zstd layer");
+        zstd.compression = Compression::Zstd;
+        let mut build = record_for(&store, &key, &spec(BASE), gzip.clone(), Vec::new());
+        build.layers.push(zstd.clone());
+        store.put_record(&build).unwrap();
+        assert!(matches!(store.find(&key), StoreLookup::Found(_)));
+
+        // A truncated blob: the record cannot be used, and says which blob and why.
+        let zstd_blob = store.blob_path(&zstd.digest).unwrap();
+        damage(&zstd_blob, b"zstd");
+        let StoreLookup::Unusable(unusable) = store.find(&key) else {
+            panic!("{:?}", store.find(&key));
+        };
+        assert!(unusable.damaged_blob);
+        assert_eq!(unusable.layers, std::slice::from_ref(&zstd.digest));
+        assert!(
+            unusable.reason.contains(&format!(
+                "blob {} is 4 bytes, its record says 10",
+                zstd.digest
+            )),
+            "{}",
+            unusable.reason
+        );
+        assert!(store.lookup(&key).is_none());
+        // Forgetting it removes the damaged blob and that layer only; the rest is served again.
+        store.forget(&key, &unusable.layers).unwrap();
+        assert!(!zstd_blob.exists());
+        let StoreLookup::Found(left) = store.find(&key) else {
+            panic!("{:?}", store.find(&key));
+        };
+        assert_eq!(left.layers, std::slice::from_ref(&gzip));
+
+        // A missing blob.
+        let gzip_blob = store.blob_path(&gzip.digest).unwrap();
+        damage(&gzip_blob, b"gzip layer bytes");
+        std::fs::remove_file(&gzip_blob).unwrap();
+        let StoreLookup::Unusable(unusable) = store.find(&key) else {
+            panic!("{:?}", store.find(&key));
+        };
+        assert!(
+            unusable.reason.contains("is missing"),
+            "{}",
+            unusable.reason
+        );
+        store.forget(&key, &unusable.layers).unwrap();
+        assert_eq!(store.find(&key), StoreLookup::Absent, "no layer is left");
+
+        // A record that is not one: said, and dropped.
+        store.put_record(&build).unwrap();
+        let record = store.record_path(key.hex());
+        std::fs::write(&record, b"{ not json").unwrap();
+        let StoreLookup::Unusable(unusable) = store.find(&key) else {
+            panic!("{:?}", store.find(&key));
+        };
+        assert!(!unusable.damaged_blob && unusable.layers.is_empty());
+        assert!(
+            unusable.reason.contains("is not a build record"),
+            "{}",
+            unusable.reason
+        );
+        store.forget(&key, &unusable.layers).unwrap();
+        assert!(!record.exists());
+    }
+
+    #[test]
+    fn forget_keeps_a_blob_that_has_its_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::at(dir.path());
+        let key = BuildKey::new(&spec(BASE), &context());
+        let l = layer(&store, b"an intact blob");
+        store
+            .put_record(&record_for(
+                &store,
+                &key,
+                &spec(BASE),
+                l.clone(),
+                Vec::new(),
+            ))
+            .unwrap();
+        // The record was wrong about it (say, its diff_id): the layer leaves the record, the blob stays.
+        store.forget(&key, std::slice::from_ref(&l.digest)).unwrap();
+        assert!(store.blob_path(&l.digest).unwrap().exists());
+        assert_eq!(store.find(&key), StoreLookup::Absent);
     }
 
     #[test]

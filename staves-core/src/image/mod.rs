@@ -640,7 +640,9 @@ impl ImageWriter {
     /// Write the image of the rootfs that an earlier build left in `store` as `layer`, with no rootfs to read.
     ///
     /// The stored blob is used as it is when it has this writer's compression; otherwise its tar is read back and
-    /// compressed again (and kept in the store too, when [`ImageWriter::keep_layers_in`] names it).
+    /// compressed again (and kept in the store too, when [`ImageWriter::keep_layers_in`] names it). Either way the
+    /// blob and its tar are checked against the layer's digests as they are read: a layer that does not match
+    /// fails with [`StoreError::Damaged`](crate::store::StoreError::Damaged) and writes nothing.
     pub fn write_stored(
         &self,
         store: &crate::store::ImageStore,
@@ -652,31 +654,45 @@ impl ImageWriter {
     }
 
     /// [`ImageWriter::write_stored`] up to the commit: every output written to temporary files.
+    ///
+    /// The blob is checked against the layer's digest and size, and its tar against the `diff_id` and uncompressed
+    /// size, as it is read (copied or compressed again). A mismatch fails with
+    /// [`StoreError::Damaged`](crate::store::StoreError::Damaged) before anything is prepared, let alone
+    /// committed, and before a recompressed layer is kept in the store.
     pub(crate) fn prepare_stored(
         &self,
         store: &crate::store::ImageStore,
         layer: &crate::store::StoredLayer,
         outputs: &[Output],
     ) -> Result<PreparedImage, Error> {
-        let read_err = |source: std::io::Error| ImageError::Write {
-            context: format!("reading the stored layer {}", layer.digest),
-            source,
-        };
-        let blob = store
-            .blob_path(&layer.digest)
-            .ok_or_else(|| read_err(std::io::Error::other("not a sha256 digest")))?;
+        let blob =
+            store
+                .blob_path(&layer.digest)
+                .ok_or_else(|| crate::store::StoreError::Damaged {
+                    digest: layer.digest.clone(),
+                    path: store.path().to_path_buf(),
+                    reason: "its record names no sha256 digest".to_owned(),
+                })?;
+        let source_name = format!("(stored layer {})", layer.digest);
         if layer.compression == self.compression {
             return self.prepare(
-                format!("(stored layer {})", layer.digest),
+                source_name,
                 outputs,
                 LayerSource::<fn(&mut LayerBuilder) -> Result<(), ImageError>>::Stored(
                     &blob, layer,
                 ),
             );
         }
-        let file = File::open(&blob).map_err(read_err)?;
-        let tar = stored::decompress(file, layer.compression).map_err(read_err)?;
-        self.prepare_tar(tar, outputs)
+        // Compressed again: the tar is read (and checked) once, into the new layer.
+        self.prepare(
+            source_name.clone(),
+            outputs,
+            LayerSource::Feed(|builder: &mut LayerBuilder| {
+                let mut tar = stored::VerifiedTar::open(&blob, layer, std::io::sink())?;
+                let fed = source::feed_tar_stream(&mut tar, &source_name, builder);
+                tar.finish(fed).map(drop)
+            }),
+        )
     }
 
     /// Keep a copy of every layer this writer produces in `store` (best effort: a store that cannot be written
@@ -686,7 +702,7 @@ impl ImageWriter {
         self
     }
 
-    fn prepare<F: FnOnce(&mut LayerBuilder) -> Result<(), ImageError>>(
+    fn prepare<E: Into<Error>, F: FnOnce(&mut LayerBuilder) -> Result<(), E>>(
         &self,
         source_name: String,
         outputs: &[Output],
@@ -752,7 +768,7 @@ impl ImageWriter {
             LayerSource::Feed(feed) => {
                 let sink = LayerSink::new(layer_file, tee, self.compression, self.block_size);
                 let mut builder = LayerBuilder::new(sink, self.mtime_clamp, source_name);
-                feed(&mut builder)?;
+                feed(&mut builder).map_err(Into::into)?;
                 self.check_cancel()?;
                 let (layer, _) = builder.finish()?;
                 if let Some(store) = &self.store {

@@ -510,6 +510,10 @@ class BuildReport(_Record):
     from source instead and is not listed."""
     binhost_use: Optional[BinhostUse] = None
     """What became of the fetched binary packages, in numbers; ``None`` when nothing was fetched."""
+    store_warnings: List[str] = field(default_factory=list)
+    """What the build could not do with the local image store (``cache_dir``), and why: a stored image that could
+    not be used (damaged, and then rebuilt), a store that cannot be written, a layer that could not be kept. Each was
+    also sent to ``on_event`` as a ``WarningEvent``."""
 
     @property
     def image_digest(self) -> str:
@@ -648,6 +652,7 @@ def _build_report(data: Mapping[str, Any], log: List[str], spdx: Optional[str] =
         build_key=data.get("build_key"),
         installed_from_binhost=report.get("installed_from_binhost", []),
         binhost_use=BinhostUse(**report["binhost_use"]) if report.get("binhost_use") else None,
+        store_warnings=list(data.get("store_warnings", [])),
     )
 
 
