@@ -632,9 +632,11 @@ fn damage_blob(blob: &std::path::Path, content: &[u8]) {
 }
 
 /// A valid gzip of the tar in the gzip blob `blob` with `from` replaced by `to` (of the same length), exactly as
-/// long as `blob` (padded with a header comment): a tampered layer that passes every size check.
+/// long as `blob`: a tampered layer that passes every size check. It is padded with header comments, on the member
+/// of the tar and on empty members after it (a decoder takes comments of at most 64 KiB).
 fn tampered_gzip(blob: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     use std::io::{Read, Write};
+    const MAX_COMMENT: usize = 65534;
     let mut tar = Vec::new();
     flate2::read::MultiGzDecoder::new(blob)
         .read_to_end(&mut tar)
@@ -644,23 +646,31 @@ fn tampered_gzip(blob: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
         .position(|w| w == from)
         .expect("the text to change is in the layer");
     tar[at..at + from.len()].copy_from_slice(to);
-    let gzip = |comment: Option<usize>| {
+    // A comment of n bytes adds n + 1 (its terminating NUL).
+    let gzip = |data: &[u8], comment: Option<usize>| {
         let mut builder = flate2::GzBuilder::new().mtime(0);
         if let Some(len) = comment {
             builder = builder.comment(vec![b'x'; len]);
         }
         let mut encoder = builder.write(Vec::new(), flate2::Compression::best());
-        encoder.write_all(&tar).unwrap();
+        encoder.write_all(data).unwrap();
         encoder.finish().unwrap()
     };
-    // A comment of n bytes adds n + 1 (its terminating NUL).
-    let padding = blob
+    let empty = gzip(b"", None).len();
+    let mut left = blob
         .len()
-        .checked_sub(gzip(None).len() + 1)
+        .checked_sub(gzip(&tar, None).len())
         .expect("room to pad");
-    let same_size = gzip(Some(padding));
-    assert_eq!(same_size.len(), blob.len());
-    same_size
+    let mut padding = Vec::new();
+    while left > MAX_COMMENT + 1 {
+        let absorb = (empty + MAX_COMMENT + 1).min(left - 1);
+        padding.extend(gzip(b"", Some(absorb - empty - 1)));
+        left -= absorb;
+    }
+    let mut tampered = gzip(&tar, left.checked_sub(1));
+    tampered.extend(padding);
+    assert_eq!(tampered.len(), blob.len());
+    tampered
 }
 
 /// The store warnings of a JSON build report.
