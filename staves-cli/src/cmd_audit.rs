@@ -1,14 +1,12 @@
 //! `staves audit`: check an SBOM written earlier against the advisories of a Portage snapshot.
 //!
-//! Exit status: 0 when no advisory applies, 6 when any does (and the usual codes for errors).
+//! Exit status: 0 when no advisory applies, 6 when any does, 8 when a package could not be checked (unless
+//! `--allow-unchecked`), and the usual codes for errors.
 
 use staves_core::audit::{AdvisorySource, audit};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// The exit code when advisories apply.
-pub const ADVISORIES_FOUND: u8 = 6;
 
 /// Flags of `staves audit`.
 #[derive(Debug, clap::Args)]
@@ -28,6 +26,9 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = crate::Format::Text)]
     format: crate::Format,
+    /// Exit 0 even when some packages of the SBOM could not be checked (they are still reported as warnings).
+    #[arg(long)]
+    allow_unchecked: bool,
 }
 
 /// Run `staves audit`.
@@ -45,9 +46,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         crate::Format::Text => write!(stdout, "{}", report.render_text())?,
         crate::Format::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?,
     }
-    Ok(if report.is_clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(ADVISORIES_FOUND)
-    })
+    Ok(ExitCode::from(report.exit_code(args.allow_unchecked)))
 }

@@ -2,7 +2,7 @@
 //! snapshot. This is how old images learn about new GLSAs.
 
 use crate::advisory::{AdvisoryDb, AdvisoryMatch, PackageRef};
-use crate::sbom::Sbom;
+use crate::sbom::{Sbom, UnreadableComponent};
 use crate::snapshot::SnapshotInfo;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -40,12 +40,38 @@ pub struct AuditReport {
     pub packages_checked: usize,
     /// The advisories that apply.
     pub advisories: Vec<AdvisoryMatch>,
+    /// The components of the SBOM that could not be checked (no `pkg:ebuild` purl, or a version that is not a
+    /// Portage version), and why. An audit with any is incomplete: see [`AuditReport::exit_code`].
+    pub unchecked: Vec<UnreadableComponent>,
 }
+
+/// The exit code of an audit in which advisories apply (also `build --deny-advisories`).
+pub const EXIT_ADVISORIES: u8 = 6;
+/// The exit code of an audit that could not check every package, unless unchecked packages are allowed.
+pub const EXIT_UNCHECKED: u8 = 8;
 
 impl AuditReport {
     /// True when no advisory applies.
     pub fn is_clean(&self) -> bool {
         self.advisories.is_empty()
+    }
+
+    /// True when every component of the SBOM was checked.
+    pub fn is_complete(&self) -> bool {
+        self.unchecked.is_empty()
+    }
+
+    /// How the audit ends: `0` when it is clean and complete, [`EXIT_ADVISORIES`] when an advisory applies,
+    /// else [`EXIT_UNCHECKED`] when a package could not be checked and `allow_unchecked` is false. An audit fails
+    /// closed: what it cannot check is never counted as safe.
+    pub fn exit_code(&self, allow_unchecked: bool) -> u8 {
+        if !self.is_clean() {
+            EXIT_ADVISORIES
+        } else if !self.is_complete() && !allow_unchecked {
+            EXIT_UNCHECKED
+        } else {
+            0
+        }
     }
 
     /// A human-readable summary, one line per finding.
@@ -54,16 +80,30 @@ impl AuditReport {
         for finding in &self.advisories {
             out.push_str(&format!("warning: {finding}\n"));
         }
+        for component in &self.unchecked {
+            out.push_str(&format!(
+                "warning: not checked: {}: {}\n",
+                component.name, component.reason
+            ));
+        }
+        let unchecked = if self.is_complete() {
+            String::new()
+        } else {
+            format!(
+                ", {} could not be checked (see the warnings above)",
+                self.unchecked.len()
+            )
+        };
         out.push_str(&format!(
-            "{}: {} package(s) checked against {} advisories from {}: {}\n",
+            "{}: {} package(s) checked{unchecked} against {} advisories from {}: {}\n",
             self.image,
             self.packages_checked,
             self.advisories_checked,
             self.advisory_source,
-            if self.is_clean() {
-                "no advisory applies".to_owned()
-            } else {
-                format!("{} advisory finding(s)", self.advisories.len())
+            match (self.is_clean(), self.is_complete()) {
+                (true, true) => "no advisory applies".to_owned(),
+                (true, false) => "no advisory applies to the packages checked".to_owned(),
+                (false, _) => format!("{} advisory finding(s)", self.advisories.len()),
             }
         ));
         out
@@ -128,6 +168,7 @@ pub async fn audit_async(path: &Path, source: &AdvisorySource) -> crate::Result<
         packages_checked: sbom.packages.len(),
         snapshot,
         advisories,
+        unchecked: sbom.unreadable,
     })
 }
 

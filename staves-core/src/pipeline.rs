@@ -268,6 +268,7 @@ impl SbomBase {
             lock_hash: self.lock_hash.clone(),
             packages,
             added_files: facts.added_files.to_vec(),
+            unreadable: Vec::new(),
         }
     }
 }

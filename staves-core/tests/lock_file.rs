@@ -264,3 +264,47 @@ fn resolution_becomes_a_lock() {
     assert_eq!(lock.rootfs[0].atom(), "=app-misc/hello-1::gentoo");
     assert_eq!(lock.builder[0].atom(), "=dev-util/buildtool-1::gentoo");
 }
+
+/// An error about a hostile lock file echoed a 5 MB line whole, in the message and in the snippet. Both are cut
+/// now, around the column the error points at.
+#[test]
+fn an_error_on_a_huge_lock_line_does_not_echo_it_whole() {
+    let spec = spec(SPEC);
+    let text = sample(&spec).to_toml_string();
+    for (needle, replacement) in [
+        (
+            "\"=app-misc/hello-1::gentoo\"",
+            format!("\"=app-misc/hello-1::{}!\"", "x".repeat(5_000_000)),
+        ),
+        (
+            "slot = \"0\"",
+            format!("slot = \"{} 0\"", "y".repeat(5_000_000)),
+        ),
+        (
+            "version = 1",
+            format!("version = {}", "9".repeat(5_000_000)),
+        ),
+        (
+            "version = 1",
+            format!("version = 1 {}", "z".repeat(5_000_000)),
+        ),
+    ] {
+        let edited = text.replacen(needle, &replacement, 1);
+        let err = parse_err(&edited);
+        let rendered = err.render();
+        let message = err.to_string();
+        assert!(
+            rendered.len() < 4_000,
+            "{} bytes: {}",
+            rendered.len(),
+            &rendered[..500]
+        );
+        assert!(
+            message.len() < 4_000,
+            "{} bytes: {}",
+            message.len(),
+            &message[..500]
+        );
+        assert!(rendered.contains(" --> staves.lock:"), "{rendered}");
+    }
+}

@@ -117,3 +117,112 @@ fn portage_reads_back_every_value() {
     assert_eq!(got["repo"]["location"], "/var/db/repos/my-repo");
     assert_eq!(got["repo"]["sync-type"], "git");
 }
+
+/// Every named-env name `validate` accepts is read back by Portage's own `package.env` reader (`grabdict_package`,
+/// as `config` calls it) as the one name the spec gives, and each name it refuses would not be: `[env.'#fast']`
+/// and `[env.'fast x']` once passed validation and built the package without the env's CFLAGS.
+#[test]
+fn portage_reads_back_every_named_env_the_spec_accepts() {
+    let Some(python) = portage_python() else {
+        return;
+    };
+    const PACKAGE_ENV_READER: &str = r#"
+import json, os, sys
+os.environ.setdefault("PORTAGE_OVERRIDE_EPREFIX", "/")
+from portage.util import grabdict_package
+d = grabdict_package(sys.argv[1], recursive=1, allow_wildcard=True, allow_repo=True, verify_eapi=False,
+                     allow_build_id=True)
+print(json.dumps({str(k): v for k, v in d.items()}))
+"#;
+    let accepted = [
+        "nocache",
+        "O3-native+lto",
+        "a#b",
+        "caf\u{e9}",
+        "x.y",
+        "_under",
+    ];
+    let refused = [
+        "#fast",
+        "fast x",
+        "tab\tname",
+        "nbsp\u{a0}name",
+        "",
+        "a/b",
+        ".hidden",
+    ];
+    let read_back = |names: &[&str]| -> Vec<String> {
+        let mut spec = ImageSpec::new("x");
+        spec.packages = vec!["app-misc/hello".into()];
+        let mut config = staves_core::PackageConfig::default();
+        for name in names {
+            spec.named_envs.insert(
+                (*name).to_owned(),
+                [("CFLAGS".to_owned(), "-O3".to_owned())].into(),
+            );
+            config.env.push((*name).to_owned());
+        }
+        spec.package_configs.insert("app-misc/hello".into(), config);
+        let dir = tempfile::tempdir().unwrap();
+        let env = BuildEnv::render(&spec, &PlanOptions::with_jobs(1));
+        let file = env
+            .file("etc/portage/package.env/staves")
+            .expect("package.env");
+        let path = dir.path().join("package.env");
+        std::fs::write(&path, &file.content).unwrap();
+        let out = Command::new(&python)
+            .arg("-c")
+            .arg(PACKAGE_ENV_READER)
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got: std::collections::BTreeMap<String, Vec<String>> =
+            serde_json::from_slice(&out.stdout).unwrap();
+        got.get("app-misc/hello").cloned().unwrap_or_default()
+    };
+    for name in accepted {
+        let text = format!(
+            "name = 'x'\npackages = ['app-misc/hello']\n[env.{}]\nCFLAGS = '-O3'\n['app-misc/hello']\nenv = [{}]\n",
+            toml_key(name),
+            toml_key(name)
+        );
+        ImageSpec::parse(&text, None).unwrap_or_else(|e| panic!("{name:?}: {}", e.render()));
+        assert_eq!(
+            read_back(&[name]),
+            [name],
+            "Portage reads {name:?} back as itself"
+        );
+    }
+    for name in refused {
+        let text = format!(
+            "name = 'x'\npackages = ['app-misc/hello']\n[env.{}]\nCFLAGS = '-O3'\n['app-misc/hello']\nenv = [{}]\n",
+            toml_key(name),
+            toml_key(name)
+        );
+        let err = ImageSpec::parse(&text, None).expect_err(name);
+        assert!(
+            err.diagnostics()
+                .iter()
+                .any(|d| d.message.contains("is not a valid environment name")),
+            "{name:?}: {}",
+            err.render()
+        );
+        if !name.is_empty() && !name.contains('/') && !name.starts_with('.') {
+            assert_ne!(
+                read_back(&[name]),
+                [name],
+                "Portage would not read {name:?} back"
+            );
+        }
+    }
+}
+
+/// A TOML basic string holding `s`, usable as a key or a value.
+fn toml_key(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}

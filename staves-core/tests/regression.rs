@@ -63,3 +63,59 @@ fn a_plan_refused_for_an_invalid_spec_says_why() {
     };
     assert_eq!(diagnostics.len(), 1);
 }
+
+/// `[env.'#fast']` and `[env.'fast x']` passed validation and the build succeeded, but Portage read `#` as the start of
+/// a comment and the space as two names, so the package was built without the env's CFLAGS. Such names are refused
+/// at their position; a plan for a spec changed through the API after parsing is refused too.
+#[test]
+fn named_env_names_portage_cannot_read_back_are_refused() {
+    for (key, shown) in [("'#fast'", "#fast"), ("'fast x'", "fast x")] {
+        let text = format!(
+            "name = 'staves/x'\npackages = ['app-shells/bash']\n[env.{key}]\nCFLAGS = '-O3'\n\
+             ['app-shells/bash']\nenv = [{key}]\n"
+        );
+        let err = ImageSpec::parse(&text, Some(std::path::Path::new("staves.toml"))).unwrap_err();
+        let d = &err.diagnostics()[0];
+        assert_eq!((d.line, d.column), (Some(3), Some(6)), "{}", err.render());
+        assert!(
+            d.message
+                .starts_with(&format!("`{shown}` is not a valid environment name: ")),
+            "{}",
+            d.message
+        );
+    }
+    let mut spec =
+        ImageSpec::parse("name = 'staves/x'\npackages = ['app-shells/bash']\n", None).unwrap();
+    spec.named_envs.insert(
+        "fast x".into(),
+        [("CFLAGS".to_owned(), "-O3".to_owned())].into(),
+    );
+    let err =
+        staves_core::BuildPlan::new(&spec, &staves_core::PlanOptions::with_jobs(1)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`fast x` is not a valid environment name"),
+        "{err}"
+    );
+}
+
+/// Values with a newline in `[image]` are refused (`user = "root\n"` would end up in the image config as is).
+#[test]
+fn image_values_with_newlines_are_refused() {
+    for (line, key) in [
+        ("user = \"root\\n\"", "image.user"),
+        ("workdir = \"/data\\n\"", "image.workdir"),
+        ("volumes = [\"/data\\n\"]", "image.volumes[0]"),
+        ("stop_signal = \"SIGTERM\\n\"", "image.stop_signal"),
+        ("env = { A = \"b\\nc\" }", "image.env.A"),
+        ("exposed_ports = [\"80\\n\"]", "image.exposed_ports[0]"),
+    ] {
+        let text = format!("name = 'staves/x'\npackages = ['app-shells/bash']\n[image]\n{line}\n");
+        let err = ImageSpec::parse(&text, None).unwrap_err();
+        assert!(
+            err.diagnostics().iter().any(|d| d.key == key),
+            "{line}: {}",
+            err.render()
+        );
+    }
+}

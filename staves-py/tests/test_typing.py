@@ -75,6 +75,22 @@ def test_a_typed_audit(tmp_path: Path) -> None:
     report: staves.AuditReport = staves.audit(sbom, glsa_dir=glsa)
     ids: List[str] = [advisory.id for advisory in report.advisories]
     assert not report.clean and ids == ["202611-01"]
+    assert report.complete and report.unchecked == []
+
+
+def test_an_audit_lists_what_it_could_not_check(tmp_path: Path) -> None:
+    glsa = Path(__file__).resolve().parents[2] / "tests" / "repo" / "metadata" / "glsa"
+    sbom = tmp_path / "sbom.cdx.json"
+    sbom.write_text(
+        '{"bomFormat": "CycloneDX", "specVersion": "1.5", "metadata": {"component": {"name": "x", "version": "1"}},'
+        ' "components": [{"type": "library", "name": "dev-libs/libfoo", "version": "notaversion",'
+        ' "purl": "pkg:ebuild/dev-libs/libfoo@notaversion"}, {"type": "library", "name": "no-purl"}]}'
+    )
+    report: staves.AuditReport = staves.audit(sbom, glsa_dir=glsa)
+    unchecked: List[staves.UncheckedComponent] = report.unchecked
+    assert report.clean and not report.complete and report.packages_checked == 0
+    assert [u.name for u in unchecked] == ["dev-libs/libfoo notaversion", "no-purl"]
+    assert "is not a Portage version" in unchecked[0].reason
 
 
 def test_a_typed_async_build_and_spec(tmp_path: Path) -> None:

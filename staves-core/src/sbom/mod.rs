@@ -157,6 +157,31 @@ pub struct Sbom {
     pub packages: Vec<InstalledPackage>,
     /// Files Staves added outside any package.
     pub added_files: Vec<AddedFile>,
+    /// Components of a document read back that name no Gentoo package (no `pkg:ebuild` purl): nothing can be
+    /// checked about them. Always empty in an SBOM Staves made itself.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<UnreadableComponent>,
+}
+
+/// A component of an SBOM read back that names no Gentoo package Staves can read, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct UnreadableComponent {
+    /// The component's name (and version, when the document gives one).
+    pub name: String,
+    /// Why it names no package, e.g. that it has no purl.
+    pub reason: String,
+}
+
+impl UnreadableComponent {
+    /// The component `name` (with `version`, if any) that names no package, for `reason`.
+    fn new(name: &str, version: Option<&str>, reason: String) -> Self {
+        let name = match version.filter(|v| !v.is_empty()) {
+            Some(v) => format!("{name} {v}"),
+            None => name.to_owned(),
+        };
+        Self { name, reason }
+    }
 }
 
 impl Sbom {
@@ -746,6 +771,7 @@ impl Sbom {
             lock_hash: None,
             packages: Vec::new(),
             added_files: Vec::new(),
+            unreadable: Vec::new(),
         };
         for p in doc.packages {
             let comment = p.comment.as_deref().unwrap_or("");
@@ -793,16 +819,21 @@ impl Sbom {
                     }
                 }
                 _ => {
-                    let Some(purl) = p
+                    let purl = p
                         .external_refs
                         .iter()
                         .find(|r| r.reference_type == "purl")
-                        .map(|r| r.reference_locator.as_str())
-                    else {
-                        continue;
-                    };
-                    let Some(mut package) = package_from_purl(purl) else {
-                        continue;
+                        .map(|r| r.reference_locator.as_str());
+                    let mut package = match package_from_purl(purl) {
+                        Ok(package) => package,
+                        Err(reason) => {
+                            sbom.unreadable.push(UnreadableComponent::new(
+                                &p.name,
+                                p.version_info.as_deref(),
+                                reason,
+                            ));
+                            continue;
+                        }
                     };
                     package.homepage = p.homepage.clone();
                     package.description = p.description.clone();
@@ -891,11 +922,19 @@ impl Sbom {
             lock_hash: prop("staves:lock"),
             packages: Vec::new(),
             added_files: Vec::new(),
+            unreadable: Vec::new(),
         };
         for c in components {
-            let purl = text(&c["purl"]);
-            let Some(mut package) = package_from_purl(&purl) else {
-                continue;
+            let mut package = match package_from_purl(c["purl"].as_str()) {
+                Ok(package) => package,
+                Err(reason) => {
+                    sbom.unreadable.push(UnreadableComponent::new(
+                        c["name"].as_str().unwrap_or("(unnamed component)"),
+                        c["version"].as_str(),
+                        reason,
+                    ));
+                    continue;
+                }
             };
             package.description = c["description"].as_str().map(str::to_owned);
             for (key, value) in props(c) {
@@ -917,13 +956,37 @@ impl Sbom {
     }
 }
 
-/// A package from a `pkg:ebuild/CATEGORY/PACKAGE@VERSION[?repository=R]` purl; other purls give `None`.
-fn package_from_purl(purl: &str) -> Option<InstalledPackage> {
-    let rest = purl.strip_prefix("pkg:ebuild/")?;
+/// A package from a `pkg:ebuild/CATEGORY/PACKAGE@VERSION[?repository=R]` purl with a Portage version; for a
+/// missing purl, another kind of purl or one whose package or version Portage would not read, why not.
+fn package_from_purl(purl: Option<&str>) -> Result<InstalledPackage, String> {
+    let Some(purl) = purl.filter(|p| !p.is_empty()) else {
+        return Err("it has no purl (package URL), so it names no Gentoo package".to_owned());
+    };
+    let not_ebuild =
+        || format!("its purl `{purl}` is not a `pkg:ebuild/CATEGORY/PACKAGE@VERSION` package URL");
+    let rest = purl.strip_prefix("pkg:ebuild/").ok_or_else(not_ebuild)?;
     let (path, qualifiers) = rest.split_once('?').unwrap_or((rest, ""));
-    let (cp, version) = path.split_once('@')?;
-    Some(InstalledPackage {
-        cpv: format!("{}-{}", percent_decode(cp), percent_decode(version)),
+    let (cp, version) = path.split_once('@').ok_or_else(not_ebuild)?;
+    let (cp, version) = (percent_decode(cp), percent_decode(version));
+    if version.is_empty() {
+        return Err(format!("its purl `{purl}` has an empty version"));
+    }
+    let cpv = format!("{cp}-{version}");
+    match crate::spec::split_cpv(&cpv) {
+        Some((parsed, _)) if parsed == cp => {}
+        _ if crate::spec::Version::parse(&version).is_err() => {
+            return Err(format!(
+                "its version `{version}` (purl `{purl}`) is not a Portage version"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "`{cp}` (purl `{purl}`) is not a Portage CATEGORY/PACKAGE name"
+            ));
+        }
+    }
+    Ok(InstalledPackage {
+        cpv,
         use_flags: Vec::new(),
         repository: qualifiers
             .split('&')

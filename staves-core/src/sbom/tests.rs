@@ -35,6 +35,7 @@ fn sample() -> Sbom {
             package("app-misc/hello-1", "GPL-2 || ( MIT BSD )", 2048),
             package("dev-libs/libfoo-1", "Staves-Test-EULA", 4096),
         ],
+        unreadable: Vec::new(),
         added_files: vec![AddedFile {
             path: "usr/lib/locale/locale-archive".into(),
             size: 3_000_000,
@@ -240,4 +241,56 @@ fn the_label_digest_does_not_depend_on_the_image_digest() {
     let mut fewer = original.clone();
     fewer.packages.pop();
     assert_ne!(fewer.content_digest(), original.content_digest());
+}
+
+/// Components that name no readable Gentoo package are kept as `unreadable`, with the reason, in both formats;
+/// nothing Staves writes itself has any.
+#[test]
+fn components_without_a_readable_package_are_listed_as_unreadable() {
+    let text = sample()
+        .to_cyclonedx_json()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        Sbom::from_json(&text, "t")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unreadable
+            .is_empty()
+    );
+    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let comps = doc["components"]
+        .as_array_mut()
+        .unwrap_or_else(|| panic!("components"));
+    comps.push(
+        serde_json::json!({"type": "library", "name": "left-pad", "version": "1.3.0",
+                                  "purl": "pkg:npm/left-pad@1.3.0"}),
+    );
+    comps.push(
+        serde_json::json!({"type": "library", "name": "app-misc/odd", "version": "x",
+                                  "purl": "pkg:ebuild/app-misc/odd@notaversion"}),
+    );
+    comps.push(serde_json::json!({"type": "library", "name": "no-purl"}));
+    let back = Sbom::from_json(&doc.to_string(), "t").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back.packages.len(), sample().packages.len());
+    let reasons: Vec<(&str, &str)> = back
+        .unreadable
+        .iter()
+        .map(|u| (u.name.as_str(), u.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (
+                "left-pad 1.3.0",
+                "its purl `pkg:npm/left-pad@1.3.0` is not a `pkg:ebuild/CATEGORY/PACKAGE@VERSION` package URL"
+            ),
+            (
+                "app-misc/odd x",
+                "its version `notaversion` (purl `pkg:ebuild/app-misc/odd@notaversion`) is not a Portage version"
+            ),
+            (
+                "no-purl",
+                "it has no purl (package URL), so it names no Gentoo package"
+            ),
+        ]
+    );
 }

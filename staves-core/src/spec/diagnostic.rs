@@ -66,7 +66,7 @@ impl Diagnostic {
     fn new(severity: Severity, key: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             severity,
-            message: message.into(),
+            message: shorten_message(message.into()),
             path: None,
             line: None,
             column: None,
@@ -198,6 +198,23 @@ impl Diagnostic {
         out.push('\n');
         out
     }
+}
+
+/// Longest message a diagnostic keeps, in characters. Messages quote what they are about; a hostile file can make
+/// that megabytes long, and a message is for a person to read.
+const MESSAGE_MAX: usize = 1024;
+
+/// `message`, or for one longer than [`MESSAGE_MAX`] characters its start and its end (which says what to do) with
+/// the middle cut out.
+fn shorten_message(message: String) -> String {
+    let count = message.chars().count();
+    if count <= MESSAGE_MAX {
+        return message;
+    }
+    let keep = MESSAGE_MAX / 2 - 20;
+    let head: String = message.chars().take(keep).collect();
+    let tail: String = message.chars().skip(count - keep).collect();
+    format!("{head}… ({} characters cut) …{tail}", count - 2 * keep)
 }
 
 /// Longest line [`Diagnostic::render_simple`] renders (`annotate-snippets` trims longer ones around the column).

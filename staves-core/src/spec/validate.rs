@@ -495,21 +495,39 @@ fn check_vars<'a>(
     }
 }
 
+/// Why `name` cannot name an environment (`[env.NAME]`), if it cannot. Portage reads `package.env` as
+/// whitespace-separated words (Python's `str.split()`) and ends a line at the first word that starts with `#`, and
+/// opens the word as a path under `/etc/portage/env`: a name must be one word that Portage reads back unchanged and
+/// that names a file directly in that directory.
+pub(crate) fn named_env_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name.chars().any(char::is_whitespace) {
+        Some("it contains whitespace, which Portage reads as a separator between two names")
+    } else if name.chars().any(char::is_control) {
+        Some("it contains a control character")
+    } else if name.starts_with('#') {
+        Some("it starts with `#`, which Portage reads as the start of a comment")
+    } else if name.contains('/') {
+        Some("it contains `/`")
+    } else if name.starts_with('.') {
+        Some("it starts with `.`")
+    } else {
+        None
+    }
+}
+
 fn check_env(c: &mut Checker<'_>) {
     let spec = c.spec;
     check_vars(c, "env", spec.env.iter(), "`[env]`");
     for (name, vars) in &spec.named_envs {
         let key = format!("env.{}", key_segment(name));
-        if name.is_empty()
-            || name.contains('/')
-            || name.starts_with('.')
-            || name.chars().any(char::is_control)
-        {
+        if let Some(problem) = named_env_problem(name) {
             c.error_at_key(
                 key.clone(),
                 format!(
-                    "`{}` is not a valid environment name: it becomes a file under /etc/portage/env, so use no `/`, \
-                     no leading `.` and no control characters, e.g. `nocache`",
+                    "`{}` is not a valid environment name: {problem}; it is written to /etc/portage/package.env \
+                     and becomes the file /etc/portage/env/NAME, so use e.g. `nocache` or `O3-native`",
                     printable(name)
                 ),
             );

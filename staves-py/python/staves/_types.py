@@ -443,6 +443,16 @@ class Advisory(_Record):
 
 
 @dataclass(frozen=True)
+class UncheckedComponent(_Record):
+    """A component of an SBOM that ``audit()`` could not check (no ``pkg:ebuild`` purl, or a version Portage
+    would not read)."""
+
+    name: str
+    reason: str
+    """Why it could not be checked."""
+
+
+@dataclass(frozen=True)
 class AuditReport(_Record):
     """What ``audit()`` found: the advisories of a snapshot that apply to the packages of an SBOM."""
 
@@ -456,11 +466,18 @@ class AuditReport(_Record):
     advisories_checked: int
     packages_checked: int
     advisories: List[Advisory]
+    unchecked: List[UncheckedComponent]
+    """The components that could not be checked: an audit with any is incomplete (``staves audit`` exits 8)."""
 
     @property
     def clean(self) -> bool:
         """True when no advisory applies."""
         return not self.advisories
+
+    @property
+    def complete(self) -> bool:
+        """True when every component of the SBOM was checked."""
+        return not self.unchecked
 
 
 @dataclass(frozen=True)
@@ -613,6 +630,7 @@ def _audit_report(data: Mapping[str, Any]) -> AuditReport:
         advisories_checked=data["advisories_checked"],
         packages_checked=data["packages_checked"],
         advisories=[_advisory(a) for a in data["advisories"]],
+        unchecked=[UncheckedComponent(name=u["name"], reason=u["reason"]) for u in data["unchecked"]],
     )
 
 
