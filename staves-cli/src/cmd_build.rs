@@ -162,6 +162,8 @@ fn json_line(value: &serde_json::Value) {
 #[derive(Default)]
 struct BuildState {
     build_id: Option<String>,
+    /// The image ID of the `docker` output once its load began (it is untagged until the commit).
+    loading: Option<String>,
     signal: Option<String>,
     /// The build returned successfully: its outputs are committed and nothing of it is left.
     done: bool,
@@ -220,8 +222,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = staves_core::BuildOptions::default()
         .with_cancel(cancel.clone())
         .with_events(Arc::new(move |e: &BuildEvent| {
-            if let BuildEvent::Started { build_id } = e {
-                lock(&handler_state).build_id = Some(build_id.clone());
+            match e {
+                BuildEvent::Started { build_id } => {
+                    lock(&handler_state).build_id = Some(build_id.clone());
+                }
+                BuildEvent::Loading { image_id } => {
+                    lock(&handler_state).loading = Some(image_id.clone());
+                }
+                _ => {}
             }
             handler.event(e);
         }));
@@ -240,9 +248,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         },
         move |name| {
-            let (build_id, done) = {
+            let (build_id, loading, done) = {
                 let state = lock(&second_state);
-                (state.build_id.clone(), state.done)
+                (state.build_id.clone(), state.loading.clone(), state.done)
             };
             if done {
                 second.note(
@@ -259,11 +267,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 ),
                 None => "any container or volume the build had created".to_owned(),
             };
+            let image = match loading {
+                Some(id) => format!(
+                    ", the untagged image {id} loaded for the docker output unless it was tagged or removed \
+                     already (`docker image rm {id}`)"
+                ),
+                None => String::new(),
+            };
             second.note(
                 "signal",
                 &format!(
-                    "received {name} again: exiting at once. Left behind: {resources}, and any .staves-* \
-                     temporary files in {}; `staves prune` removes the containers and volumes",
+                    "received {name} again: exiting at once. Left behind: {resources}, any .staves-* \
+                     temporary files in {}{image}; `staves prune` removes the containers and volumes",
                     output_dirs.join(", ")
                 ),
             );
@@ -424,7 +439,7 @@ fn lock(state: &Mutex<BuildState>) -> std::sync::MutexGuard<'_, BuildState> {
 
 /// The directories where the image writer keeps its temporary files: next to each file output, else the
 /// system's temporary directory.
-fn temp_file_dirs(outputs: &[staves_core::Output]) -> Vec<String> {
+pub(crate) fn temp_file_dirs(outputs: &[staves_core::Output]) -> Vec<String> {
     use staves_core::Output;
     let mut dirs: Vec<String> = outputs
         .iter()

@@ -640,13 +640,16 @@ async fn commit(
         None
     };
     if let Some(docker) = &docker {
+        options.emit(BuildEvent::Loading {
+            image_id: prepared.image_id(),
+        });
         // Not cancellable: a load cut short may still complete in the engine. It is undone below instead.
         prepared.load(docker).await?;
     }
-    // The registry blobs too (no remote tag yet): a cancel now still leaves nothing tagged anywhere.
+    // The registry blobs too (no remote tag yet): a cancel now still leaves nothing tagged anywhere, and ends the
+    // upload where it is.
     if let Err(err) = prepared.upload().await {
-        let _ = prepared.discard(docker.as_ref()).await;
-        return Err(err);
+        return Err(prepared.abandon(docker.as_ref(), err).await);
     }
     test_pause("write", options).await;
     if options.cancel.is_cancelled() {
