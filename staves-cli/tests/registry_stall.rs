@@ -130,7 +130,7 @@ fn sigterm_during_a_stalled_push_stops_it_and_leaves_nothing() {
     let _remove = Untag(image_id.clone());
     assert!(!docker(&["image", "inspect", &image_id]).status.success());
 
-    let mut child = assemble(
+    let child = assemble(
         &root,
         &spec,
         &[

@@ -24,3 +24,9 @@ pub const REGISTRY_IDLE_TIMEOUT: Duration = crate::registry::DEFAULT_IDLE_TIMEOU
 
 /// The most one registry request may take (`--registry-timeout`); a blob upload gets 4 s more per MiB.
 pub const REGISTRY_TIMEOUT: Duration = crate::registry::DEFAULT_TIMEOUT;
+
+/// A binhost download (in the builder) that receives no byte for this long fails (`--binhost-idle-timeout`).
+pub const BINHOST_IDLE_TIMEOUT: Duration = crate::binhost::DEFAULT_FETCH_IDLE_TIMEOUT;
+
+/// The most one binhost download may take (`--binhost-timeout`).
+pub const BINHOST_TIMEOUT: Duration = crate::binhost::DEFAULT_FETCH_TIMEOUT;

@@ -2,7 +2,7 @@
 //! request is bounded by the connection's deadlines ([`super::http`]).
 
 use super::auth::Sources;
-use super::transport::{self, Connection, RequestBody};
+use super::transport::{self, Connection, Request, RequestBody};
 use super::{RegistryError, RegistryOptions, RegistryTarget};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode};
@@ -259,11 +259,13 @@ async fn push_blob(
     let url = connection.url(&format!("{repository}/blobs/uploads/"))?;
     let response = connection
         .send(
-            Method::POST,
-            url,
-            &scopes,
-            &[],
-            RequestBody::Empty,
+            Request {
+                method: Method::POST,
+                url,
+                scopes: &scopes,
+                headers: &[],
+                body: RequestBody::Empty,
+            },
             &clock,
             &action,
         )
@@ -284,11 +286,13 @@ async fn push_blob(
     let octets = HeaderValue::from_static("application/octet-stream");
     let response = connection
         .send(
-            Method::PUT,
-            location,
-            &scopes,
-            &[(CONTENT_TYPE, octets)],
-            body,
+            Request {
+                method: Method::PUT,
+                url: location,
+                scopes: &scopes,
+                headers: &[(CONTENT_TYPE, octets)],
+                body,
+            },
             &clock,
             &action,
         )
@@ -313,11 +317,13 @@ async fn blob_exists(
     let url = connection.url(&format!("{repository}/blobs/{digest}"))?;
     let response = connection
         .send(
-            Method::HEAD,
-            url,
-            &[connection.push_scope(repository)],
-            &[],
-            RequestBody::Empty,
+            Request {
+                method: Method::HEAD,
+                url,
+                scopes: &[connection.push_scope(repository)],
+                headers: &[],
+                body: RequestBody::Empty,
+            },
             &clock,
             &action,
         )
@@ -353,11 +359,13 @@ async fn mount(
     let clock = connection.clock();
     let response = match connection
         .send(
-            Method::POST,
-            url,
-            &scopes,
-            &[],
-            RequestBody::Empty,
+            Request {
+                method: Method::POST,
+                url,
+                scopes: &scopes,
+                headers: &[],
+                body: RequestBody::Empty,
+            },
             &clock,
             &action,
         )
@@ -376,11 +384,13 @@ async fn mount(
                 let clock = connection.clock();
                 let _ = connection
                     .send(
-                        Method::DELETE,
-                        upload,
-                        &scopes,
-                        &[],
-                        RequestBody::Empty,
+                        Request {
+                            method: Method::DELETE,
+                            url: upload,
+                            scopes: &scopes,
+                            headers: &[],
+                            body: RequestBody::Empty,
+                        },
                         &clock,
                         &action,
                     )
@@ -432,11 +442,13 @@ async fn push_manifest(
     let url = connection.url(&format!("{repository}/manifests/{reference}"))?;
     let response = connection
         .send(
-            Method::PUT,
-            url,
-            &[connection.push_scope(repository)],
-            &[(CONTENT_TYPE, content_type)],
-            RequestBody::Bytes(&bytes),
+            Request {
+                method: Method::PUT,
+                url,
+                scopes: &[connection.push_scope(repository)],
+                headers: &[(CONTENT_TYPE, content_type)],
+                body: RequestBody::Bytes(&bytes),
+            },
             &clock,
             action,
         )
@@ -463,11 +475,13 @@ async fn manifest_digest(
         let clock = connection.clock();
         let response = connection
             .send(
-                method.clone(),
-                url.clone(),
-                &scopes,
-                &accept,
-                RequestBody::Empty,
+                Request {
+                    method: method.clone(),
+                    url: url.clone(),
+                    scopes: &scopes,
+                    headers: &accept,
+                    body: RequestBody::Empty,
+                },
                 &clock,
                 action,
             )
@@ -580,11 +594,13 @@ async fn fetch_index(
     let clock = connection.clock();
     let response = connection
         .send(
-            Method::GET,
-            url,
-            &[connection.push_scope(repository)],
-            &[(ACCEPT, HeaderValue::from_static(OCI_INDEX))],
-            RequestBody::Empty,
+            Request {
+                method: Method::GET,
+                url,
+                scopes: &[connection.push_scope(repository)],
+                headers: &[(ACCEPT, HeaderValue::from_static(OCI_INDEX))],
+                body: RequestBody::Empty,
+            },
             &clock,
             action,
         )

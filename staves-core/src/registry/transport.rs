@@ -439,7 +439,21 @@ struct TokenAnswer {
     expires_in: Option<u64>,
 }
 
-/// A request body, made anew for each attempt.
+/// A request to the registry (or to where it sends an upload).
+pub(crate) struct Request<'a> {
+    /// The method.
+    pub method: reqwest::Method,
+    /// Where.
+    pub url: reqwest::Url,
+    /// The token scopes it needs (with token authentication).
+    pub scopes: &'a [String],
+    /// Headers besides `Authorization`.
+    pub headers: &'a [(reqwest::header::HeaderName, HeaderValue)],
+    /// The body.
+    pub body: RequestBody<'a>,
+}
+
+/// A request body.
 pub(crate) enum RequestBody<'a> {
     /// No body.
     Empty,
@@ -513,18 +527,21 @@ impl Connection {
         Ok(Some(header))
     }
 
-    /// Send `method url` with `body` and `headers`, authorized for `scopes` when it goes to the registry, and wait
-    /// for the head of the answer within `clock`.
+    /// Send `request`, authorized for its scopes when it goes to the registry, and wait for the head of the answer
+    /// within `clock`.
     pub(crate) async fn send(
         &self,
-        method: reqwest::Method,
-        url: reqwest::Url,
-        scopes: &[String],
-        headers: &[(reqwest::header::HeaderName, HeaderValue)],
-        body: RequestBody<'_>,
+        request: Request<'_>,
         clock: &Clock,
         action: &str,
     ) -> Result<reqwest::Response, RegistryError> {
+        let Request {
+            method,
+            url,
+            scopes,
+            headers,
+            body,
+        } = request;
         let authorization = if self.is_registry(&url) {
             self.authorization(scopes).await?
         } else {
