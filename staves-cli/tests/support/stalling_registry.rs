@@ -166,7 +166,9 @@ fn serve(stream: TcpStream, mode: Mode, stop: &AtomicBool, events: &Sender<Strin
             "HTTP/1.1 202 Accepted\r\nLocation: /v2/upload/session-1?_state=x\r\nContent-Length: 0\r\n\r\n"
                 .to_owned()
         } else if method == "PUT" {
-            "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n".to_owned()
+            // Where the blob (or manifest) now is, as the distribution spec says.
+            "HTTP/1.1 201 Created\r\nLocation: /v2/team/app/blobs/uploaded\r\nContent-Length: 0\r\n\r\n"
+                .to_owned()
         } else {
             ok(
                 "404 Not Found",
