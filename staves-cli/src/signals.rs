@@ -36,12 +36,14 @@ pub fn cancel_on_signals(
     first: impl Fn(&str) + Send + 'static,
     second: impl Fn(&str) -> i32 + Send + 'static,
 ) -> anyhow::Result<SignalGuard> {
+    // The iterator first: until it is registered a signal has its default action. Registered the other way
+    // round, a signal in between would reach only the (not yet armed) default and be swallowed.
+    let mut signals = Signals::new(HANDLED)?;
+    let handle = signals.handle();
     let default = Arc::new(AtomicBool::new(false));
     for signal in HANDLED {
         signal_hook::flag::register_conditional_default(signal, default.clone())?;
     }
-    let mut signals = Signals::new(HANDLED)?;
-    let handle = signals.handle();
     let thread = std::thread::Builder::new()
         .name("staves-signals".into())
         .spawn(move || {

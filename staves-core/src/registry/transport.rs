@@ -547,6 +547,9 @@ impl Connection {
         } else {
             None
         };
+        // A POST or PUT without a body says so (some registries refuse one without `Content-Length`); a GET or
+        // HEAD carries none.
+        let says_length = matches!(method, reqwest::Method::POST | reqwest::Method::PUT);
         let mut request = self.http.request(method, url);
         if let Some(authorization) = authorization {
             request = request.header(reqwest::header::AUTHORIZATION, authorization);
@@ -555,7 +558,8 @@ impl Connection {
             request = request.header(name, value.clone());
         }
         request = match body {
-            RequestBody::Empty => request.header(reqwest::header::CONTENT_LENGTH, 0),
+            RequestBody::Empty if says_length => request.header(reqwest::header::CONTENT_LENGTH, 0),
+            RequestBody::Empty => request,
             RequestBody::Bytes(bytes) => request.body(super::http::bytes_body(bytes.clone())),
             RequestBody::File(path, size) => {
                 let file =
