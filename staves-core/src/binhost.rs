@@ -909,8 +909,8 @@ mod tests {
     }
 
     /// The `PATH`s to run the helper with: the system's (wget under `timeout`, when the host has both), and one
-    /// with only `python3` (the fallback a builder without wget takes).
-    fn helper_paths() -> Vec<(String, std::ffi::OsString)> {
+    /// with only `python3` (the fallback a builder without wget takes), made in `scratch`.
+    fn helper_paths(scratch: &Path) -> Vec<(String, std::ffi::OsString)> {
         let mut paths = Vec::new();
         let system = std::ffi::OsString::from("/usr/bin:/bin");
         let has = |tool: &str| {
@@ -925,12 +925,9 @@ mod tests {
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .expect("python3 in /usr/bin or /bin");
-        let only_python =
-            std::env::temp_dir().join(format!("staves-fetch-path-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&only_python);
-        let link = only_python.join("python3");
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(python, &link).unwrap();
+        let only_python = scratch.join("only-python");
+        std::fs::create_dir_all(&only_python).unwrap();
+        std::os::unix::fs::symlink(python, only_python.join("python3")).unwrap();
         paths.push(("python".to_owned(), only_python.into_os_string()));
         paths
     }
@@ -939,7 +936,8 @@ mod tests {
     /// fetch command (its wget default, or Staves' Python fallback) had no deadline of Staves'.
     #[test]
     fn a_stalled_binhost_download_ends_on_the_idle_timeout() {
-        for (name, path) in helper_paths() {
+        let scratch = tempfile::tempdir().unwrap();
+        for (name, path) in helper_paths(scratch.path()) {
             let (status, ends) = run_helper(&path, false, 1, 600);
             assert!(!status.success(), "{name}: {status}");
             assert!(
@@ -952,7 +950,8 @@ mod tests {
     /// A binhost that trickles a byte now and then never trips an idle timeout: the total deadline ends it.
     #[test]
     fn a_trickling_binhost_download_ends_on_the_total_deadline() {
-        for (name, path) in helper_paths() {
+        let scratch = tempfile::tempdir().unwrap();
+        for (name, path) in helper_paths(scratch.path()) {
             let (status, ends) = run_helper(&path, true, 30, 2);
             assert!(!status.success(), "{name}: {status}");
             assert!(
