@@ -34,15 +34,38 @@ pub struct Args {
 /// Run `staves assemble`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let spec = crate::load_spec(&args.config)?;
+    let cancel = staves_core::CancelToken::new();
+    let dirs = crate::cmd_build::temp_file_dirs(&args.outputs).join(", ");
+    // The first signal stops the write (a push too) and removes what it made; a second one exits at once.
+    let signals = crate::signals::cancel_on_signals(
+        cancel.clone(),
+        |name| {
+            eprintln!(
+                "received {name}: stopping and removing what was written so far (send it again to exit at once)"
+            );
+        },
+        move |name| {
+            eprintln!(
+                "received {name} again: exiting at once. Left behind: any .staves-* temporary files in {dirs}, \
+                 and for the docker output the untagged image it was loading or had loaded (its ID is the image's \
+                 config digest; `docker image ls --filter dangling=true` lists it)"
+            );
+            4
+        },
+    )?;
     let writer = ImageWriter::new(&spec)
         .compression(args.compression)
         .docker_host(args.docker_host)
-        .registry(args.registry.options());
+        .registry(args.registry.options())
+        .cancel(cancel);
     let report = if args.rootfs == Path::new("-") {
-        writer.write_tar(std::io::stdin().lock(), &args.outputs)?
+        writer.write_tar(std::io::stdin().lock(), &args.outputs)
     } else {
-        writer.write_path(&args.rootfs, &args.outputs)?
+        writer.write_path(&args.rootfs, &args.outputs)
     };
+    // The write is over either way: a signal from here on ends the process as usual.
+    drop(signals);
+    let report = report?;
     let mut stdout = std::io::stdout().lock();
     match args.format {
         crate::Format::Text => {

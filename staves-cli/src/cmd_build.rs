@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 /// Flags of `staves build`.
 #[derive(Debug, clap::Args)]
@@ -72,6 +73,22 @@ pub struct Args {
     /// file) before building; what it lacks is built from source. Repeatable, first one preferred.
     #[arg(long = "binhost", value_name = "URL", value_parser = parse_binhost)]
     binhosts: Vec<String>,
+    /// Fail a binhost download that receives no byte for SECONDS (what it would have given is built from source).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = staves_core::defaults::BINHOST_IDLE_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    binhost_idle_timeout: u64,
+    /// Fail a binhost download that takes longer than SECONDS in all.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = staves_core::defaults::BINHOST_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    binhost_timeout: u64,
     /// Attach the builder container to this Docker network (e.g. where the binhost runs).
     #[arg(long, value_name = "NAME")]
     network: Option<String>,
@@ -162,6 +179,8 @@ fn json_line(value: &serde_json::Value) {
 #[derive(Default)]
 struct BuildState {
     build_id: Option<String>,
+    /// The image ID of the `docker` output once its load began (it is untagged until the commit).
+    loading: Option<String>,
     signal: Option<String>,
     /// The build returned successfully: its outputs are committed and nothing of it is left.
     done: bool,
@@ -220,8 +239,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = staves_core::BuildOptions::default()
         .with_cancel(cancel.clone())
         .with_events(Arc::new(move |e: &BuildEvent| {
-            if let BuildEvent::Started { build_id } = e {
-                lock(&handler_state).build_id = Some(build_id.clone());
+            match e {
+                BuildEvent::Started { build_id } => {
+                    lock(&handler_state).build_id = Some(build_id.clone());
+                }
+                BuildEvent::Loading { image_id } => {
+                    lock(&handler_state).loading = Some(image_id.clone());
+                }
+                _ => {}
             }
             handler.event(e);
         }));
@@ -240,9 +265,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         },
         move |name| {
-            let (build_id, done) = {
+            let (build_id, loading, done) = {
                 let state = lock(&second_state);
-                (state.build_id.clone(), state.done)
+                (state.build_id.clone(), state.loading.clone(), state.done)
             };
             if done {
                 second.note(
@@ -259,11 +284,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 ),
                 None => "any container or volume the build had created".to_owned(),
             };
+            let image = match loading {
+                Some(id) => format!(
+                    ", the untagged image {id} loaded for the docker output unless it was tagged or removed \
+                     already (`docker image rm {id}`)"
+                ),
+                None => String::new(),
+            };
             second.note(
                 "signal",
                 &format!(
-                    "received {name} again: exiting at once. Left behind: {resources}, and any .staves-* \
-                     temporary files in {}; `staves prune` removes the containers and volumes",
+                    "received {name} again: exiting at once. Left behind: {resources}, any .staves-* \
+                     temporary files in {}{image}; `staves prune` removes the containers and volumes",
                     output_dirs.join(", ")
                 ),
             );
@@ -288,6 +320,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .offline(args.offline)
         .registry(args.registry.options())
         .binhosts(args.binhosts)
+        .binhost_timeouts(
+            Duration::from_secs(args.binhost_idle_timeout),
+            Duration::from_secs(args.binhost_timeout),
+        )
         .sbom(args.sbom, args.sbom_format)
         .deny_advisories(args.deny_advisories);
     let result = staves_core::build_image(&spec, &builder, &request, &options);
@@ -428,7 +464,7 @@ fn lock(state: &Mutex<BuildState>) -> std::sync::MutexGuard<'_, BuildState> {
 
 /// The directories where the image writer keeps its temporary files: next to each file output, else the
 /// system's temporary directory.
-fn temp_file_dirs(outputs: &[staves_core::Output]) -> Vec<String> {
+pub(crate) fn temp_file_dirs(outputs: &[staves_core::Output]) -> Vec<String> {
     use staves_core::Output;
     let mut dirs: Vec<String> = outputs
         .iter()

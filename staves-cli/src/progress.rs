@@ -71,6 +71,7 @@ impl Progress {
             BuildEvent::Log { line, .. } if self.verbose || self.bar.is_none() => self.line(line),
             BuildEvent::StepFinished { .. } => {}
             BuildEvent::Exporting => self.status("writing the image"),
+            BuildEvent::Loading { .. } => self.status("loading the image into the engine"),
             BuildEvent::Reaped {
                 containers,
                 volumes,

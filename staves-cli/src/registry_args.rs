@@ -2,8 +2,10 @@
 
 use staves_core::{RegistryOptions, WrittenOutput};
 use std::path::PathBuf;
+use std::time::Duration;
 
-/// TLS and credential settings for `--output docker://HOST[:PORT]/REPO[:TAG]`, named as skopeo names them.
+/// TLS, credential and timeout settings for `--output docker://HOST[:PORT]/REPO[:TAG]`, named as skopeo names the
+/// ones it has.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryArgs {
     /// Verify the registry's TLS certificate (`--tls-verify=false` skips it and allows plain HTTP).
@@ -27,6 +29,23 @@ pub struct RegistryArgs {
     /// Read registry credentials from FILE first (default: REGISTRY_AUTH_FILE), then docker's config.json.
     #[arg(long, value_name = "FILE")]
     authfile: Option<PathBuf>,
+    /// Fail a registry request that sends and receives no byte for SECONDS.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = staves_core::defaults::REGISTRY_IDLE_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    registry_idle_timeout: u64,
+    /// Fail a registry request that takes longer than SECONDS in all; a blob upload gets 4 s more per MiB of
+    /// the blob.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = staves_core::defaults::REGISTRY_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    registry_timeout: u64,
 }
 
 impl RegistryArgs {
@@ -37,6 +56,8 @@ impl RegistryArgs {
             .insecure_registries(self.insecure_registries.clone())
             .cert_dir(self.cert_dir.clone())
             .auth_file(self.authfile.clone())
+            .idle_timeout(Duration::from_secs(self.registry_idle_timeout))
+            .timeout(Duration::from_secs(self.registry_timeout))
     }
 }
 

@@ -18,6 +18,13 @@
 //!
 //! Only the binhosts given are used: other `binrepos.conf` entries of the builder (a stage3's Gentoo binhost) are
 //! set aside for the build.
+//!
+//! Each binary package download fails when it receives no byte for [`PlanOptions::binhost_idle_timeout`] or takes
+//! longer than [`PlanOptions::binhost_timeout`]: the fetch step makes [`FETCH_HELPER`] Portage's `FETCHCOMMAND`
+//! and `RESUMECOMMAND`. Portage fetches the `Packages` index itself, with a 10 s idle timeout of its own.
+//!
+//! [`PlanOptions::binhost_idle_timeout`]: crate::PlanOptions::binhost_idle_timeout
+//! [`PlanOptions::binhost_timeout`]: crate::PlanOptions::binhost_timeout
 
 use crate::engine::EngineError;
 use crate::plan::{BuildPlan, Step, StepKind};
@@ -27,6 +34,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 /// Where the builder keeps binary packages: the build cache volume is mounted here (`PKGDIR`).
 pub const PKGDIR: &str = "/var/cache/binpkgs";
@@ -148,20 +156,78 @@ pub fn render_binrepos_conf(urls: &[String]) -> String {
     out
 }
 
-/// Portage fetches with `wget` by default (a stage3 has it). A builder without it fetches with Python, which
-/// Portage itself runs on; the fallback is set only for the fetch step.
-const FETCH_FALLBACK: &str = r#"if ! command -v wget >/dev/null 2>&1; then
-  FETCHCOMMAND='python3 -c "import shutil,sys,urllib.request as u;shutil.copyfileobj(u.urlopen(sys.argv[1]),open(sys.argv[2],\"wb\"))" "${URI}" "${DISTDIR}/${FILE}"'
-  RESUMECOMMAND=$FETCHCOMMAND
-  export FETCHCOMMAND RESUMECOMMAND
+/// The default idle timeout of a binhost download: one that receives no byte for this long fails (as Portage's
+/// own `wget -T 60`).
+pub const DEFAULT_FETCH_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default total deadline of one binhost download (one binary package): 30 minutes.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// Where the fetch step writes [`FETCH_HELPER`] in the builder.
+const FETCH_HELPER_PATH: &str = "/var/tmp/staves/binhost-fetch";
+
+/// Portage's fetch command for the binhost downloads of the fetch step:
+/// `binhost-fetch [--resume] IDLE TOTAL URI FILE`. It fails a download that receives no byte for IDLE seconds or
+/// takes more than TOTAL seconds in all: with `wget -T IDLE` under `timeout TOTAL` where the builder has both (a
+/// stage3 does), else with Python (which Portage runs on), reading one buffer at a time against the deadline.
+pub(crate) const FETCH_HELPER: &str = r#"# Written by Staves: Portage's FETCHCOMMAND/RESUMECOMMAND for binhost downloads.
+# Usage: binhost-fetch [--resume] IDLE TOTAL URI FILE. Fails when no byte arrives for IDLE s, or after TOTAL s.
+resume=
+if [ "$1" = --resume ]; then resume=-c; shift; fi
+idle=$1 total=$2 uri=$3 file=$4
+if command -v wget >/dev/null 2>&1 && command -v timeout >/dev/null 2>&1; then
+  exec timeout "$total" wget $resume -t 3 -T "$idle" --passive-ftp -O "$file" "$uri"
 fi
+exec python3 -c '
+import os, sys, time, urllib.request
+idle, total, uri, path, resume = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+deadline = time.monotonic() + total
+request = urllib.request.Request(uri)
+have = os.path.getsize(path) if resume and os.path.exists(path) else 0
+if have:
+    request.add_header("Range", "bytes=%d-" % have)
+try:
+    with urllib.request.urlopen(request, timeout=idle) as answer:
+        with open(path, "ab" if have and answer.status == 206 else "wb") as out:
+            while True:
+                if time.monotonic() > deadline:
+                    sys.exit("staves: fetching %s took more than %d s" % (uri, total))
+                chunk = answer.read1(65536)
+                if not chunk:
+                    break
+                out.write(chunk)
+except (OSError, ValueError) as e:
+    sys.exit("staves: fetching %s failed: %s" % (uri, e))
+' "$idle" "$total" "$uri" "$file" "$resume"
 "#;
 
-/// The fetch step's script: set aside the builder's other binhosts, then run each emerge command of the plan with
-/// `--fetchonly --getbinpkg` (a fetch that fails only leaves more to build from source).
-fn fetch_script(commands: &[&[String]]) -> String {
+/// The fetch step's script: write [`FETCH_HELPER`] and make it Portage's fetch command for every protocol (with
+/// the timeouts, in whole seconds), set aside the builder's other binhosts, then run each emerge command of the
+/// plan with `--fetchonly --getbinpkg` (a fetch that fails only leaves more to build from source).
+///
+/// Portage reads the `Packages` index itself (urllib, with its own 10 s idle timeout); the packages go through the
+/// helper.
+fn fetch_script(commands: &[&[String]], idle: Duration, total: Duration) -> String {
+    let (idle, total) = (idle.as_secs(), total.as_secs());
+    let command = |resume: &str| {
+        format!(
+            "/bin/sh {FETCH_HELPER_PATH} {resume}{idle} {total} \"${{URI}}\" \"${{DISTDIR}}/${{FILE}}\""
+        )
+    };
     let mut s = String::from("set -u\n");
-    s.push_str(FETCH_FALLBACK);
+    s.push_str(&format!(
+        "mkdir -p /var/tmp/staves\ncat > {FETCH_HELPER_PATH} <<'STAVES_FETCH'\n{FETCH_HELPER}STAVES_FETCH\n"
+    ));
+    // Portage takes a protocol's own command (FETCHCOMMAND_HTTP) first: those are set too.
+    s.push_str(&format!(
+        "FETCHCOMMAND='{}'\nRESUMECOMMAND='{}'\n\
+         FETCHCOMMAND_HTTP=$FETCHCOMMAND FETCHCOMMAND_HTTPS=$FETCHCOMMAND FETCHCOMMAND_FTP=$FETCHCOMMAND\n\
+         RESUMECOMMAND_HTTP=$RESUMECOMMAND RESUMECOMMAND_HTTPS=$RESUMECOMMAND RESUMECOMMAND_FTP=$RESUMECOMMAND\n\
+         export FETCHCOMMAND RESUMECOMMAND FETCHCOMMAND_HTTP FETCHCOMMAND_HTTPS FETCHCOMMAND_FTP RESUMECOMMAND_HTTP \
+         RESUMECOMMAND_HTTPS RESUMECOMMAND_FTP\n",
+        command(""),
+        command("--resume ")
+    ));
     s.push_str(
         "for f in /etc/portage/binrepos.conf/*; do\n  \
          [ -e \"$f\" ] && [ \"$f\" != /etc/portage/binrepos.conf/staves.conf ] || continue\n  \
@@ -253,7 +319,11 @@ impl BuildPlan {
             argv: vec![
                 "/bin/sh".to_owned(),
                 "-c".to_owned(),
-                fetch_script(&commands),
+                fetch_script(
+                    &commands,
+                    self.fetch_timeouts.idle,
+                    self.fetch_timeouts.total,
+                ),
             ],
             env,
             background: false,
@@ -743,6 +813,186 @@ mod tests {
             let err = check_binhost_url(url).unwrap_err().to_string();
             assert!(err.contains(expect), "{url}: {err}");
         }
+    }
+
+    /// A local HTTP server for the fetch helper. `trickle`: the head of a 1 MiB answer, then a byte every 200 ms;
+    /// else nothing at all. Each connection reports who ended it: the client (`gave up`), or the server after a
+    /// guard of a minute (`guard`), which only keeps a client without deadlines from hanging the test.
+    fn slow_server(trickle: bool) -> (u16, std::sync::mpsc::Receiver<&'static str>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (report, ends) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                let report = report.clone();
+                std::thread::spawn(move || {
+                    let guard = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                    let mut reader = BufReader::new(stream);
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                        line.clear();
+                    }
+                    let mut stream = reader.into_inner();
+                    let end = if trickle {
+                        let head = "HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n";
+                        let mut gone = stream.write_all(head.as_bytes()).is_err();
+                        while !gone && std::time::Instant::now() < guard {
+                            std::thread::sleep(std::time::Duration::from_millis(200));
+                            gone = stream
+                                .write_all(b"x")
+                                .and_then(|()| stream.flush())
+                                .is_err();
+                        }
+                        if gone { "gave up" } else { "guard" }
+                    } else {
+                        let _ =
+                            stream.set_read_timeout(Some(std::time::Duration::from_millis(100)));
+                        let mut buffer = [0u8; 512];
+                        loop {
+                            if std::time::Instant::now() >= guard {
+                                break "guard";
+                            }
+                            match stream.read(&mut buffer) {
+                                Ok(0) => break "gave up",
+                                Ok(_) => {}
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock
+                                            | std::io::ErrorKind::TimedOut
+                                    ) => {}
+                                Err(_) => break "gave up",
+                            }
+                        }
+                    };
+                    let _ = report.send(end);
+                });
+            }
+        });
+        (port, ends)
+    }
+
+    /// Run [`FETCH_HELPER`] as Portage runs the fetch command, with `path` as `PATH`; its exit status, and how the
+    /// server's connections ended.
+    fn run_helper(
+        path: &std::ffi::OsStr,
+        trickle: bool,
+        idle: u64,
+        total: u64,
+    ) -> (std::process::ExitStatus, Vec<&'static str>) {
+        let (port, ends) = slow_server(trickle);
+        let dir = tempfile::tempdir().unwrap();
+        let helper = dir.path().join("binhost-fetch");
+        std::fs::write(&helper, FETCH_HELPER).unwrap();
+        let status = std::process::Command::new("/bin/sh")
+            .arg(&helper)
+            .arg(idle.to_string())
+            .arg(total.to_string())
+            .arg(format!(
+                "http://127.0.0.1:{port}/All/app-misc/hello-1.gpkg.tar"
+            ))
+            .arg(dir.path().join("hello-1.gpkg.tar"))
+            .env("PATH", path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        // Each connection reports once it has ended (wget retries: several); the first is waited for.
+        let mut ended: Vec<&'static str> = ends
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .into_iter()
+            .collect();
+        ended.extend(ends.try_iter());
+        (status, ended)
+    }
+
+    /// The `PATH`s to run the helper with: the system's (wget under `timeout`, when the host has both), and one
+    /// with only `python3` (the fallback a builder without wget takes), made in `scratch`.
+    fn helper_paths(scratch: &Path) -> Vec<(String, std::ffi::OsString)> {
+        let mut paths = Vec::new();
+        let system = std::ffi::OsString::from("/usr/bin:/bin");
+        let has = |tool: &str| {
+            ["/usr/bin", "/bin"]
+                .iter()
+                .any(|d| std::path::Path::new(d).join(tool).exists())
+        };
+        if has("wget") && has("timeout") {
+            paths.push(("wget".to_owned(), system));
+        }
+        let python = ["/usr/bin/python3", "/bin/python3"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("python3 in /usr/bin or /bin");
+        let only_python = scratch.join("only-python");
+        std::fs::create_dir_all(&only_python).unwrap();
+        std::os::unix::fs::symlink(python, only_python.join("python3")).unwrap();
+        paths.push(("python".to_owned(), only_python.into_os_string()));
+        paths
+    }
+
+    /// A binhost that accepted a package download and then sent nothing hung the build's fetch step: Portage's
+    /// fetch command (its wget default, or Staves' Python fallback) had no deadline of Staves'.
+    #[test]
+    fn a_stalled_binhost_download_ends_on_the_idle_timeout() {
+        let scratch = tempfile::tempdir().unwrap();
+        for (name, path) in helper_paths(scratch.path()) {
+            let (status, ends) = run_helper(&path, false, 1, 600);
+            assert!(!status.success(), "{name}: {status}");
+            assert!(
+                !ends.is_empty() && ends.iter().all(|e| *e == "gave up"),
+                "{name}: {ends:?}"
+            );
+        }
+    }
+
+    /// A binhost that trickles a byte now and then never trips an idle timeout: the total deadline ends it.
+    #[test]
+    fn a_trickling_binhost_download_ends_on_the_total_deadline() {
+        let scratch = tempfile::tempdir().unwrap();
+        for (name, path) in helper_paths(scratch.path()) {
+            let (status, ends) = run_helper(&path, true, 30, 2);
+            assert!(!status.success(), "{name}: {status}");
+            assert!(
+                !ends.is_empty() && ends.iter().all(|e| *e == "gave up"),
+                "{name}: {ends:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_fetch_step_makes_the_helper_portages_fetch_command() {
+        let script = fetch_script(
+            &[&["emerge".to_owned(), "app-misc/hello".to_owned()]],
+            Duration::from_secs(7),
+            Duration::from_secs(99),
+        );
+        assert!(
+            script.contains(&format!("cat > {FETCH_HELPER_PATH} <<'STAVES_FETCH'\n")),
+            "{script}"
+        );
+        assert!(
+            script.contains(&format!(
+                "FETCHCOMMAND='/bin/sh {FETCH_HELPER_PATH} 7 99 \"${{URI}}\" \"${{DISTDIR}}/${{FILE}}\"'"
+            )),
+            "{script}"
+        );
+        assert!(script.contains("--resume 7 99"), "{script}");
+        assert!(
+            script.contains("export FETCHCOMMAND RESUMECOMMAND FETCHCOMMAND_HTTP"),
+            "{script}"
+        );
+        // The script a shell runs: the helper ends at its delimiter.
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-n", "-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     #[test]

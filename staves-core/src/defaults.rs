@@ -5,6 +5,7 @@
 //! front end that leaves a setting unset uses the value here, so `staves build` and `staves.build()` agree.
 
 use crate::Compression;
+use std::time::Duration;
 
 /// Mount `~/.ssh` read-only into the builder (when it exists), for private git repositories.
 pub const SSH: bool = true;
@@ -17,3 +18,15 @@ pub const BUILDER_LOCALE: &str = "C.UTF-8";
 
 /// Layer compression of the written image.
 pub const COMPRESSION: Compression = Compression::Gzip;
+
+/// A registry request that sends and receives no byte for this long fails (`--registry-idle-timeout`).
+pub const REGISTRY_IDLE_TIMEOUT: Duration = crate::registry::DEFAULT_IDLE_TIMEOUT;
+
+/// The most one registry request may take (`--registry-timeout`); a blob upload gets 4 s more per MiB.
+pub const REGISTRY_TIMEOUT: Duration = crate::registry::DEFAULT_TIMEOUT;
+
+/// A binhost download (in the builder) that receives no byte for this long fails (`--binhost-idle-timeout`).
+pub const BINHOST_IDLE_TIMEOUT: Duration = crate::binhost::DEFAULT_FETCH_IDLE_TIMEOUT;
+
+/// The most one binhost download may take (`--binhost-timeout`).
+pub const BINHOST_TIMEOUT: Duration = crate::binhost::DEFAULT_FETCH_TIMEOUT;

@@ -63,6 +63,7 @@ impl Error {
             Error::Plan(_) => 1,
             Error::Build(_) => 4,
             Error::Lock(e) => e.exit_code(),
+            Error::Image(crate::image::ImageError::LeftBehind { cause, .. }) => cause.exit_code(),
             Error::Snapshot(crate::snapshot::SnapshotError::Engine(_)) => 3,
             Error::Advisory(crate::advisory::AdvisoryError::Denied { .. }) => 6,
             Error::Image(_)

@@ -44,6 +44,10 @@ pub struct BuildRequest {
     pub registry: crate::registry::RegistryOptions,
     /// Binary package hosts to fetch from before building (see [`BuildPlan::with_binhosts`]).
     pub binhosts: Vec<String>,
+    /// A binhost download that receives no byte for this long fails (see [`PlanOptions::binhost_idle_timeout`]).
+    pub binhost_idle_timeout: std::time::Duration,
+    /// A binhost download that takes longer than this fails (see [`PlanOptions::binhost_timeout`]).
+    pub binhost_timeout: std::time::Duration,
     /// Also write the SBOM to this file (all-or-nothing, like the image outputs).
     pub sbom: Option<PathBuf>,
     /// The format of [`BuildRequest::sbom`].
@@ -73,6 +77,8 @@ impl BuildRequest {
             lock: LockOptions::default(),
             registry: crate::registry::RegistryOptions::default(),
             binhosts: Vec::new(),
+            binhost_idle_timeout: crate::binhost::DEFAULT_FETCH_IDLE_TIMEOUT,
+            binhost_timeout: crate::binhost::DEFAULT_FETCH_TIMEOUT,
             sbom: None,
             sbom_format: SbomFormat::SpdxJson,
             sbom_store: crate::sbom::store_dir(),
@@ -167,8 +173,21 @@ impl BuildRequest {
         self
     }
 
+    /// Fail a binhost download after `idle` without a byte, or after `total` in all.
+    pub fn binhost_timeouts(
+        mut self,
+        idle: std::time::Duration,
+        total: std::time::Duration,
+    ) -> Self {
+        self.binhost_idle_timeout = idle;
+        self.binhost_timeout = total;
+        self
+    }
+
     fn plan_options(&self) -> PlanOptions {
-        PlanOptions::new(self.jobs, self.load_average).direct_merge(self.direct_merge)
+        PlanOptions::new(self.jobs, self.load_average)
+            .direct_merge(self.direct_merge)
+            .binhost_timeouts(self.binhost_idle_timeout, self.binhost_timeout)
     }
 }
 
@@ -411,8 +430,9 @@ pub fn build_image(
 /// has run, within seconds) no container or volume.
 ///
 /// Must run inside a Tokio runtime. Dropping the future cancels the build. A cancel (through
-/// [`BuildOptions::cancel`]) that arrives once the outputs are being committed is too late: the build then
-/// succeeds, and says so.
+/// [`BuildOptions::cancel`]) stops a registry push where it is, the blob uploads before the commit (nothing is
+/// tagged then) as the manifests during it; otherwise one that arrives once the outputs are being committed is too
+/// late: the build then succeeds, and says so.
 pub async fn build_image_async(
     spec: &ImageSpec,
     builder: &dyn Builder,
@@ -648,13 +668,16 @@ async fn commit(
         None
     };
     if let Some(docker) = &docker {
+        options.emit(BuildEvent::Loading {
+            image_id: prepared.image_id(),
+        });
         // Not cancellable: a load cut short may still complete in the engine. It is undone below instead.
         prepared.load(docker).await?;
     }
-    // The registry blobs too (no remote tag yet): a cancel now still leaves nothing tagged anywhere.
+    // The registry blobs too (no remote tag yet): a cancel now still leaves nothing tagged anywhere, and ends the
+    // upload where it is.
     if let Err(err) = prepared.upload().await {
-        let _ = prepared.discard(docker.as_ref()).await;
-        return Err(err);
+        return Err(prepared.abandon(docker.as_ref(), err).await);
     }
     test_pause("write", options).await;
     if options.cancel.is_cancelled() {

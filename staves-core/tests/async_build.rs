@@ -78,8 +78,13 @@ fn build_image_async_builds_hello_inside_a_runtime() {
             "{:?}",
             events.first()
         );
+        // The build's own events end with the cleanup; the docker output is loaded after it.
+        let last = events
+            .iter()
+            .rfind(|e| !matches!(e, BuildEvent::Loading { .. }));
+        assert!(matches!(last, Some(BuildEvent::CleanedUp)), "{last:?}");
         assert!(
-            matches!(events.last(), Some(BuildEvent::CleanedUp)),
+            matches!(events.last(), Some(BuildEvent::Loading { .. })),
             "{:?}",
             events.last()
         );

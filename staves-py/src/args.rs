@@ -75,6 +75,49 @@ pub(crate) fn registry(
     }
 }
 
+/// A timeout in whole seconds (`name`), at least 1; `default` when None.
+pub(crate) fn seconds(
+    func: &str,
+    name: &str,
+    value: Option<i64>,
+    default: std::time::Duration,
+) -> PyResult<std::time::Duration> {
+    match value {
+        None => Ok(default),
+        Some(secs) => u64::try_from(secs)
+            .ok()
+            .filter(|&s| s >= 1)
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "{func}(): `{name}` must be at least 1 (seconds), not {secs}"
+                ))
+            }),
+    }
+}
+
+/// `binhost_idle_timeout` and `binhost_timeout`: the binhost download deadlines (the defaults when None).
+pub(crate) fn binhost_timeouts(
+    func: &str,
+    idle: Option<i64>,
+    total: Option<i64>,
+) -> PyResult<(std::time::Duration, std::time::Duration)> {
+    Ok((
+        seconds(
+            func,
+            "binhost_idle_timeout",
+            idle,
+            staves_core::defaults::BINHOST_IDLE_TIMEOUT,
+        )?,
+        seconds(
+            func,
+            "binhost_timeout",
+            total,
+            staves_core::defaults::BINHOST_TIMEOUT,
+        )?,
+    ))
+}
+
 /// `compression`: `gzip` or `zstd`.
 pub(crate) fn compression(func: &str, value: &str) -> PyResult<Compression> {
     Compression::from_str(value)

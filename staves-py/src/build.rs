@@ -440,7 +440,7 @@ fn with_overrides<'a>(
     compression = defaults::COMPRESSION.to_string(), version = None, stdlib = None, locale = None, cancel = None,
     locked = false, frozen = false, binhost = None, registry = None, sbom = None,
     sbom_format = "spdx-json".to_owned(), deny_advisories = false, cache_dir = None, rebuild = false,
-    offline = false, portage_merge = false
+    offline = false, portage_merge = false, binhost_idle_timeout = None, binhost_timeout = None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build(
@@ -468,8 +468,12 @@ pub(crate) fn build(
     rebuild: bool,
     offline: bool,
     portage_merge: bool,
+    binhost_idle_timeout: Option<i64>,
+    binhost_timeout: Option<i64>,
 ) -> PyResult<Py<PyAny>> {
     let outputs = args::outputs("build", outputs)?;
+    let (fetch_idle, fetch_total) =
+        args::binhost_timeouts("build", binhost_idle_timeout, binhost_timeout)?;
     // The local image store is opt-in here (`staves build` uses the default one): a script decides where it lives.
     let store = cache_dir
         .map(|dir| staves_core::store::ImageStore::open(Some(&dir)))
@@ -506,6 +510,7 @@ pub(crate) fn build(
         .docker_host(docker_host)
         .lock(crate::lock::lock_options(locked, frozen))
         .binhosts(binhosts)
+        .binhost_timeouts(fetch_idle, fetch_total)
         .registry(registry)
         .sbom(sbom, sbom_format)
         .deny_advisories(deny_advisories)

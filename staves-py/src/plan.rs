@@ -153,21 +153,30 @@ impl PyStep {
 
 /// Validate `spec` and lay out its build: Portage files and steps. `jobs` defaults to the number of CPUs;
 /// `load_average` (emerge's `--load-average`) to no limit; `portage_merge=True` merges every package through
-/// emerge (no direct merge of phase-less binary packages).
+/// emerge (no direct merge of phase-less binary packages); `binhost_idle_timeout` and `binhost_timeout` (seconds)
+/// are the binhost download deadlines of the fetch step.
 ///
-/// Raises `SpecError` when the spec has errors or lists no packages, `ValueError` for `jobs` below 1 or a
-/// `load_average` that is not above 0.
+/// Raises `SpecError` when the spec has errors or lists no packages, `ValueError` for `jobs` below 1, a
+/// `load_average` that is not above 0, or a timeout below 1.
 #[pyfunction]
-#[pyo3(signature = (spec, jobs = None, load_average = None, portage_merge = false))]
+#[pyo3(signature = (
+    spec, jobs = None, load_average = None, portage_merge = false, binhost_idle_timeout = None,
+    binhost_timeout = None
+))]
 pub(crate) fn plan(
     py: Python<'_>,
     spec: &Bound<'_, PyImageSpec>,
     jobs: Option<i64>,
     load_average: Option<f64>,
     portage_merge: bool,
+    binhost_idle_timeout: Option<i64>,
+    binhost_timeout: Option<i64>,
 ) -> PyResult<PyBuildPlan> {
-    let options =
-        PlanOptions::new(args::jobs("plan", jobs)?, load_average).direct_merge(!portage_merge);
+    let (fetch_idle, fetch_total) =
+        args::binhost_timeouts("plan", binhost_idle_timeout, binhost_timeout)?;
+    let options = PlanOptions::new(args::jobs("plan", jobs)?, load_average)
+        .direct_merge(!portage_merge)
+        .binhost_timeouts(fetch_idle, fetch_total);
     BuildPlan::new(&spec.get().inner, &options)
         .map(|inner| PyBuildPlan { inner })
         .map_err(|e| to_py_err(py, e.into()))

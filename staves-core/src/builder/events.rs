@@ -81,6 +81,12 @@ pub enum BuildEvent {
     },
     /// The rootfs is being streamed into the image writer.
     Exporting,
+    /// The image is being loaded into the engine for the `docker` output. It stays untagged until the outputs are
+    /// committed; a build that stops before then removes it again.
+    Loading {
+        /// The ID the image has in the engine (`sha256:…` of its config).
+        image_id: String,
+    },
     /// The build's containers and volumes were removed.
     CleanedUp,
     /// Something the user should know that does not stop the build (e.g. the local image store cannot be written,

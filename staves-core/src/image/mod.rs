@@ -218,6 +218,20 @@ pub enum ImageError {
         /// What failed.
         reason: String,
     },
+    /// The outputs were given up (after `cause`), but the untagged image loaded for the `docker` output could not
+    /// be removed from the engine.
+    #[error(
+        "{cause}\nthen removing the untagged image {image} from the engine failed: {reason}\n  \
+         help: remove it with `docker image rm {image}`"
+    )]
+    LeftBehind {
+        /// The image ID.
+        image: String,
+        /// Why it could not be removed.
+        reason: String,
+        /// What made the outputs be given up.
+        cause: Box<Error>,
+    },
 }
 
 /// Where an image is written; named as skopeo and podman name transports.
@@ -561,8 +575,11 @@ impl ImageWriter {
         self
     }
 
-    /// Stop (and write nothing) when `cancel` is triggered before the outputs are committed.
-    pub(crate) fn cancel(mut self, cancel: CancelToken) -> Self {
+    /// Stop (and write nothing) when `cancel` is triggered before the outputs are committed; a push to a
+    /// registry stops too, while its blobs are uploaded (nothing is tagged then) and while its manifests are.
+    /// A stopped write fails with [`BuildError::Interrupted`], after removing its temporary files and the untagged
+    /// image it loaded.
+    pub fn cancel(mut self, cancel: CancelToken) -> Self {
         self.cancel = Some(cancel);
         self
     }
@@ -877,6 +894,7 @@ impl ImageWriter {
                 targets,
                 self.version.clone(),
                 self.registry.clone(),
+                self.cancel.clone(),
             )
         });
         Ok(PreparedImage {
@@ -934,6 +952,11 @@ impl PreparedImage {
     /// The image manifest's digest.
     pub(crate) fn digest(&self) -> String {
         self.report.digest.clone()
+    }
+
+    /// The image ID (the config's digest), which the `docker` output's image has in the engine.
+    pub(crate) fn image_id(&self) -> String {
+        self.report.config_digest.clone()
     }
 
     /// Whether the `docker` output is among the outputs.
@@ -998,7 +1021,9 @@ impl PreparedImage {
         mut self,
         docker: Option<&bollard::Docker>,
     ) -> Result<ImageReport, Error> {
-        self.upload().await?;
+        if let Err(err) = self.upload().await {
+            return Err(self.abandon(docker, err).await);
+        }
         let mut written = Vec::new();
         let result = self.commit_files(&mut written);
         let result = match (result, self.loaded.clone(), docker) {
@@ -1033,13 +1058,20 @@ impl PreparedImage {
                     }
                     Ok(())
                 }
-                Err(err) => Err(err.into()),
+                Err(err) => Err(err),
             },
             (result, _) => result,
         };
         match result {
             Ok(()) => Ok(self.report.clone()),
             Err(err) if written.is_empty() => Err(err),
+            Err(Error::Build(BuildError::Interrupted)) => Err(ImageError::PartlyWritten {
+                written,
+                reason: "the build was interrupted while the manifests were pushed: a registry destination may \
+                         lack its tag"
+                    .to_owned(),
+            }
+            .into()),
             Err(err) => Err(ImageError::PartlyWritten {
                 written,
                 reason: err.to_string(),
@@ -1060,6 +1092,25 @@ impl PreparedImage {
                 Ok(())
             }
             (None, _) => Ok(()),
+        }
+    }
+
+    /// Give up after `cause`: [`discard`](PreparedImage::discard), and return `cause`, or, when the loaded image
+    /// could not be removed, an error that says so too.
+    pub(crate) async fn abandon(self, docker: Option<&bollard::Docker>, cause: Error) -> Error {
+        let image = self
+            .loaded
+            .as_ref()
+            .map(|l| l.id.clone())
+            .unwrap_or_default();
+        match self.discard(docker).await {
+            Ok(()) => cause,
+            Err(e) => ImageError::LeftBehind {
+                image,
+                reason: e.to_string(),
+                cause: Box::new(cause),
+            }
+            .into(),
         }
     }
 

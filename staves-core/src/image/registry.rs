@@ -2,10 +2,12 @@
 
 use super::layer::LayerInfo;
 use super::oci::Documents;
+use crate::builder::{BuildError, CancelToken};
 use crate::registry::{
     BlobData, BlobToPush, ImageToPush, ManifestToPush, PushReport, Pusher, ReferrerToPush,
     RegistryError, RegistryOptions, RegistryTarget,
 };
+use std::future::Future;
 use std::path::Path;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -54,12 +56,14 @@ pub(crate) fn image_to_push(docs: &Documents, layer: &LayerInfo, layer_path: &Pa
 }
 
 /// The `docker://` outputs of an image, waiting for the commit: what to push where, and (after
-/// [`PendingPush::upload`]) the blobs already in the registries.
+/// [`PendingPush::upload`]) the blobs already in the registries. A `cancel` token that fires stops the push where
+/// it is (its requests are dropped), with [`BuildError::Interrupted`].
 pub(crate) struct PendingPush {
     image: ImageToPush,
     targets: Vec<RegistryTarget>,
     default_tag: String,
     options: RegistryOptions,
+    cancel: Option<CancelToken>,
     staged: Option<StagedPushes>,
 }
 
@@ -70,33 +74,49 @@ impl PendingPush {
         targets: Vec<RegistryTarget>,
         default_tag: String,
         options: RegistryOptions,
+        cancel: Option<CancelToken>,
     ) -> Self {
         Self {
             image,
             targets,
             default_tag,
             options,
+            cancel,
             staged: None,
         }
     }
 
     /// Upload every blob the registries lack (once). Nothing is tagged remotely yet.
-    pub(crate) async fn upload(&mut self) -> Result<(), RegistryError> {
+    pub(crate) async fn upload(&mut self) -> Result<(), crate::Error> {
         if self.staged.is_none() {
-            self.staged = Some(
-                upload_all(&self.image, &self.targets, &self.default_tag, &self.options).await?,
-            );
+            let upload = upload_all(&self.image, &self.targets, &self.default_tag, &self.options);
+            self.staged = Some(cancellable(self.cancel.as_ref(), upload).await?);
         }
         Ok(())
     }
 
     /// Push the manifests (the remote tags), uploading first if that has not happened; one report per target.
-    pub(crate) async fn publish(mut self) -> Result<Vec<PushReport>, RegistryError> {
+    pub(crate) async fn publish(mut self) -> Result<Vec<PushReport>, crate::Error> {
         self.upload().await?;
         match self.staged.take() {
-            Some(staged) => staged.publish(&self.image).await,
+            Some(staged) => cancellable(self.cancel.as_ref(), staged.publish(&self.image)).await,
             None => Ok(Vec::new()),
         }
+    }
+}
+
+/// Run `push` until it ends or `cancel` fires; then it is dropped (its requests with it) and the result is
+/// [`BuildError::Interrupted`].
+async fn cancellable<T>(
+    cancel: Option<&CancelToken>,
+    push: impl Future<Output = Result<T, RegistryError>>,
+) -> Result<T, crate::Error> {
+    let Some(cancel) = cancel else {
+        return Ok(push.await?);
+    };
+    tokio::select! {
+        result = push => Ok(result?),
+        () = cancel.cancelled() => Err(BuildError::Interrupted.into()),
     }
 }
 

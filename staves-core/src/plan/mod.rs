@@ -171,6 +171,14 @@ pub enum PlanError {
         /// The value given.
         value: f64,
     },
+    /// A timeout is shorter than a second.
+    #[error("invalid {name}: {millis} ms is too short; give at least 1 second")]
+    InvalidTimeout {
+        /// Which timeout.
+        name: String,
+        /// The value given, in milliseconds.
+        millis: u128,
+    },
 }
 
 /// Everything a builder needs to produce a rootfs: the Portage files and the ordered steps.
@@ -186,6 +194,27 @@ pub struct BuildPlan {
     /// ([`BuildPlan::with_binhosts`]), then the spec's `[build] binhost`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub binhosts: Vec<String>,
+    /// The timeouts of the binhost downloads (from [`PlanOptions`]), for when the binhosts change.
+    #[serde(skip)]
+    pub(crate) fetch_timeouts: FetchTimeouts,
+}
+
+/// How long a binhost download may stall, and take in all (see [`crate::binhost`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FetchTimeouts {
+    /// No byte for this long fails the download.
+    pub idle: std::time::Duration,
+    /// The most one download may take.
+    pub total: std::time::Duration,
+}
+
+impl FetchTimeouts {
+    fn of(options: &PlanOptions) -> Self {
+        Self {
+            idle: options.binhost_idle_timeout,
+            total: options.binhost_timeout,
+        }
+    }
 }
 
 impl BuildPlan {
@@ -294,6 +323,7 @@ impl BuildPlan {
                     steps,
                     rootfs_atoms,
                     binhosts: Vec::new(),
+                    fetch_timeouts: FetchTimeouts::of(options),
                 });
             }
         }
@@ -418,6 +448,7 @@ impl BuildPlan {
             steps,
             rootfs_atoms,
             binhosts: Vec::new(),
+            fetch_timeouts: FetchTimeouts::of(options),
         };
         // The spec's URLs were checked with the spec.
         plan.set_binhosts(crate::binhost::merge_binhost_urls(&[], &spec.build.binhost));

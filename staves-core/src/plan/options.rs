@@ -1,6 +1,7 @@
 //! Settings of a plan that are not part of the spec, and their checks.
 
 use super::PlanError;
+use std::time::Duration;
 
 /// Settings that shape the rendered configuration but are not part of the spec.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +20,12 @@ pub struct PlanOptions {
     /// `pkg_preinst`, `pkg_postinst` or `pkg_pretend`, and every package when the builder has bashrc hooks or
     /// FEATURES that act in those phases, are merged by emerge either way. Off: every package goes through emerge.
     pub direct_merge: bool,
+    /// A binhost download that receives no byte for this long fails (default
+    /// [`DEFAULT_FETCH_IDLE_TIMEOUT`](crate::binhost::DEFAULT_FETCH_IDLE_TIMEOUT); whole seconds, at least 1).
+    pub binhost_idle_timeout: Duration,
+    /// A binhost download that takes longer than this in all fails (default
+    /// [`DEFAULT_FETCH_TIMEOUT`](crate::binhost::DEFAULT_FETCH_TIMEOUT); whole seconds, at least 1).
+    pub binhost_timeout: Duration,
 }
 
 impl PlanOptions {
@@ -35,6 +42,8 @@ impl PlanOptions {
             jobs: jobs.max(1),
             load_average: None,
             direct_merge: true,
+            binhost_idle_timeout: crate::binhost::DEFAULT_FETCH_IDLE_TIMEOUT,
+            binhost_timeout: crate::binhost::DEFAULT_FETCH_TIMEOUT,
         }
     }
 
@@ -53,10 +62,30 @@ impl PlanOptions {
         self
     }
 
-    /// Check the options: a load-average limit, when set, must be a finite number above 0.
+    /// The same options with binhost downloads failing after `idle` without a byte or `total` in all
+    /// ([`PlanOptions::binhost_idle_timeout`], [`PlanOptions::binhost_timeout`]).
+    pub fn binhost_timeouts(mut self, idle: Duration, total: Duration) -> Self {
+        self.binhost_idle_timeout = idle;
+        self.binhost_timeout = total;
+        self
+    }
+
+    /// Check the options: a load-average limit, when set, must be a finite number above 0; the binhost timeouts
+    /// at least 1 s.
     pub fn check(&self) -> Result<(), PlanError> {
         if let Some(load) = self.load_average {
             check_load_average(load)?;
+        }
+        for (name, value) in [
+            ("binhost idle timeout", self.binhost_idle_timeout),
+            ("binhost timeout", self.binhost_timeout),
+        ] {
+            if value < Duration::from_secs(1) {
+                return Err(PlanError::InvalidTimeout {
+                    name: name.to_owned(),
+                    millis: value.as_millis(),
+                });
+            }
         }
         Ok(())
     }

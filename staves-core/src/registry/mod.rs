@@ -13,8 +13,13 @@
 //! - An SBOM (or any document) attached to the image as an OCI 1.1 referrer is pushed too: its manifest names the
 //!   image as `subject`, and where the registry has no referrers API the referrers tag (`sha256-<hex>`) index is
 //!   updated, as the distribution spec says.
+//! - Every request has an idle timeout (no byte sent or received for [`RegistryOptions::idle_timeout`]) and a
+//!   total deadline ([`RegistryOptions::timeout`], longer for a blob upload in proportion to its size); the answer
+//!   of a failed request is read up to 64 KiB only. A push is cancelled by dropping its future (the image writer
+//!   does so when the build's [`CancelToken`](crate::CancelToken) fires).
 
 mod auth;
+mod http;
 mod push;
 mod reference;
 mod transport;
@@ -26,6 +31,13 @@ pub(crate) use push::{
 pub use reference::RegistryTarget;
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// The default of [`RegistryOptions::idle_timeout`]: 60 s, as Portage's `wget -T 60`.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default of [`RegistryOptions::timeout`]: 5 minutes per request, plus the upload allowance.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Settings for pushing to registries; the defaults verify TLS and read credentials from the usual places.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -44,6 +56,29 @@ pub struct RegistryOptions {
     /// The credentials file (skopeo's `--authfile`), read instead of `REGISTRY_AUTH_FILE`. Docker's
     /// `config.json` (`DOCKER_CONFIG`, else `~/.docker`) is read after it either way.
     pub auth_file: Option<PathBuf>,
+    /// A request that sends and receives no byte for this long fails (default [`DEFAULT_IDLE_TIMEOUT`]; at least
+    /// 1 s). In whole seconds when (de)serialized.
+    #[serde(with = "seconds")]
+    pub idle_timeout: Duration,
+    /// The most one request may take, from connecting until its answer is read (default [`DEFAULT_TIMEOUT`]; at
+    /// least 1 s). A blob upload gets 4 s more per MiB of the blob (a floor of 256 KiB/s). In whole seconds when
+    /// (de)serialized.
+    #[serde(with = "seconds")]
+    pub timeout: Duration,
+}
+
+/// A [`Duration`] as whole seconds.
+mod seconds {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
 }
 
 impl Default for RegistryOptions {
@@ -53,6 +88,8 @@ impl Default for RegistryOptions {
             insecure_registries: Vec::new(),
             cert_dir: None,
             auth_file: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 }
@@ -79,6 +116,18 @@ impl RegistryOptions {
     /// Read credentials from `file` first (instead of `REGISTRY_AUTH_FILE`).
     pub fn auth_file(mut self, file: Option<PathBuf>) -> Self {
         self.auth_file = file;
+        self
+    }
+
+    /// Fail a request that sends and receives nothing for `timeout` (see [`RegistryOptions::idle_timeout`]).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Fail a request that takes longer than `timeout` (see [`RegistryOptions::timeout`]).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 }
@@ -200,6 +249,28 @@ pub enum RegistryError {
         expected: String,
         /// The digest the registry reports.
         found: String,
+    },
+    /// The registry stopped answering (or sending what it was sent), or took too long.
+    #[error(
+        "the registry {registry} stalled while {action}: {reason}\n  \
+         help: check the registry and the network to it; if it is only slow, raise --registry-idle-timeout \
+         (no byte for so many seconds) or --registry-timeout (the whole request)"
+    )]
+    TimedOut {
+        /// `HOST[:PORT]`.
+        registry: String,
+        /// What Staves was doing.
+        action: String,
+        /// Which limit was reached.
+        reason: String,
+    },
+    /// A timeout setting cannot be used.
+    #[error("invalid registry {name}: {reason}")]
+    InvalidOption {
+        /// The setting.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A runtime to talk to the registry could not be started.
     #[error("cannot start the async runtime that talks to the registry: {0}")]

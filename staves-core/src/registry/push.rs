@@ -1,17 +1,22 @@
-//! The push itself: blobs (HEAD check, mount, streamed upload), then the manifest, then the referrers.
+//! The push itself: blobs (HEAD check, mount, streamed upload), then the manifest, then the referrers. Every
+//! request is bounded by the connection's deadlines ([`super::http`]).
 
 use super::auth::Sources;
-use super::transport::{self, Connection};
+use super::transport::{self, Connection, Request, RequestBody};
 use super::{RegistryError, RegistryOptions, RegistryTarget};
-use futures_util::TryStreamExt;
-use oci_client::errors::OciDistributionError;
-use reqwest::header::HeaderValue;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION};
+use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// What a manifest `GET`/`HEAD` accepts: every manifest and index type.
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// Where a blob's bytes are.
 #[derive(Debug, Clone)]
@@ -128,16 +133,11 @@ impl Pusher {
     ) -> Result<Staged, RegistryError> {
         let connection = transport::connect(target, &self.options, &self.sources).await?;
         let tag = target.tag().unwrap_or(default_tag).to_owned();
-        let reference = target.reference(&tag);
-        connection
-            .client
-            .store_auth_if_needed(reference.resolve_registry(), &connection.auth)
-            .await;
         let mount_from = self
             .mount_sources
             .get(target.registry())
             .filter(|repo| repo.as_str() != target.repository())
-            .map(|repo| target_in(target, repo));
+            .cloned();
         let mut report = PushReport {
             destination: target.with_default_tag(&tag),
             digest: image.manifest.digest.clone(),
@@ -161,8 +161,8 @@ impl Pusher {
             }
             if let Err(err) = push_blob(
                 &connection,
-                &reference,
-                mount_from.as_ref(),
+                target.repository(),
+                mount_from.as_deref(),
                 blob,
                 &mut report,
             )
@@ -197,19 +197,16 @@ impl Pusher {
             tag,
             mut report,
         } = staged;
-        let reference = target.reference(&tag);
+        let repository = target.repository();
         push_manifest(
             &connection,
-            &reference,
+            repository,
+            &tag,
             &image.manifest,
             "pushing the manifest",
         )
         .await?;
-        let found = connection
-            .client
-            .fetch_manifest_digest(&reference, &connection.auth)
-            .await
-            .map_err(|e| connection.error("checking the pushed manifest", e))?;
+        let found = manifest_digest(&connection, repository, &tag).await?;
         if found != image.manifest.digest {
             return Err(RegistryError::DigestMismatch {
                 registry: connection.registry.clone(),
@@ -219,120 +216,218 @@ impl Pusher {
             });
         }
         for referrer in &image.referrers {
-            let by_digest = target.reference_by_digest(&referrer.manifest.digest);
             push_manifest(
                 &connection,
-                &by_digest,
+                repository,
+                &referrer.manifest.digest,
                 &referrer.manifest,
                 "pushing the referrer (SBOM) manifest",
             )
             .await?;
-            list_referrer(&connection, &target, &image.manifest, referrer).await?;
+            list_referrer(&connection, repository, &image.manifest, referrer).await?;
             report.referrers.push(referrer.manifest.digest.clone());
         }
         Ok(report)
     }
 }
 
-/// `target`'s registry with another repository.
-fn target_in(target: &RegistryTarget, repository: &str) -> oci_client::Reference {
-    oci_client::Reference::with_tag(
-        target.registry().to_owned(),
-        repository.to_owned(),
-        "latest".to_owned(),
-    )
-}
-
 /// Push one blob unless the registry has it: HEAD, then mount, then a streamed upload.
 async fn push_blob(
     connection: &Connection,
-    reference: &oci_client::Reference,
-    mount_from: Option<&oci_client::Reference>,
+    repository: &str,
+    mount_from: Option<&str>,
     blob: &BlobToPush,
     report: &mut PushReport,
 ) -> Result<(), RegistryError> {
     let short = short_digest(&blob.digest);
-    let exists = connection
-        .client
-        .blob_exists(reference, &blob.digest)
-        .await
-        .map_err(|e| connection.error(&format!("checking for blob {short}"), e))?;
-    if exists {
+    if blob_exists(connection, repository, &blob.digest, short).await? {
         report.skipped_bytes += blob.size;
         report.skipped_blobs += 1;
         return Ok(());
     }
     if let Some(source) = mount_from {
-        if mount(connection, reference, source, &blob.digest).await {
+        if mount(connection, repository, source, &blob.digest).await? {
             report.mounted_bytes += blob.size;
             report.mounted_blobs += 1;
             return Ok(());
         }
     }
     let action = format!("uploading blob {short} ({} bytes)", blob.size);
-    match &blob.data {
-        BlobData::Bytes(bytes) => {
-            connection
-                .client
-                .push_blob(reference, bytes.clone(), &blob.digest)
-                .await
-                .map_err(|e| connection.error(&action, e))?;
-        }
-        BlobData::File(path) => {
-            let file = tokio::fs::File::open(path)
-                .await
-                .map_err(|source| RegistryError::Read {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-            let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 18)
-                .map_err(OciDistributionError::IoError);
-            connection
-                .client
-                .push_blob_stream(reference, stream, &blob.digest, Some(blob.size))
-                .await
-                .map_err(|e| connection.error(&action, e))?;
-        }
+    let scopes = [connection.push_scope(repository)];
+    // The upload session: a POST answered 202 with the location to PUT the blob to.
+    let clock = connection.clock();
+    let url = connection.url(&format!("{repository}/blobs/uploads/"))?;
+    let response = connection
+        .send(
+            Request {
+                method: Method::POST,
+                url,
+                scopes: &scopes,
+                headers: &[],
+                body: RequestBody::Empty,
+            },
+            &clock,
+            &action,
+        )
+        .await?;
+    if response.status() != StatusCode::ACCEPTED {
+        return Err(connection.answer_error(response, &clock, &action).await);
+    }
+    let mut location = location(connection, &response, &action)?;
+    drop(response);
+    location
+        .query_pairs_mut()
+        .append_pair("digest", &blob.digest);
+    let body = match &blob.data {
+        BlobData::Bytes(bytes) => RequestBody::Bytes(bytes),
+        BlobData::File(path) => RequestBody::File(path, blob.size),
+    };
+    let clock = connection.upload_clock(blob.size);
+    let octets = HeaderValue::from_static("application/octet-stream");
+    let response = connection
+        .send(
+            Request {
+                method: Method::PUT,
+                url: location,
+                scopes: &scopes,
+                headers: &[(CONTENT_TYPE, octets)],
+                body,
+            },
+            &clock,
+            &action,
+        )
+        .await?;
+    if !response.status().is_success() {
+        return Err(connection.answer_error(response, &clock, &action).await);
     }
     report.uploaded_bytes += blob.size;
     report.uploaded_blobs += 1;
     Ok(())
 }
 
-/// Mount blob `digest` from `source` into `reference`'s repository; `false` when the registry did not (a registry
-/// that cannot mount answers 202 and opens an upload instead): upload then.
-///
-/// With token authentication the mount needs a token for both repositories (`pull` on the source, `push` on the
-/// target), which oci-client does not ask for: the registry would refuse it and every blob would be uploaded again.
-async fn mount(
+/// Whether the repository has blob `digest` (`HEAD`: 200 yes, 404 no).
+async fn blob_exists(
     connection: &Connection,
-    reference: &oci_client::Reference,
-    source: &oci_client::Reference,
+    repository: &str,
     digest: &str,
-) -> bool {
-    let scopes = [
-        format!("repository:{}:pull,push", reference.repository()),
-        format!("repository:{}:pull", source.repository()),
-    ];
-    match connection.token_for(&scopes).await {
-        Ok(Some(token)) => {
-            connection
-                .mount_with_token(&token, reference, source.repository(), digest)
-                .await
-        }
-        Ok(None) => connection
-            .client
-            .mount_blob(reference, source, digest)
-            .await
-            .is_ok(),
-        // The mount only saves an upload; the upload reports what is wrong with the credentials.
-        Err(_) => false,
+    short: &str,
+) -> Result<bool, RegistryError> {
+    let action = format!("checking for blob {short}");
+    let clock = connection.clock();
+    let url = connection.url(&format!("{repository}/blobs/{digest}"))?;
+    let response = connection
+        .send(
+            Request {
+                method: Method::HEAD,
+                url,
+                scopes: &[connection.push_scope(repository)],
+                headers: &[],
+                body: RequestBody::Empty,
+            },
+            &clock,
+            &action,
+        )
+        .await?;
+    match response.status() {
+        s if s.is_success() => Ok(true),
+        StatusCode::NOT_FOUND => Ok(false),
+        _ => Err(connection.answer_error(response, &clock, &action).await),
     }
 }
 
+/// Mount blob `digest` from repository `source` into `repository`; `false` when the registry did not (a registry
+/// that cannot mount answers 202 and opens an upload instead, which is cancelled): upload then.
+///
+/// With token authentication the mount needs a token for both repositories (`pull` on the source, `push` on the
+/// target). Only a stalled registry is an error: any other failure leaves the blob to be uploaded, and the upload
+/// says what is wrong.
+async fn mount(
+    connection: &Connection,
+    repository: &str,
+    source: &str,
+    digest: &str,
+) -> Result<bool, RegistryError> {
+    let action = format!("mounting blob {} from {source}", short_digest(digest));
+    let scopes = [
+        connection.push_scope(repository),
+        format!("repository:{source}:pull"),
+    ];
+    let mut url = connection.url(&format!("{repository}/blobs/uploads/"))?;
+    url.query_pairs_mut()
+        .append_pair("mount", digest)
+        .append_pair("from", source);
+    let clock = connection.clock();
+    let response = match connection
+        .send(
+            Request {
+                method: Method::POST,
+                url,
+                scopes: &scopes,
+                headers: &[],
+                body: RequestBody::Empty,
+            },
+            &clock,
+            &action,
+        )
+        .await
+    {
+        Ok(response) => response,
+        Err(err @ RegistryError::TimedOut { .. }) => return Err(err),
+        Err(_) => return Ok(false),
+    };
+    match response.status() {
+        StatusCode::CREATED => Ok(true),
+        StatusCode::ACCEPTED => {
+            if let Ok(upload) = location(connection, &response, &action) {
+                drop(response);
+                // Best effort: an abandoned upload is removed by the registry's own upload purging anyway.
+                let clock = connection.clock();
+                let _ = connection
+                    .send(
+                        Request {
+                            method: Method::DELETE,
+                            url: upload,
+                            scopes: &scopes,
+                            headers: &[],
+                            body: RequestBody::Empty,
+                        },
+                        &clock,
+                        &action,
+                    )
+                    .await;
+            }
+            Ok(false)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// The `Location` of an answer, resolved against the request's URL.
+fn location(
+    connection: &Connection,
+    response: &reqwest::Response,
+    action: &str,
+) -> Result<reqwest::Url, RegistryError> {
+    response
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| response.url().join(l).ok())
+        .ok_or_else(|| RegistryError::Client {
+            registry: connection.registry.clone(),
+            action: action.to_owned(),
+            reason: format!(
+                "the registry answered HTTP {} without a usable Location header",
+                response.status().as_u16()
+            ),
+        })
+}
+
+/// Push `manifest` under `reference` (a tag or a digest).
 async fn push_manifest(
     connection: &Connection,
-    reference: &oci_client::Reference,
+    repository: &str,
+    reference: &str,
     manifest: &ManifestToPush,
     action: &str,
 ) -> Result<(), RegistryError> {
@@ -342,51 +437,115 @@ async fn push_manifest(
             action: action.to_owned(),
             reason: format!("media type `{}`: {e}", manifest.media_type),
         })?;
-    connection
-        .client
-        .push_manifest_raw(reference, manifest.bytes.clone(), content_type)
-        .await
-        .map_err(|e| connection.error(action, e))?;
+    let bytes = bytes::Bytes::from(manifest.bytes.clone());
+    let clock = connection.clock();
+    let url = connection.url(&format!("{repository}/manifests/{reference}"))?;
+    let response = connection
+        .send(
+            Request {
+                method: Method::PUT,
+                url,
+                scopes: &[connection.push_scope(repository)],
+                headers: &[(CONTENT_TYPE, content_type)],
+                body: RequestBody::Bytes(&bytes),
+            },
+            &clock,
+            action,
+        )
+        .await?;
+    if !response.status().is_success() {
+        return Err(connection.answer_error(response, &clock, action).await);
+    }
     Ok(())
+}
+
+/// The digest the registry holds under `tag`: its `Docker-Content-Digest` header, else the digest of the manifest
+/// it serves.
+async fn manifest_digest(
+    connection: &Connection,
+    repository: &str,
+    tag: &str,
+) -> Result<String, RegistryError> {
+    let action = "checking the pushed manifest";
+    let accept = [(ACCEPT, HeaderValue::from_static(MANIFEST_TYPES))];
+    let scopes = [connection.push_scope(repository)];
+    let url = connection.url(&format!("{repository}/manifests/{tag}"))?;
+    let digest_header = HeaderName::from_static("docker-content-digest");
+    for method in [Method::HEAD, Method::GET] {
+        let clock = connection.clock();
+        let response = connection
+            .send(
+                Request {
+                    method: method.clone(),
+                    url: url.clone(),
+                    scopes: &scopes,
+                    headers: &accept,
+                    body: RequestBody::Empty,
+                },
+                &clock,
+                action,
+            )
+            .await?;
+        if !response.status().is_success() {
+            return Err(connection.answer_error(response, &clock, action).await);
+        }
+        if let Some(digest) = response
+            .headers()
+            .get(&digest_header)
+            .and_then(|v| v.to_str().ok())
+        {
+            return Ok(digest.trim().to_owned());
+        }
+        if method == Method::GET {
+            let body = connection.document(response, &clock, action).await?;
+            use sha2::Digest as _;
+            return Ok(format!(
+                "sha256:{}",
+                hex::encode(sha2::Sha256::digest(&body))
+            ));
+        }
+    }
+    Err(RegistryError::Client {
+        registry: connection.registry.clone(),
+        action: action.to_owned(),
+        reason: "the registry names no digest for the manifest".to_owned(),
+    })
 }
 
 /// Make the registry list `referrer` among the image's referrers: through its referrers API when it has one
 /// (it then indexes the `subject` itself), else by adding it to the referrers tag `sha256-<hex>` index.
 async fn list_referrer(
     connection: &Connection,
-    target: &RegistryTarget,
+    repository: &str,
     subject: &ManifestToPush,
     referrer: &ReferrerToPush,
 ) -> Result<(), RegistryError> {
     let action = "listing the SBOM among the image's referrers";
-    let subject_ref = target.reference_by_digest(&subject.digest);
-    let listed = |index: &oci_client::manifest::OciImageIndex| {
+    let listed = |index: &serde_json::Value| {
         index
-            .manifests
-            .iter()
-            .any(|m| m.digest == referrer.manifest.digest)
+            .get("manifests")
+            .and_then(|m| m.as_array())
+            .is_some_and(|m| {
+                m.iter().any(|d| {
+                    d.get("digest").and_then(|d| d.as_str()) == Some(&referrer.manifest.digest)
+                })
+            })
     };
-    let index = connection
-        .client
-        .pull_referrers(&subject_ref, None)
-        .await
-        .map_err(|e| connection.error(action, e))?;
-    if listed(&index) {
-        return Ok(());
+    // The referrers API; a registry without it answers 404.
+    let api = connection.url(&format!("{repository}/referrers/{}", subject.digest))?;
+    if let Some(index) = fetch_index(connection, repository, api, action).await? {
+        if listed(&index) {
+            return Ok(());
+        }
     }
     let tag = subject.digest.replace(':', "-");
-    let tag_ref = target.reference(&tag);
-    let existing = match connection
-        .client
-        .pull_manifest_raw(&tag_ref, &connection.auth, &[OCI_INDEX])
-        .await
-    {
-        Ok((bytes, _)) => serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .filter(|v| v.get("manifests").is_some_and(|m| m.is_array())),
-        Err(e) if is_not_found(&e) => None,
-        Err(e) => return Err(connection.error(action, e)),
-    };
+    let tag_url = connection.url(&format!("{repository}/manifests/{tag}"))?;
+    let existing = fetch_index(connection, repository, tag_url, action)
+        .await?
+        .filter(|v| v.get("manifests").is_some_and(|m| m.is_array()));
+    if existing.as_ref().is_some_and(listed) {
+        return Ok(());
+    }
     let mut index = existing.unwrap_or_else(
         || serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}),
     );
@@ -412,7 +571,8 @@ async fn list_referrer(
     })?;
     push_manifest(
         connection,
-        &tag_ref,
+        repository,
+        &tag,
         &ManifestToPush {
             digest: String::new(),
             media_type: OCI_INDEX.to_owned(),
@@ -423,20 +583,56 @@ async fn list_referrer(
     .await
 }
 
-fn is_not_found(err: &OciDistributionError) -> bool {
-    match err {
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
-            matches!(
-                e.code,
-                oci_client::errors::OciErrorCode::ManifestUnknown
-                    | oci_client::errors::OciErrorCode::NameUnknown
-                    | oci_client::errors::OciErrorCode::NotFound
-            )
-        }),
-        _ => false,
+/// `GET` an image index at `url`: `None` when the registry has none there (404, or an error code that says the
+/// manifest or repository is unknown) or what it serves is not JSON.
+async fn fetch_index(
+    connection: &Connection,
+    repository: &str,
+    url: reqwest::Url,
+    action: &str,
+) -> Result<Option<serde_json::Value>, RegistryError> {
+    let clock = connection.clock();
+    let response = connection
+        .send(
+            Request {
+                method: Method::GET,
+                url,
+                scopes: &[connection.push_scope(repository)],
+                headers: &[(ACCEPT, HeaderValue::from_static(OCI_INDEX))],
+                body: RequestBody::Empty,
+            },
+            &clock,
+            action,
+        )
+        .await?;
+    let status = response.status();
+    if status.is_success() {
+        let body = connection.document(response, &clock, action).await?;
+        return Ok(serde_json::from_slice(&body).ok());
     }
+    if status == StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if status.is_client_error()
+        && status != StatusCode::UNAUTHORIZED
+        && status != StatusCode::FORBIDDEN
+    {
+        let body = connection.error_body(response, &clock).await;
+        let text = String::from_utf8_lossy(&body.bytes);
+        if ["MANIFEST_UNKNOWN", "NAME_UNKNOWN", "NOT_FOUND"]
+            .iter()
+            .any(|code| text.contains(code))
+        {
+            return Ok(None);
+        }
+        return Err(RegistryError::Http {
+            registry: connection.registry.clone(),
+            status: status.as_u16(),
+            action: action.to_owned(),
+            message: body.error_message(),
+        });
+    }
+    Err(connection.answer_error(response, &clock, action).await)
 }
 
 fn short_digest(digest: &str) -> &str {

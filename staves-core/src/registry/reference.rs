@@ -50,22 +50,16 @@ impl RegistryTarget {
         )
     }
 
-    /// The client's reference for `tag`.
-    pub(crate) fn reference(&self, tag: &str) -> Reference {
+    /// The `HOST[:PORT]` the registry's API is at: the registry itself, except Docker Hub's (`docker.io`), whose
+    /// API is at `index.docker.io`.
+    pub(crate) fn endpoint(&self) -> String {
         Reference::with_tag(
             self.registry.clone(),
             self.repository.clone(),
-            tag.to_owned(),
+            "latest".to_owned(),
         )
-    }
-
-    /// The client's reference for a manifest by digest.
-    pub(crate) fn reference_by_digest(&self, digest: &str) -> Reference {
-        Reference::with_digest(
-            self.registry.clone(),
-            self.repository.clone(),
-            digest.to_owned(),
-        )
+        .resolve_registry()
+        .to_owned()
     }
 }
 

@@ -1,38 +1,50 @@
-//! The connection to a registry: TLS roots, HTTPS or plain HTTP, credentials, and errors in plain words.
+//! The connection to a registry: TLS roots, HTTPS or plain HTTP, credentials and tokens, bounded requests, and
+//! errors in plain words.
 
 use super::auth::{self, Credential};
+use super::http::{Body, BodyError, Clock, DOCUMENT_CAP, ERROR_BODY_CAP, Limits, Stalled};
 use super::{RegistryError, RegistryOptions, RegistryTarget};
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth;
+use reqwest::header::HeaderValue;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Docker's per-registry CA directory: `DOCKER_CERTS_D/HOST:PORT/*.crt`.
 pub(crate) const DOCKER_CERTS_D: &str = "/etc/docker/certs.d";
 
-/// How long to wait for a TCP connection (not for a transfer).
+/// How long to wait for a connection (TCP and TLS; not for a transfer). A shorter idle timeout ends the wait sooner.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A registry connection: the client, its credentials, and how to describe them.
+/// How long a token lives when its answer does not say (the token authentication spec's default).
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+
+/// A token is asked for again this long before it expires.
+const TOKEN_MARGIN: Duration = Duration::from_secs(10);
+
+/// A registry connection: the HTTP client with the registry's TLS settings, the credentials and how to describe
+/// them, and the tokens issued so far.
 pub(crate) struct Connection {
-    /// The distribution API client.
-    pub client: oci_client::Client,
-    /// What the client authenticates with.
-    pub auth: RegistryAuth,
-    /// `HOST[:PORT]`.
+    /// `HOST[:PORT]`, as the destination names it.
     pub registry: String,
     /// `https` or `http`.
     pub scheme: &'static str,
     /// Where the credentials came from, for messages.
     pub credentials: String,
-    /// The HTTP client with the registry's TLS settings (the probe's), for requests oci-client cannot make.
+    /// `HOST[:PORT]` the API is reached at (Docker Hub's is `index.docker.io`).
+    endpoint: String,
+    /// The HTTP client with the registry's TLS settings.
     http: reqwest::Client,
     /// The registry's Bearer challenge, when it uses token authentication.
     bearer: Option<BearerChallenge>,
-    /// What to present to the token service.
-    token_credential: Credential,
+    /// What to present to the registry, or to its token service.
+    credential: Credential,
+    /// The deadlines of every request.
+    limits: Limits,
+    /// Tokens by the scopes they grant, with when to ask again.
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 /// rustls needs a process-wide crypto provider; Staves uses ring (as bollard's `ssl` feature does).
@@ -63,7 +75,7 @@ fn plain_http_allowed(target: &RegistryTarget, options: &RegistryOptions) -> boo
 pub(crate) fn certificates(
     registry: &str,
     options: &RegistryOptions,
-) -> Result<Vec<Certificate>, RegistryError> {
+) -> Result<Vec<reqwest::Certificate>, RegistryError> {
     let dir = options
         .cert_dir
         .clone()
@@ -94,38 +106,24 @@ pub(crate) fn certificates(
             reason,
         };
         let data = std::fs::read(&path).map_err(|e| cert_err(e.to_string()))?;
-        reqwest::Certificate::from_pem_bundle(&data)
+        let bundle = reqwest::Certificate::from_pem_bundle(&data)
             .ok()
             .filter(|certs| !certs.is_empty())
             .ok_or_else(|| cert_err("it holds no PEM certificate".to_owned()))?;
-        certs.push(Certificate {
-            encoding: CertificateEncoding::Pem,
-            data,
-        });
+        certs.extend(bundle);
     }
     Ok(certs)
 }
 
-/// An HTTP client with the registry's TLS settings, for the probe and the token exchange.
+/// The HTTP client for `registry`: its TLS settings, a connect timeout, no overall timeout (each request has its
+/// own [`Clock`]).
 fn http_client(
     registry: &str,
     options: &RegistryOptions,
-    certs: &[Certificate],
+    certs: Vec<reqwest::Certificate>,
 ) -> Result<reqwest::Client, RegistryError> {
-    let mut roots = Vec::new();
-    for cert in certs {
-        roots.extend(
-            reqwest::Certificate::from_pem_bundle(&cert.data).map_err(|e| {
-                RegistryError::Client {
-                    registry: registry.to_owned(),
-                    action: "loading the CA certificates".to_owned(),
-                    reason: e.to_string(),
-                }
-            })?,
-        );
-    }
     reqwest::Client::builder()
-        .tls_certs_merge(roots)
+        .tls_certs_merge(certs)
         .tls_danger_accept_invalid_certs(!options.tls_verify)
         .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(concat!("staves/", env!("CARGO_PKG_VERSION")))
@@ -137,6 +135,28 @@ fn http_client(
         })
 }
 
+/// The deadlines of `options`, refused when zero.
+fn limits(options: &RegistryOptions) -> Result<Limits, RegistryError> {
+    for (name, value) in [
+        ("idle timeout", options.idle_timeout),
+        ("timeout", options.timeout),
+    ] {
+        if value < Duration::from_secs(1) {
+            return Err(RegistryError::InvalidOption {
+                name: name.to_owned(),
+                reason: format!(
+                    "{} ms is too short: give at least 1 second",
+                    value.as_millis()
+                ),
+            });
+        }
+    }
+    Ok(Limits {
+        idle: options.idle_timeout,
+        total: options.timeout,
+    })
+}
+
 /// Connect to the registry of `target`: find out whether it speaks HTTPS (or, where allowed, plain HTTP), read the
 /// credentials, and exchange an identity token for an access token.
 pub(crate) async fn connect(
@@ -145,31 +165,39 @@ pub(crate) async fn connect(
     sources: &auth::Sources,
 ) -> Result<Connection, RegistryError> {
     install_crypto_provider();
+    let limits = limits(options)?;
     let registry = target.registry().to_owned();
+    let endpoint = target.endpoint();
     let certs = certificates(&registry, options)?;
-    let http = http_client(&registry, options, &certs)?;
+    let http = http_client(&registry, options, certs)?;
 
-    let https_probe = http.get(format!("https://{registry}/v2/")).send().await;
-    let (scheme, probe) = match https_probe {
-        Ok(response) => ("https", response),
-        Err(https_err) if plain_http_allowed(target, options) => {
-            match http.get(format!("http://{registry}/v2/")).send().await {
-                // Only a registry's answer counts: a TLS server answers plain HTTP with 400.
-                Ok(response) if matches!(response.status().as_u16(), 200 | 401) => {
-                    ("http", response)
-                }
-                // Both failed: the HTTPS error says more (a TLS problem, or the connection itself).
-                _ => return Err(connection_error(&registry, &https_err, options)),
+    let probe = |scheme: &'static str| {
+        let request = http.get(format!("{scheme}://{endpoint}/v2/"));
+        async move {
+            let clock = Clock::start(limits.idle, limits.total);
+            match clock.bound(request.send()).await {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(e)) => Err(Failure::Http(e)),
+                Err(stalled) => Err(Failure::Stalled(stalled)),
             }
         }
-        Err(e) => return Err(connection_error(&registry, &e, options)),
+    };
+    let (scheme, probe) = match probe("https").await {
+        Ok(response) => ("https", response),
+        Err(https_err) if plain_http_allowed(target, options) => match probe("http").await {
+            // Only a registry's answer counts: a TLS server answers plain HTTP with 400.
+            Ok(response) if matches!(response.status().as_u16(), 200 | 401) => ("http", response),
+            // Both failed: the HTTPS error says more (a TLS problem, or the connection itself).
+            _ => return Err(https_err.into_error(&registry, options)),
+        },
+        Err(e) => return Err(e.into_error(&registry, options)),
     };
     let challenge = probe
         .headers()
         .get(reqwest::header::WWW_AUTHENTICATE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-
+    drop(probe);
     let bearer = challenge.as_deref().and_then(parse_bearer_challenge);
 
     let found = auth::lookup(&registry, sources)?;
@@ -177,56 +205,52 @@ pub(crate) async fn connect(
         .source
         .clone()
         .unwrap_or_else(|| "no credentials found for it".to_owned());
-    let auth = match &found.credential {
-        Credential::Anonymous => RegistryAuth::Anonymous,
-        Credential::Basic { username, password } => {
-            RegistryAuth::Basic(username.clone(), password.clone())
-        }
-        Credential::IdentityToken(token) => {
-            let challenge = bearer.as_ref().ok_or_else(|| RegistryError::Credentials {
-                registry: registry.clone(),
-                reason: format!(
-                    "{credentials} holds an identity token, but the registry does not use token \
-                     authentication (its /v2/ answer has no Bearer challenge)"
-                ),
-            })?;
-            let scope = format!("repository:{}:pull,push", target.repository());
-            let token =
-                exchange_identity_token(&http, &registry, challenge, token, &scope, &credentials)
-                    .await?;
-            RegistryAuth::Bearer(token)
-        }
-    };
-
-    let config = ClientConfig {
-        protocol: if scheme == "https" {
-            ClientProtocol::Https
-        } else {
-            ClientProtocol::Http
-        },
-        accept_invalid_certificates: !options.tls_verify,
-        extra_root_certificates: certs,
-        // One PUT per blob, its body streamed from the file: no chunk is ever held in memory.
-        use_monolithic_push: true,
-        connect_timeout: Some(CONNECT_TIMEOUT),
-        user_agent: concat!("staves/", env!("CARGO_PKG_VERSION")),
-        ..ClientConfig::default()
-    };
-    let client = oci_client::Client::try_from(config).map_err(|e| RegistryError::Client {
-        registry: registry.clone(),
-        action: "setting up the registry client".to_owned(),
-        reason: e.to_string(),
-    })?;
-    Ok(Connection {
-        client,
-        auth,
+    if let (Credential::IdentityToken(_), None) = (&found.credential, &bearer) {
+        return Err(RegistryError::Credentials {
+            registry: registry.clone(),
+            reason: format!(
+                "{credentials} holds an identity token, but the registry does not use token \
+                 authentication (its /v2/ answer has no Bearer challenge)"
+            ),
+        });
+    }
+    let connection = Connection {
         registry,
         scheme,
         credentials,
+        endpoint,
         http,
         bearer,
-        token_credential: found.credential,
-    })
+        credential: found.credential,
+        limits,
+        tokens: Mutex::new(HashMap::new()),
+    };
+    if let Credential::IdentityToken(_) = connection.credential {
+        // Exchanged now, so refused credentials are said before anything is sent.
+        connection
+            .token_for(&[connection.push_scope(target.repository())])
+            .await?;
+    }
+    Ok(connection)
+}
+
+/// Why a probe failed.
+enum Failure {
+    Http(reqwest::Error),
+    Stalled(Stalled),
+}
+
+impl Failure {
+    fn into_error(self, registry: &str, options: &RegistryOptions) -> RegistryError {
+        match self {
+            Failure::Http(e) => connection_error(registry, &e, options),
+            Failure::Stalled(stalled) => RegistryError::TimedOut {
+                registry: registry.to_owned(),
+                action: "connecting (GET /v2/)".to_owned(),
+                reason: stalled.to_string(),
+            },
+        }
+    }
 }
 
 /// A Bearer challenge: `Bearer realm="…",service="…",scope="…"`.
@@ -277,83 +301,6 @@ fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
         realm: realm?,
         service,
     })
-}
-
-/// Exchange an OAuth2 refresh token (docker's `identitytoken`) for an access token for `scope` (scopes separated by
-/// spaces) at the registry's token service, as docker does: `POST realm` with `grant_type=refresh_token`.
-async fn exchange_identity_token(
-    http: &reqwest::Client,
-    registry: &str,
-    challenge: &BearerChallenge,
-    refresh_token: &str,
-    scope: &str,
-    credentials: &str,
-) -> Result<String, RegistryError> {
-    let mut form = vec![
-        ("grant_type", "refresh_token"),
-        ("refresh_token", refresh_token),
-        ("client_id", "staves"),
-        ("scope", scope),
-    ];
-    if let Some(service) = &challenge.service {
-        form.push(("service", service));
-    }
-    let action = format!("exchanging the identity token at {}", challenge.realm);
-    let response = http
-        .post(&challenge.realm)
-        .form(&form)
-        .send()
-        .await
-        .map_err(|e| RegistryError::Client {
-            registry: registry.to_owned(),
-            action: action.clone(),
-            reason: describe(&e),
-        })?;
-    let status = response.status().as_u16();
-    if status == 401 || status == 400 || status == 403 {
-        return Err(unauthorized(registry, status, &action, credentials));
-    }
-    if !response.status().is_success() {
-        return Err(RegistryError::Http {
-            registry: registry.to_owned(),
-            status,
-            action,
-            message: response.text().await.unwrap_or_default(),
-        });
-    }
-    token_from_answer(registry, response, action).await
-}
-
-/// The token in a token service's JSON answer (`access_token`, or `token`).
-async fn token_from_answer(
-    registry: &str,
-    response: reqwest::Response,
-    action: String,
-) -> Result<String, RegistryError> {
-    #[derive(serde::Deserialize)]
-    struct TokenAnswer {
-        #[serde(default)]
-        access_token: Option<String>,
-        #[serde(default)]
-        token: Option<String>,
-    }
-    let answer: TokenAnswer = response.json().await.map_err(|e| RegistryError::Client {
-        registry: registry.to_owned(),
-        action: action.clone(),
-        reason: format!(
-            "the token service's answer is not a token: {}",
-            describe(&e)
-        ),
-    })?;
-    answer
-        .access_token
-        .or(answer.token)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| RegistryError::Client {
-            registry: registry.to_owned(),
-            action,
-            reason: "the token service answered without a token".to_owned(),
-        })
 }
 
 /// The 401/403 error, with what to do.
@@ -480,10 +427,247 @@ pub(crate) fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     last
 }
 
+/// What a token service answers.
+#[derive(serde::Deserialize)]
+struct TokenAnswer {
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
+    /// Seconds.
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// A request to the registry (or to where it sends an upload).
+pub(crate) struct Request<'a> {
+    /// The method.
+    pub method: reqwest::Method,
+    /// Where.
+    pub url: reqwest::Url,
+    /// The token scopes it needs (with token authentication).
+    pub scopes: &'a [String],
+    /// Headers besides `Authorization`.
+    pub headers: &'a [(reqwest::header::HeaderName, HeaderValue)],
+    /// The body.
+    pub body: RequestBody<'a>,
+}
+
+/// A request body.
+pub(crate) enum RequestBody<'a> {
+    /// No body.
+    Empty,
+    /// A small document.
+    Bytes(&'a bytes::Bytes),
+    /// A file streamed from disk, of this many bytes.
+    File(&'a Path, u64),
+}
+
 impl Connection {
+    /// The scope that lets Staves push to `repository` (and read it back).
+    pub(crate) fn push_scope(&self, repository: &str) -> String {
+        format!("repository:{repository}:pull,push")
+    }
+
+    /// `scheme://endpoint/v2/PATH`.
+    pub(crate) fn url(&self, path: &str) -> Result<reqwest::Url, RegistryError> {
+        let text = format!("{}://{}/v2/{path}", self.scheme, self.endpoint);
+        reqwest::Url::parse(&text).map_err(|e| RegistryError::Client {
+            registry: self.registry.clone(),
+            action: format!("making the URL {text}"),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Whether `url` is the registry itself (credentials go there only, not to a storage backend an upload
+    /// location may point at).
+    fn is_registry(&self, url: &reqwest::Url) -> bool {
+        let Ok(base) = reqwest::Url::parse(&format!("{}://{}/", self.scheme, self.endpoint)) else {
+            return false;
+        };
+        url.scheme() == base.scheme()
+            && url.host_str() == base.host_str()
+            && url.port_or_known_default() == base.port_or_known_default()
+    }
+
+    /// The clock of a request without a big body.
+    pub(crate) fn clock(&self) -> Clock {
+        Clock::start(self.limits.idle, self.limits.total)
+    }
+
+    /// The clock of a request that uploads `size` bytes: more time in proportion to the size.
+    pub(crate) fn upload_clock(&self, size: u64) -> Clock {
+        Clock::start(self.limits.idle, self.limits.total_for_upload(size))
+    }
+
+    /// The `Authorization` header for requests needing `scopes`: a token with token authentication, else Basic
+    /// credentials, else none.
+    async fn authorization(&self, scopes: &[String]) -> Result<Option<HeaderValue>, RegistryError> {
+        let value = match (&self.bearer, &self.credential) {
+            (Some(_), _) => match self.token_for(scopes).await? {
+                Some(token) => format!("Bearer {token}"),
+                None => return Ok(None),
+            },
+            (None, Credential::Basic { username, password }) => {
+                use base64::Engine as _;
+                let pair = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{password}"));
+                format!("Basic {pair}")
+            }
+            (None, _) => return Ok(None),
+        };
+        let mut header = HeaderValue::from_str(&value).map_err(|_| RegistryError::Credentials {
+            registry: self.registry.clone(),
+            reason: format!(
+                "{} holds characters an HTTP header cannot carry",
+                self.credentials
+            ),
+        })?;
+        header.set_sensitive(true);
+        Ok(Some(header))
+    }
+
+    /// Send `request`, authorized for its scopes when it goes to the registry, and wait for the head of the answer
+    /// within `clock`.
+    pub(crate) async fn send(
+        &self,
+        request: Request<'_>,
+        clock: &Clock,
+        action: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let Request {
+            method,
+            url,
+            scopes,
+            headers,
+            body,
+        } = request;
+        let authorization = if self.is_registry(&url) {
+            self.authorization(scopes).await?
+        } else {
+            None
+        };
+        // A POST or PUT without a body says so (some registries refuse one without `Content-Length`); a GET or
+        // HEAD carries none.
+        let says_length = matches!(method, reqwest::Method::POST | reqwest::Method::PUT);
+        let mut request = self.http.request(method, url);
+        if let Some(authorization) = authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization);
+        }
+        for (name, value) in headers {
+            request = request.header(name, value.clone());
+        }
+        request = match body {
+            RequestBody::Empty if says_length => request.header(reqwest::header::CONTENT_LENGTH, 0),
+            RequestBody::Empty => request,
+            RequestBody::Bytes(bytes) => request.body(super::http::bytes_body(bytes.clone())),
+            RequestBody::File(path, size) => {
+                let file =
+                    tokio::fs::File::open(path)
+                        .await
+                        .map_err(|source| RegistryError::Read {
+                            path: path.display().to_string(),
+                            source,
+                        })?;
+                request
+                    .header(reqwest::header::CONTENT_LENGTH, size)
+                    .body(super::http::file_body(file, clock.progress()))
+            }
+        };
+        match clock.bound(request.send()).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(self.request_error(action, &e)),
+            Err(stalled) => Err(self.stalled(action, stalled)),
+        }
+    }
+
+    /// The error for an answer that is not the one expected: the status, and the registry's message from the
+    /// first [`ERROR_BODY_CAP`] bytes of the body.
+    pub(crate) async fn answer_error(
+        &self,
+        response: reqwest::Response,
+        clock: &Clock,
+        action: &str,
+    ) -> RegistryError {
+        let status = response.status().as_u16();
+        if status == 401 || status == 403 {
+            return unauthorized(&self.registry, status, action, &self.credentials);
+        }
+        let message = match clock.read(response, ERROR_BODY_CAP).await {
+            Ok(body) => body.error_message(),
+            Err(BodyError::Stalled(stalled)) => format!("(its body stopped: {stalled})"),
+            Err(BodyError::Http(e)) => format!("(its body could not be read: {})", describe(&e)),
+        };
+        RegistryError::Http {
+            registry: self.registry.clone(),
+            status,
+            action: action.to_owned(),
+            message,
+        }
+    }
+
+    /// Read an error answer's body (up to [`ERROR_BODY_CAP`]): for telling "not found" answers apart.
+    pub(crate) async fn error_body(&self, response: reqwest::Response, clock: &Clock) -> Body {
+        clock.read(response, ERROR_BODY_CAP).await.unwrap_or(Body {
+            bytes: bytes::Bytes::new(),
+            cut: false,
+        })
+    }
+
+    /// Read a document answer (a manifest, an index, a token) of at most [`DOCUMENT_CAP`] bytes.
+    pub(crate) async fn document(
+        &self,
+        response: reqwest::Response,
+        clock: &Clock,
+        action: &str,
+    ) -> Result<bytes::Bytes, RegistryError> {
+        match clock.read(response, DOCUMENT_CAP).await {
+            Ok(Body { bytes, cut: false }) => Ok(bytes),
+            Ok(Body { cut: true, .. }) => Err(RegistryError::Client {
+                registry: self.registry.clone(),
+                action: action.to_owned(),
+                reason: format!(
+                    "the answer is larger than {} MiB, more than any document Staves reads",
+                    DOCUMENT_CAP >> 20
+                ),
+            }),
+            Err(BodyError::Stalled(stalled)) => Err(self.stalled(action, stalled)),
+            Err(BodyError::Http(e)) => Err(self.request_error(action, &e)),
+        }
+    }
+
+    /// The error for a request that stalled.
+    pub(crate) fn stalled(&self, action: &str, stalled: Stalled) -> RegistryError {
+        RegistryError::TimedOut {
+            registry: self.registry.clone(),
+            action: action.to_owned(),
+            reason: stalled.to_string(),
+        }
+    }
+
+    /// The error for a request that failed without an answer: TLS, the connection, or the client.
+    pub(crate) fn request_error(&self, action: &str, e: &reqwest::Error) -> RegistryError {
+        let registry = self.registry.clone();
+        if e.is_connect() {
+            return match find_tls_error(e) {
+                Some(reason) => RegistryError::Tls { registry, reason },
+                None => RegistryError::Unreachable {
+                    registry,
+                    reason: describe(e),
+                    hint: String::new(),
+                },
+            };
+        }
+        RegistryError::Client {
+            registry,
+            action: action.to_owned(),
+            reason: describe(e),
+        }
+    }
+
     /// An access token for several `scopes` at once (`repository:NAME:ACTIONS`) from the registry's token service,
-    /// with the connection's credentials; `None` when the registry does not use token authentication. oci-client
-    /// asks for the scope of one repository only, and a cross-repository mount needs `pull` on the source too.
+    /// with the connection's credentials; `None` when the registry does not use token authentication. Tokens are
+    /// kept until shortly before they expire.
     pub(crate) async fn token_for(
         &self,
         scopes: &[String],
@@ -492,41 +676,70 @@ impl Connection {
             return Ok(None);
         };
         let scope = scopes.join(" ");
-        let (username, password) = match &self.token_credential {
-            Credential::IdentityToken(refresh) => {
-                return exchange_identity_token(
-                    &self.http,
-                    &self.registry,
-                    challenge,
-                    refresh,
-                    &scope,
-                    &self.credentials,
-                )
-                .await
-                .map(Some);
+        if let Some((token, renew)) = self.cached_token(&scope) {
+            if Instant::now() < renew {
+                return Ok(Some(token));
             }
-            Credential::Basic { username, password } => (Some(username), Some(password)),
-            Credential::Anonymous => (None, None),
-        };
-        let action = format!("asking the token service {} for `{scope}`", challenge.realm);
-        let client_err = |reason: String| RegistryError::Client {
-            registry: self.registry.clone(),
-            action: action.clone(),
-            reason,
-        };
-        let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
-        if let Some(service) = &challenge.service {
-            query.push(("service", service));
         }
-        let url = reqwest::Url::parse_with_params(&challenge.realm, &query)
-            .map_err(|e| client_err(format!("the realm `{}`: {e}", challenge.realm)))?;
-        let mut request = self.http.get(url);
-        if let Some(username) = username {
-            request = request.basic_auth(username, password);
-        }
-        let response = request.send().await.map_err(|e| client_err(describe(&e)))?;
+        let (request, action) = match &self.credential {
+            Credential::IdentityToken(refresh) => {
+                // OAuth2 refresh token (docker's `identitytoken`), as docker does: `POST realm` with
+                // `grant_type=refresh_token`.
+                let mut form = vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh.as_str()),
+                    ("client_id", "staves"),
+                    ("scope", scope.as_str()),
+                ];
+                if let Some(service) = &challenge.service {
+                    form.push(("service", service));
+                }
+                (
+                    self.http.post(&challenge.realm).form(&form),
+                    format!("exchanging the identity token at {}", challenge.realm),
+                )
+            }
+            credential => {
+                let action = format!("asking the token service {} for `{scope}`", challenge.realm);
+                let mut query: Vec<(&str, &str)> =
+                    scopes.iter().map(|s| ("scope", s.as_str())).collect();
+                if let Some(service) = &challenge.service {
+                    query.push(("service", service));
+                }
+                let url =
+                    reqwest::Url::parse_with_params(&challenge.realm, &query).map_err(|e| {
+                        RegistryError::Client {
+                            registry: self.registry.clone(),
+                            action: action.clone(),
+                            reason: format!("the realm `{}`: {e}", challenge.realm),
+                        }
+                    })?;
+                let mut request = self.http.get(url);
+                if let Credential::Basic { username, password } = credential {
+                    request = request.basic_auth(username, Some(password));
+                }
+                (request, action)
+            }
+        };
+        let clock = self.clock();
+        let response = match clock.bound(request.send()).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                return Err(RegistryError::Client {
+                    registry: self.registry.clone(),
+                    action,
+                    reason: describe(&e),
+                });
+            }
+            Err(stalled) => return Err(self.stalled(&action, stalled)),
+        };
         let status = response.status().as_u16();
-        if status == 401 || status == 403 {
+        // A token service refuses a refresh token with 400 (invalid_grant), credentials with 401.
+        let refused = match &self.credential {
+            Credential::IdentityToken(_) => matches!(status, 400 | 401 | 403),
+            _ => matches!(status, 401 | 403),
+        };
+        if refused {
             return Err(unauthorized(
                 &self.registry,
                 status,
@@ -535,16 +748,36 @@ impl Connection {
             ));
         }
         if !response.status().is_success() {
-            return Err(RegistryError::Http {
-                registry: self.registry.clone(),
-                status,
-                action,
-                message: response.text().await.unwrap_or_default(),
-            });
+            return Err(self.answer_error(response, &clock, &action).await);
         }
-        token_from_answer(&self.registry, response, action)
-            .await
-            .map(Some)
+        let body = self.document(response, &clock, &action).await?;
+        let answer: TokenAnswer =
+            serde_json::from_slice(&body).map_err(|e| RegistryError::Client {
+                registry: self.registry.clone(),
+                action: action.clone(),
+                reason: format!("the token service's answer is not a token: {e}"),
+            })?;
+        let token = answer
+            .access_token
+            .or(answer.token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| RegistryError::Client {
+                registry: self.registry.clone(),
+                action,
+                reason: "the token service answered without a token".to_owned(),
+            })?;
+        let lifetime = answer
+            .expires_in
+            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
+        let renew = Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN);
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.insert(scope, (token.clone(), renew));
+        }
+        Ok(Some(token))
+    }
+
+    fn cached_token(&self, scope: &str) -> Option<(String, Instant)> {
+        self.tokens.lock().ok()?.get(scope).cloned()
     }
 
     /// A 401 from a token-authentication registry, said more precisely when the token service accepts the
@@ -565,10 +798,10 @@ impl Connection {
         else {
             return err;
         };
-        let accepted = !matches!(self.token_credential, Credential::Anonymous)
+        let accepted = !matches!(self.credential, Credential::Anonymous)
+            && self.bearer.is_some()
             && matches!(
-                self.token_for(&[format!("repository:{repository}:pull,push")])
-                    .await,
+                self.token_for(&[self.push_scope(repository)]).await,
                 Ok(Some(_))
             );
         let help = if accepted {
@@ -586,115 +819,6 @@ impl Connection {
             action,
             credentials,
             help,
-        }
-    }
-
-    /// Mount blob `digest` from repository `source` into `target` with `token` (which must grant `pull` on
-    /// `source` and `push` on `target`). `false` when the registry did not mount it: then it opened an upload
-    /// instead (which is cancelled) or refused.
-    pub(crate) async fn mount_with_token(
-        &self,
-        token: &str,
-        target: &oci_client::Reference,
-        source: &str,
-        digest: &str,
-    ) -> bool {
-        let base = format!(
-            "{}://{}/v2/{}/blobs/uploads/",
-            self.scheme,
-            target.resolve_registry(),
-            target.repository()
-        );
-        let Ok(url) =
-            reqwest::Url::parse_with_params(&base, &[("mount", digest), ("from", source)])
-        else {
-            return false;
-        };
-        let Ok(response) = self.http.post(url).bearer_auth(token).send().await else {
-            return false;
-        };
-        if response.status() == reqwest::StatusCode::CREATED {
-            return true;
-        }
-        if response.status() == reqwest::StatusCode::ACCEPTED {
-            let location = response
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|l| response.url().join(l).ok());
-            if let Some(location) = location {
-                // Best effort: an abandoned upload is removed by the registry's own upload purging anyway.
-                let _ = self.http.delete(location).bearer_auth(token).send().await;
-            }
-        }
-        false
-    }
-
-    /// Turn a client error into a [`RegistryError`] that names the registry, the action and the HTTP status.
-    pub(crate) fn error(&self, action: &str, err: OciDistributionError) -> RegistryError {
-        let registry = self.registry.clone();
-        let status_error = |status: u16, message: String| match status {
-            401 | 403 => unauthorized(&registry, status, action, &self.credentials),
-            _ => RegistryError::Http {
-                registry: registry.clone(),
-                status,
-                action: action.to_owned(),
-                message: message.trim().chars().take(500).collect(),
-            },
-        };
-        match err {
-            OciDistributionError::ServerError { code, message, .. } => status_error(code, message),
-            OciDistributionError::UnauthorizedError { .. } => status_error(401, String::new()),
-            OciDistributionError::AuthenticationFailure(message) => {
-                // The token service refused the credentials.
-                let _ = message;
-                status_error(401, String::new())
-            }
-            OciDistributionError::RegistryError { envelope, .. } => {
-                let unauthorized = envelope.errors.iter().any(|e| {
-                    matches!(
-                        e.code,
-                        oci_client::errors::OciErrorCode::Unauthorized
-                            | oci_client::errors::OciErrorCode::Denied
-                    )
-                });
-                let message = envelope
-                    .errors
-                    .iter()
-                    .map(|e| format!("{:?}: {}", e.code, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                if unauthorized {
-                    status_error(401, message)
-                } else {
-                    RegistryError::Client {
-                        registry,
-                        action: action.to_owned(),
-                        reason: message,
-                    }
-                }
-            }
-            OciDistributionError::RequestError(e) => match e.status() {
-                Some(status) => status_error(status.as_u16(), e.to_string()),
-                None if e.is_connect() => match find_tls_error(&e) {
-                    Some(reason) => RegistryError::Tls { registry, reason },
-                    None => RegistryError::Unreachable {
-                        registry,
-                        reason: describe(&e),
-                        hint: String::new(),
-                    },
-                },
-                None => RegistryError::Client {
-                    registry,
-                    action: action.to_owned(),
-                    reason: describe(&e),
-                },
-            },
-            other => RegistryError::Client {
-                registry,
-                action: action.to_owned(),
-                reason: other.to_string(),
-            },
         }
     }
 }
@@ -831,10 +955,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(connection.scheme, "http");
-        assert!(
-            matches!(&connection.auth, RegistryAuth::Bearer(t) if t == "fresh-access"),
-            "{:?}",
-            connection.auth
+        let scope = connection.push_scope("team/app");
+        assert_eq!(
+            connection
+                .cached_token(&scope)
+                .map(|(token, _)| token)
+                .as_deref(),
+            Some("fresh-access")
         );
         let sent: Vec<String> = bodies.try_iter().collect();
         let exchange = sent

@@ -36,6 +36,8 @@ async def build_async(
     rebuild: bool = False,
     offline: bool = False,
     portage_merge: bool = False,
+    binhost_idle_timeout: Optional[int] = None,
+    binhost_timeout: Optional[int] = None,
 ) -> BuildReport:
     """``build()`` as a coroutine: ``report = await staves.build_async(spec, builder, ["docker"])``.
 
@@ -97,6 +99,8 @@ async def build_async(
         rebuild=rebuild,
         offline=offline,
         portage_merge=portage_merge,
+        binhost_idle_timeout=binhost_idle_timeout,
+        binhost_timeout=binhost_timeout,
     )
     future = loop.run_in_executor(None, call)
     try:

@@ -332,13 +332,19 @@ class CancelToken:
         """A new token that is cancelled when this one is, and that can be cancelled on its own."""
 
 def plan(
-    spec: ImageSpec, jobs: Optional[int] = None, load_average: Optional[float] = None, portage_merge: bool = False
+    spec: ImageSpec,
+    jobs: Optional[int] = None,
+    load_average: Optional[float] = None,
+    portage_merge: bool = False,
+    binhost_idle_timeout: Optional[int] = None,
+    binhost_timeout: Optional[int] = None,
 ) -> BuildPlan:
     """Validate ``spec`` and lay out its build; ``jobs`` defaults to the number of CPUs, ``load_average`` (emerge's
     ``--load-average``) to no limit. ``portage_merge=True`` merges every package through emerge.
+    ``binhost_idle_timeout`` and ``binhost_timeout`` (seconds) are the deadlines of each binhost download.
 
-    Raises ``SpecError`` when the spec has errors or lists no packages, ``ValueError`` for ``jobs`` below 1 or a
-    ``load_average`` that is not above 0."""
+    Raises ``SpecError`` when the spec has errors or lists no packages, ``ValueError`` for ``jobs`` below 1, a
+    ``load_average`` that is not above 0, or a timeout below 1."""
 
 def build(
     spec: ImageSpec,
@@ -365,15 +371,18 @@ def build(
     rebuild: bool = False,
     offline: bool = False,
     portage_merge: bool = False,
+    binhost_idle_timeout: Optional[int] = None,
+    binhost_timeout: Optional[int] = None,
 ) -> BuildReport:
     """Build ``spec`` with ``builder`` and write the image to every output: ``docker`` (the default), ``oci:DIR``,
     ``oci-archive:FILE``, ``docker-archive:FILE``, ``rootfs:FILE`` or ``docker://HOST[:PORT]/REPO[:TAG]`` (pushed
-    once everything else is written; ``registry`` holds its TLS and credential settings).
+    once everything else is written; ``registry`` holds its TLS, credential and timeout settings).
 
     ``binhost`` (a URL or a list) makes the build fetch binary packages from those binhosts first, then from the
     spec's ``[build] binhost`` (each URL once); what they lack, or have built with other flags than the spec gives
     a package, is built from source; ``report.fetched_from_binhost`` lists what was fetched, and
-    ``report.installed_from_binhost`` which of those were installed.
+    ``report.installed_from_binhost`` which of those were installed. A binhost download fails when it receives no
+    byte for ``binhost_idle_timeout`` seconds (default 60) or takes longer than ``binhost_timeout`` (default 1800).
 
     ``version``, ``stdlib`` and ``locale`` override the spec's settings of the same name for this build.
     A ``staves.lock`` next to the spec's file pins the versions (``report.lock`` says what it did); ``locked=True``

@@ -82,7 +82,8 @@ class BuildSettings(TypedDict, total=False):
 
 
 class RegistryOptions(TypedDict, total=False):
-    """TLS and credential settings of ``docker://`` outputs (``registry=`` of ``build()`` and ``assemble()``)."""
+    """TLS, credential and timeout settings of ``docker://`` outputs (``registry=`` of ``build()`` and
+    ``assemble()``)."""
 
     tls_verify: bool
     """Verify the registry's certificate (default True); False also allows plain HTTP."""
@@ -92,6 +93,10 @@ class RegistryOptions(TypedDict, total=False):
     """A directory of ``*.crt`` CA files used instead of ``/etc/docker/certs.d/HOST:PORT``."""
     auth_file: str
     """A credentials file read first (instead of ``REGISTRY_AUTH_FILE``), then docker's ``config.json``."""
+    idle_timeout: int
+    """Seconds (at least 1) a request may send and receive nothing before it fails (default 60)."""
+    timeout: int
+    """Seconds (at least 1) one request may take in all (default 300); a blob upload gets 4 s more per MiB."""
 
 
 class _ImageSpecSettings(TypedDict):
