@@ -114,30 +114,13 @@ pub enum BinhostError {
 
 /// Check a binhost URL: `http`, `https`, `ftp` or `file`, and nothing that could break out of `binrepos.conf`.
 pub fn check_binhost_url(url: &str) -> Result<(), BinhostError> {
-    let invalid = |reason: &str| BinhostError::InvalidUrl {
-        url: url.to_owned(),
-        reason: reason.to_owned(),
-    };
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid("it contains whitespace or a control character"));
+    match crate::spec::binhost_url_problem(url) {
+        Some(reason) => Err(BinhostError::InvalidUrl {
+            url: url.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
     }
-    if url.contains(['"', '\'', '\\', '`', '$', '#', ';']) {
-        return Err(invalid(
-            "it contains a quote, backslash, `$`, `#` or `;`, which binrepos.conf cannot hold",
-        ));
-    }
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| invalid("it has no scheme: write http://HOST[:PORT]/PATH"))?;
-    if !matches!(scheme, "http" | "https" | "ftp" | "file") {
-        return Err(invalid(&format!(
-            "Portage fetches binary packages over http, https, ftp or file, not `{scheme}`"
-        )));
-    }
-    if rest.is_empty() || (scheme != "file" && rest.starts_with('/')) {
-        return Err(invalid("it names no host"));
-    }
-    Ok(())
 }
 
 /// The `binrepos.conf` content for `urls`: one section each, in priority order (the first one wins), all with the

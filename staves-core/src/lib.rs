@@ -33,7 +33,6 @@ mod builder;
 pub mod cache;
 pub mod defaults;
 mod engine;
-mod engine_address;
 mod error;
 mod image;
 pub mod lock;

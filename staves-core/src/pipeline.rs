@@ -2,7 +2,9 @@
 //! async programs call [`build_image_async`].
 
 use crate::advisory::AdvisoryMatch;
-use crate::builder::{BuildError, BuildEvent, BuildOptions, BuildReport, Builder, RootfsSink};
+use crate::builder::{
+    BuildError, BuildEvent, BuildOptions, BuildReport, Builder, RootfsSink, test_pause,
+};
 use crate::engine::Engine;
 use crate::image::{Compression, ImageReport, ImageWriter, Output, PreparedImage};
 use crate::lock::{LockOptions, LockReport, LockedBuild, lock_path_for};
@@ -13,7 +15,7 @@ use crate::spec::ImageSpec;
 use crate::store::{BuildKey, ImageStore, StoreError, StoreLookup, StoredBuild, StoredLayer};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What to produce from a build, besides the spec itself.
 #[derive(Debug, Clone)]
@@ -919,24 +921,4 @@ fn remember(
     record.advisories = advisories.to_vec();
     record.advisories_unreadable = report.advisories_unreadable.clone();
     store.put_record(&record).map_err(|e| e.to_string())
-}
-
-/// The environment variable that makes a build pause at a named point, for tests only: `STAVES_TEST_PAUSE=POINT`
-/// waits up to 5 s at POINT (`setup`: between creating the snapshot and the builder container; `write`: with the
-/// outputs written to temporary files and the `docker` output loaded, before the commit), ending early on cancel.
-/// It emits a [`BuildEvent::Preparing`] naming the point, so a test can send a signal at exactly that moment.
-pub(crate) const TEST_PAUSE_VAR: &str = "STAVES_TEST_PAUSE";
-
-/// Pause at `point` when [`TEST_PAUSE_VAR`] names it (tests only).
-pub(crate) async fn test_pause(point: &str, options: &BuildOptions) {
-    if std::env::var(TEST_PAUSE_VAR).ok().as_deref() != Some(point) {
-        return;
-    }
-    options.emit(BuildEvent::Preparing {
-        message: format!("test pause at {point} ({TEST_PAUSE_VAR})"),
-    });
-    tokio::select! {
-        () = tokio::time::sleep(Duration::from_secs(5)) => {}
-        () = options.cancel.cancelled() => {}
-    }
 }

@@ -10,8 +10,8 @@ mod owner;
 
 pub(crate) use docker::ROLE_LABEL;
 pub use docker::{BUILD_LABEL, DEFAULT_BUILDER_IMAGE, DEFAULT_PORTAGE_IMAGE, DockerBuilder};
-pub(crate) use events::EventQueue;
 pub use events::{BuildEvent, CancelToken, EventHandler, LogStream};
+pub(crate) use events::{EventQueue, test_pause};
 pub use mock::{MockBuilder, MockCall, MockEntry};
 pub use owner::{
     BuildOwner, BuildResources, Ownership, PruneOptions, PruneReport, Reaped, list_builds,

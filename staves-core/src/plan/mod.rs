@@ -17,8 +17,7 @@ use crate::spec::{Diagnostic, ImageSpec, Severity};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// Where the rootfs is assembled inside the builder.
-pub const ROOTFS_DIR: &str = "/tmp/rootfs";
+pub use crate::portage::ROOTFS_DIR;
 
 /// Where the backend uploads [`BuildPlan::files`] before the [`StepKind::WriteFiles`] step installs them.
 pub const STAGING_DIR: &str = "/var/tmp/staves/files";

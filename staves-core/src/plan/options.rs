@@ -124,3 +124,14 @@ pub fn check_load_average(load: f64) -> Result<f64, PlanError> {
         Err(PlanError::InvalidLoadAverage { value: load })
     }
 }
+
+impl crate::portage::BuildEnv {
+    /// Render the configuration for `spec`, with the parallelism of `options`.
+    ///
+    /// The spec should have passed [`ImageSpec::validate`](crate::ImageSpec::validate): values are quoted for
+    /// Portage, but only validation guarantees that nothing in them (a newline, a `"`) can break out of that
+    /// quoting. [`crate::BuildPlan::new`] validates before it renders.
+    pub fn render(spec: &crate::spec::ImageSpec, options: &PlanOptions) -> Self {
+        Self::render_with(spec, options.jobs, &options.make_load())
+    }
+}

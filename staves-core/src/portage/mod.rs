@@ -5,11 +5,10 @@
 mod output;
 mod quote;
 
-pub use output::{EmergeEvent, InstalledPackage, parse_added_files};
+pub use output::{AddedFile, EmergeEvent, InstalledPackage, parse_added_files};
 pub(crate) use output::{package_list_script, parse_emerge_line, parse_package_list};
 pub(crate) use quote::{ini_value, make_conf_value, shell_quote};
 
-use crate::plan::PlanOptions;
 use crate::spec::ImageSpec;
 use serde::Serialize;
 
@@ -68,20 +67,20 @@ pub struct BuildEnv {
     files: Vec<PortageFile>,
 }
 
+/// Where the rootfs is assembled inside the builder (Portage's `ROOT` for the rootfs merge).
+pub const ROOTFS_DIR: &str = "/tmp/rootfs";
+
 /// The FEATURES the original Staves set for building inside a container.
 pub const CONTAINER_FEATURES: &str = "-userpriv -usersandbox -ipc-sandbox -network-sandbox -pid-sandbox -sandbox \
                                       buildpkg binpkg-multi-instance -binpkg-logs -news nodoc noinfo noman";
 
 impl BuildEnv {
-    /// Render the configuration for `spec`.
-    ///
-    /// The spec should have passed [`ImageSpec::validate`]: values are quoted for Portage, but only validation
-    /// guarantees that nothing in them (a newline, a `"`) can break out of that quoting. [`crate::BuildPlan::new`]
-    /// validates before it renders.
-    pub fn render(spec: &ImageSpec, options: &PlanOptions) -> Self {
+    /// Render the configuration for `spec` with `jobs` parallel jobs and make's `-l` value `make_load` (what
+    /// [`BuildEnv::render`] takes from the plan's options).
+    pub(crate) fn render_with(spec: &ImageSpec, jobs: usize, make_load: &str) -> Self {
         let mut files = vec![PortageFile {
             path: format!("{PORTAGE_CONFIG_DIR}/make.conf"),
-            content: render_make_conf(spec, options),
+            content: render_make_conf(spec, jobs, make_load),
             mode: WriteMode::AppendBlock,
         }];
         for (name, vars) in &spec.named_envs {
@@ -148,9 +147,7 @@ fn replace(path: String, content: String) -> PortageFile {
 }
 
 /// The block appended to `make.conf`: container FEATURES, logging, emerge defaults, MAKEOPTS, then `[env]`.
-pub(crate) fn render_make_conf(spec: &ImageSpec, options: &PlanOptions) -> String {
-    let jobs = options.jobs;
-    let load = options.make_load();
+fn render_make_conf(spec: &ImageSpec, jobs: usize, load: &str) -> String {
     let mut out = String::new();
     out.push_str(MAKE_CONF_BEGIN);
     out.push('\n');

@@ -1,8 +1,19 @@
 //! Reading what Portage prints: emerge's progress lines, and the rootfs package list (the script that prints it
 //! and its parser, kept together so the format has one owner).
 
-use crate::plan::ROOTFS_DIR;
-use serde::Serialize;
+use super::ROOTFS_DIR;
+use serde::{Deserialize, Serialize};
+
+/// A file that Staves itself put into the rootfs (not owned by any package).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddedFile {
+    /// Path in the image, without a leading `/`.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Why it is there (`locale archive`, `libgcc`, `libstdc++`).
+    pub reason: String,
+}
 
 /// A progress line from `emerge`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -91,8 +102,8 @@ pub(crate) const ADDED_FILE_MARKER: &str = "staves-added";
 
 /// Parse the package-list step's `staves-added<TAB>path<TAB>size<TAB>reason` lines: the files Staves added to the
 /// rootfs outside any package (the locale archive, libgcc, libstdc++).
-pub fn parse_added_files(output: &str) -> Vec<crate::sbom::AddedFile> {
-    let mut added: Vec<crate::sbom::AddedFile> = output
+pub fn parse_added_files(output: &str) -> Vec<AddedFile> {
+    let mut added: Vec<AddedFile> = output
         .lines()
         .filter_map(|line| {
             let mut fields = line.split('\t');
@@ -102,7 +113,7 @@ pub fn parse_added_files(output: &str) -> Vec<crate::sbom::AddedFile> {
             let path = fields.next()?.trim().trim_start_matches('/').to_owned();
             let size = fields.next()?.trim().parse().ok()?;
             let reason = fields.next().unwrap_or("").trim().to_owned();
-            (!path.is_empty()).then_some(crate::sbom::AddedFile { path, size, reason })
+            (!path.is_empty()).then_some(AddedFile { path, size, reason })
         })
         .collect();
     added.sort_by(|a, b| a.path.cmp(&b.path));

@@ -116,16 +116,7 @@ impl std::str::FromStr for SbomFormat {
     }
 }
 
-/// A file that Staves itself put into the rootfs (not owned by any package).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddedFile {
-    /// Path in the image, without a leading `/`.
-    pub path: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Why it is there (`locale archive`, `libgcc`, `libstdc++`).
-    pub reason: String,
-}
+pub use crate::portage::AddedFile;
 
 /// What an SBOM describes: the image, how it was built, and its packages.
 #[derive(Debug, Clone, PartialEq, Serialize)]

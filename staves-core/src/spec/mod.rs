@@ -26,7 +26,7 @@ pub use diagnostic::{Diagnostic, Severity};
 pub use error::SpecError;
 pub(crate) use error::summary;
 pub use model::{BuildSettings, ImageConfig, ImageSpec, Locale, PackageConfig, Repository};
-pub use validate::{check_image_reference, check_tag};
+pub use validate::{binhost_url_problem, check_image_reference, check_tag};
 pub use version::{Version, VersionError, split_cpv};
 
 use diagnostic::render_all;

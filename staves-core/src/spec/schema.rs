@@ -19,7 +19,7 @@ pub(crate) const NAME_PATTERN: &str = r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-
 /// An image tag, as `version` is checked.
 pub(crate) const TAG_PATTERN: &str = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$";
 
-/// A binhost URL as `[build] binhost` items are checked ([`crate::binhost::check_binhost_url`]): `http`, `https`
+/// A binhost URL as `[build] binhost` items are checked ([`binhost_url_problem`](crate::spec::binhost_url_problem)): `http`, `https`
 /// or `ftp` with a host, or `file`, and no whitespace, control characters, quotes, backslash, `` ` ``, `$`, `#` or
 /// `;`.
 pub(crate) const BINHOST_PATTERN: &str = r#"^(?:(?:https?|ftp)://[^/\s\x00-\x1f\x7f-\x9f"'\\`$#;]|file://[^\s\x00-\x1f\x7f-\x9f"'\\`$#;])[^\s\x00-\x1f\x7f-\x9f"'\\`$#;]*$"#;
@@ -189,7 +189,7 @@ mod tests {
             "ftp://mirror/x",
             "file:///srv/binpkgs",
         ] {
-            assert!(crate::binhost::check_binhost_url(ok).is_ok(), "{ok}");
+            assert!(crate::spec::binhost_url_problem(ok).is_none(), "{ok}");
             assert!(pattern(ok), "{ok}");
         }
         for bad in [
@@ -206,7 +206,7 @@ mod tests {
             "http://a/\u{7}",
             "file://",
         ] {
-            assert!(crate::binhost::check_binhost_url(bad).is_err(), "{bad}");
+            assert!(crate::spec::binhost_url_problem(bad).is_some(), "{bad}");
             assert!(!pattern(bad), "{bad}");
         }
     }

@@ -12,8 +12,8 @@
 use super::super::owner::{BuildOwner, remove_container, remove_volume};
 use super::super::{BuildEvent, BuildOptions};
 use super::DockerBuilder;
+use crate::builder::test_pause;
 use crate::engine::{Engine, EngineError, block_on};
-use crate::pipeline::test_pause;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, VolumeCreateRequest};
 use bollard::query_parameters::{

@@ -1,6 +1,8 @@
 //! The Docker engine: one owner of its address, shared by the Docker builder and the `docker` output, plus the
 //! blocking bridge that lets sync callers run the async core from any thread.
 
+mod address;
+
 use bollard::Docker;
 use std::future::Future;
 
@@ -209,19 +211,18 @@ impl Engine {
     /// Connect and negotiate the API version (the engine here speaks 1.41).
     pub(crate) async fn connect(&self) -> Result<Docker, EngineError> {
         let address = self.address();
-        let connect_err =
-            |source: bollard::errors::Error| match crate::engine_address::tls_failure(&source) {
-                Some(reason) => EngineError::Tls {
-                    host: address.clone(),
-                    reason,
-                },
-                None => EngineError::Connect {
-                    host: address.clone(),
-                    reason: describe(&source),
-                    client: Box::new(source),
-                },
-            };
-        let docker = crate::engine_address::client(&address)?.map_err(connect_err)?;
+        let connect_err = |source: bollard::errors::Error| match address::tls_failure(&source) {
+            Some(reason) => EngineError::Tls {
+                host: address.clone(),
+                reason,
+            },
+            None => EngineError::Connect {
+                host: address.clone(),
+                reason: describe(&source),
+                client: Box::new(source),
+            },
+        };
+        let docker = address::client(&address)?.map_err(connect_err)?;
         let docker = docker.negotiate_version().await.map_err(connect_err)?;
         docker.ping().await.map_err(connect_err)?;
         Ok(docker)

@@ -12,7 +12,7 @@
 //! Everything a build does goes through this one connection (uploads, exec, the rootfs download, the `docker`
 //! output), so a remote engine needs no shared filesystem.
 
-use crate::engine::EngineError;
+use super::EngineError;
 use bollard::Docker;
 use std::path::{Path, PathBuf};
 
