@@ -262,8 +262,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             second.note(
                 "signal",
                 &format!(
-                    "received {name} again: exiting at once. Left behind: {resources}, and any .staves-* \
-                     temporary files in {}; `staves prune` removes the containers and volumes",
+                    "received {name} again: exiting at once. Left behind: {resources}, and any untagged image \
+                     and .staves-* temporary files in {} of the image write; `staves prune` removes them",
                     output_dirs.join(", ")
                 ),
             );

@@ -65,6 +65,8 @@ impl Error {
             Error::Lock(e) => e.exit_code(),
             Error::Snapshot(crate::snapshot::SnapshotError::Engine(_)) => 3,
             Error::Advisory(crate::advisory::AdvisoryError::Denied { .. }) => 6,
+            // Two outputs on one path: the command line asked for something that cannot be done.
+            Error::Image(crate::image::ImageError::OutputConflict { .. }) => 2,
             Error::Image(_)
             | Error::Registry(_)
             | Error::Binhost(_)
