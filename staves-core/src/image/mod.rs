@@ -23,6 +23,13 @@
 //! hardlink must point to a file that appears earlier (streams) or anywhere (seekable files) in the archive, and a
 //! truncated archive is an error. Nothing is extracted: the writer only ever writes its output destinations, each
 //! first to a temporary file next to it that is renamed into place only when everything succeeded.
+//!
+//! # Destinations
+//! Outputs never destroy what Staves did not make (see `dest`): a symlink is followed and its target written, a
+//! FIFO or character device is written through, an `oci:` directory that holds a layout gets the image added to
+//! it, and two outputs on one path are refused before anything is read. Every temporary name is
+//! `.staves-<id>-…`, and the write's journal entry (see `crate::journal`) names them, and the untagged image the
+//! `docker` output loads, until the write is committed or undone.
 
 mod dest;
 mod docker;

@@ -777,6 +777,7 @@ impl PendingLayout {
             Some(existing) => merge_index(
                 existing,
                 &ImageIndex::from_file(&staged_index).map_err(doc_err("index"))?,
+                |d| subject_in_layout(&self.dest, d),
             )?,
         };
         let index_path = self.dest.join("index.json");
@@ -804,29 +805,125 @@ fn ref_name(d: &Descriptor) -> Option<&String> {
 }
 
 /// `existing` with the entries of `ours` added: an entry with one of their ref names, or without a ref name and
-/// with one of their digests (the same referrer), is replaced; every other entry is kept, in its order.
-fn merge_index(existing: ImageIndex, ours: &ImageIndex) -> Result<Vec<u8>, ImageError> {
+/// with one of their digests (the same referrer), is replaced, and so is a referrer (an entry with an
+/// `artifactType`) whose subject, as `subject_of` reads it, was only named by a replaced entry; every other entry is
+/// kept, in its order.
+fn merge_index(
+    existing: ImageIndex,
+    ours: &ImageIndex,
+    subject_of: impl Fn(&Descriptor) -> Option<String>,
+) -> Result<Vec<u8>, ImageError> {
     let refs: Vec<&String> = ours.manifests().iter().filter_map(ref_name).collect();
     let digests: Vec<&oci_spec::image::Digest> =
         ours.manifests().iter().map(Descriptor::digest).collect();
-    let mut manifests: Vec<Descriptor> = existing
+    let (mut manifests, replaced): (Vec<Descriptor>, Vec<Descriptor>) = existing
         .manifests()
         .iter()
-        .filter(|d| match ref_name(d) {
+        .cloned()
+        .partition(|d| match ref_name(d) {
             Some(name) => !refs.contains(&name),
             None => !digests.contains(&d.digest()),
-        })
-        .cloned()
-        .collect();
+        });
     manifests.extend(ours.manifests().iter().cloned());
+    let named: Vec<String> = manifests.iter().map(|d| d.digest().to_string()).collect();
+    let orphaned: Vec<String> = replaced
+        .iter()
+        .map(|d| d.digest().to_string())
+        .filter(|d| !named.contains(d))
+        .collect();
+    if !orphaned.is_empty() {
+        manifests.retain(|d| {
+            d.artifact_type().is_none() || subject_of(d).is_none_or(|s| !orphaned.contains(&s))
+        });
+    }
     let mut index = existing;
     index.set_manifests(manifests);
     to_json(&index, "index")
 }
 
+/// The subject digest of the referrer manifest `d` in the layout at `dir`, when it can be read.
+fn subject_in_layout(dir: &Path, d: &Descriptor) -> Option<String> {
+    let digest = d.digest().to_string();
+    let hex = digest.strip_prefix("sha256:")?;
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) || d.size() > 1 << 20 {
+        return None;
+    }
+    let bytes = std::fs::read(dir.join("blobs").join("sha256").join(hex)).ok()?;
+    let manifest: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    manifest["subject"]["digest"].as_str().map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(hex: char, name: Option<&str>, artifact: bool) -> Descriptor {
+        let digest: String = std::iter::repeat_n(hex, 64).collect();
+        let mut d = descriptor(MediaType::ImageManifest, &digest, 1, "test").unwrap();
+        if let Some(name) = name {
+            d.set_annotations(Some(HashMap::from([(
+                ANNOTATION_REF_NAME.to_owned(),
+                name.to_owned(),
+            )])));
+        }
+        if artifact {
+            d.set_artifact_type(Some(MediaType::Other("application/spdx+json".into())));
+        }
+        d
+    }
+
+    fn index(entries: Vec<Descriptor>) -> ImageIndex {
+        ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .manifests(entries)
+            .build()
+            .unwrap()
+    }
+
+    fn names(bytes: &[u8]) -> Vec<String> {
+        let index: ImageIndex = serde_json::from_slice(bytes).unwrap();
+        index
+            .manifests()
+            .iter()
+            .map(|d| {
+                let hex = &d.digest().to_string()[7..8];
+                match ref_name(d) {
+                    Some(name) => format!("{hex}:{name}"),
+                    None => hex.to_owned(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merging_an_index_replaces_the_same_tag_and_its_referrer_and_keeps_the_rest() {
+        // a (1.0) with its referrer r, b (2.0); then c (1.0) with its referrer s.
+        let existing = index(vec![
+            entry('a', Some("1.0"), false),
+            entry('1', None, true),
+            entry('b', Some("2.0"), false),
+        ]);
+        let ours = index(vec![entry('c', Some("1.0"), false), entry('2', None, true)]);
+        let subject = |d: &Descriptor| match &d.digest().to_string()[7..8] {
+            "1" => Some(format!("sha256:{}", "a".repeat(64))),
+            _ => None,
+        };
+        let merged = merge_index(existing.clone(), &ours, subject).unwrap();
+        assert_eq!(names(&merged), ["b:2.0", "c:1.0", "2"]);
+
+        // a still named by another tag: its referrer stays.
+        let mut shared = existing;
+        let mut entries = shared.manifests().clone();
+        entries.push(entry('a', Some("latest"), false));
+        shared.set_manifests(entries);
+        let merged = merge_index(shared, &ours, subject).unwrap();
+        assert_eq!(names(&merged), ["1", "b:2.0", "a:latest", "c:1.0", "2"]);
+
+        // The same image again: one entry each, not two.
+        let again = index(vec![entry('c', Some("1.0"), false), entry('2', None, true)]);
+        let merged = merge_index(again.clone(), &again, |_| None).unwrap();
+        assert_eq!(names(&merged), ["c:1.0", "2"]);
+    }
 
     #[test]
     fn canonical_sorts_nested_keys() {
