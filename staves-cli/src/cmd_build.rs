@@ -295,7 +295,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "signal",
                 &format!(
                     "received {name} again: exiting at once. Left behind: {resources}, any .staves-* \
-                     temporary files in {}{image}; `staves prune` removes the containers and volumes",
+                     temporary files in {}{image}; `staves prune` removes them all",
                     output_dirs.join(", ")
                 ),
             );

@@ -1,7 +1,8 @@
-//! `staves prune`: remove the containers and volumes that builds left behind.
+//! `staves prune`: remove the containers, volumes, untagged images and temporary files that builds left behind.
 
 use staves_core::{BuildResources, Engine, Ownership, PruneOptions, PruneReport};
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Flags of `staves prune`.
@@ -19,11 +20,19 @@ pub struct Args {
     /// The Docker engine address (default: DOCKER_HOST, else the local socket).
     #[arg(long, env = "DOCKER_HOST")]
     docker_host: Option<String>,
+    /// The local image store whose journal names the untagged images and temporary files of image writes
+    /// (default: $XDG_CACHE_HOME/staves, else ~/.cache/staves).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
 }
 
 /// Run `staves prune`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(args.docker_host);
+    let options = match args.cache_dir {
+        Some(dir) => PruneOptions::new().store_dir(Some(dir)),
+        None => PruneOptions::new(),
+    };
     let report = if args.all {
         let builds = staves_core::list_builds(&engine)?;
         let live: Vec<&BuildResources> = builds
@@ -34,9 +43,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("nothing was removed");
             return Ok(ExitCode::SUCCESS);
         }
-        staves_core::remove_builds(&engine, &builds)?
+        let mut report = staves_core::remove_builds(&engine, &builds)?;
+        if let Some(dir) = &options.store_dir {
+            report.extend(staves_core::remove_leftovers(&engine, dir)?);
+        }
+        report
     } else {
-        staves_core::prune(&engine, &PruneOptions::new())?
+        staves_core::prune(&engine, &options)?
     };
     print(&report, args.format)?;
     if report.errors.is_empty() {
@@ -102,6 +115,12 @@ fn print(report: &PruneReport, format: crate::Format) -> anyhow::Result<()> {
             }
             for name in &report.removed.volumes {
                 writeln!(stdout, "removed volume {name}")?;
+            }
+            for id in &report.removed.images {
+                writeln!(stdout, "removed untagged image {id}")?;
+            }
+            for path in &report.removed.files {
+                writeln!(stdout, "removed temporary file {}", path.display())?;
             }
             if report.removed.is_empty() {
                 writeln!(stdout, "nothing to remove")?;

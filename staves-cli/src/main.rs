@@ -55,7 +55,8 @@ enum Command {
     Inspect(cmd_inspect::Args),
     /// Print the JSON Schema of staves.toml (for editors such as taplo / Even Better TOML).
     Schema(cmd_schema::Args),
-    /// Remove the containers and volumes of builds whose process is gone (--all: of every build).
+    /// Remove the containers, volumes, untagged images and temporary files of builds whose process is gone
+    /// (--all: the containers and volumes of every build).
     Prune(cmd_prune::Args),
     /// Inspect and clean the binary package volume and the local image store.
     Cache(cmd_cache::Args),

@@ -1,6 +1,8 @@
 //! `staves assemble` end to end: a rootfs directory and a spec become an OCI archive; the digest is the library's.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use staves_core::{ImageSpec, ImageWriter, Output};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -383,4 +385,269 @@ fn assemble_escapes_a_hostile_entry_name() {
     no_control_bytes(&out.stderr);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(r"`../\u{1b}[31mred\u{7}`"), "{stderr}");
+}
+
+/// `staves assemble --rootfs ROOT --config SPEC` with `args` after it.
+fn assemble(
+    root: &std::path::Path,
+    config: &std::path::Path,
+    args: &[String],
+) -> std::process::Output {
+    staves()
+        .args(["assemble", "--rootfs"])
+        .arg(root)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `oci:DIR` onto an existing OCI layout replaced the whole directory: the images and every other file in it were
+/// deleted. The image is now added to the layout: its other image and the user's file stay, an image with the
+/// same tag is replaced, and skopeo reads every image by its tag.
+#[test]
+fn oci_dir_onto_an_existing_layout_keeps_its_other_images_and_files() {
+    if !support::tools_present(&["skopeo"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    rootfs(&root);
+    let spec = |version: &str, command: &str| {
+        let path = tmp.path().join(format!("{version}-{}.toml", command.len()));
+        std::fs::write(
+            &path,
+            format!(
+                "name = 'staves-test/layout'\nversion = '{version}'\ncommand = ['{command}']\n\
+                 packages = ['app-misc/hello']\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let layout = tmp.path().join("layout");
+    let output = vec!["--output".to_owned(), format!("oci:{}", layout.display())];
+    let write = |config: &std::path::Path| {
+        let out = assemble(&root, config, &output);
+        assert!(out.status.success(), "{}", support::stderr(&out));
+        support::stdout(&out).trim().to_owned()
+    };
+    let first = write(&spec("1.0", "/bin/app"));
+    std::fs::write(layout.join("NOTES"), b"mine").unwrap();
+    let second = write(&spec("2.0", "/bin/app --two"));
+    assert_ne!(first, second);
+
+    let inspect = |reference: &str| {
+        let out = Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci:{}:{reference}", layout.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo inspect {reference}: {}",
+            support::stderr(&out)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        json["Digest"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(inspect("1.0"), first);
+    assert_eq!(inspect("2.0"), second);
+    assert_eq!(std::fs::read(layout.join("NOTES")).unwrap(), b"mine");
+
+    // The same tag again, another image: that entry is replaced, the other kept.
+    let third = write(&spec("1.0", "/bin/app --three"));
+    assert_eq!(inspect("1.0"), third);
+    assert_eq!(inspect("2.0"), second);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+    // Every blob stays, the replaced image's too: Staves removes nothing it did not make.
+    for digest in [&first, &second, &third] {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        assert!(layout.join("blobs/sha256").join(hex).is_file(), "{digest}");
+    }
+    assert_eq!(
+        file_names(&layout),
+        ["NOTES", "blobs", "index.json", "oci-layout"]
+    );
+    assert_eq!(
+        file_names(tmp.path()),
+        ["1.0-16.toml", "1.0-8.toml", "2.0-14.toml", "layout", "root"],
+        "no temporary files left"
+    );
+}
+
+/// `oci:LINK` where LINK is a symlink to an empty directory was refused, saying the path "exists and is not an OCI
+/// layout or an empty directory". The link is now followed: the directory becomes the layout, the link stays.
+#[test]
+fn oci_dir_onto_a_symlink_to_an_empty_directory_fills_the_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    rootfs(&root);
+    let config = tmp.path().join("staves.toml");
+    std::fs::write(&config, SPEC).unwrap();
+    std::fs::create_dir(tmp.path().join("real")).unwrap();
+    std::os::unix::fs::symlink("real", tmp.path().join("link")).unwrap();
+    let out = assemble(
+        &root,
+        &config,
+        &[
+            "--output".to_owned(),
+            format!("oci:{}", tmp.path().join("link").display()),
+        ],
+    );
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    assert!(
+        std::fs::symlink_metadata(tmp.path().join("link"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        file_names(&tmp.path().join("real")),
+        ["blobs", "index.json", "oci-layout"]
+    );
+}
+
+/// An output path that is a symlink was replaced by a regular file through rename (the link was lost and its
+/// target kept its old bytes). The link is now followed, as `cp` does: its target gets the image.
+#[test]
+fn an_output_through_a_symlink_writes_its_target_and_keeps_the_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    rootfs(&root);
+    let config = tmp.path().join("staves.toml");
+    std::fs::write(&config, SPEC).unwrap();
+    let kept = tmp.path().join("kept");
+    std::fs::create_dir(&kept).unwrap();
+    std::fs::write(kept.join("image.tar"), b"old").unwrap();
+    std::os::unix::fs::symlink(kept.join("image.tar"), tmp.path().join("link.tar")).unwrap();
+    let out = assemble(
+        &root,
+        &config,
+        &[
+            "--output".to_owned(),
+            format!("oci-archive:{}", tmp.path().join("link.tar").display()),
+            "--output".to_owned(),
+            format!("oci-archive:{}", tmp.path().join("direct.tar").display()),
+        ],
+    );
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let link = std::fs::symlink_metadata(tmp.path().join("link.tar")).unwrap();
+    assert!(link.file_type().is_symlink(), "the link was replaced");
+    assert_eq!(
+        std::fs::read(kept.join("image.tar")).unwrap(),
+        std::fs::read(tmp.path().join("direct.tar")).unwrap()
+    );
+    assert_eq!(file_names(&kept), ["image.tar"], "no temporary files left");
+    assert_eq!(
+        file_names(tmp.path()),
+        ["direct.tar", "kept", "link.tar", "root", "staves.toml"]
+    );
+}
+
+/// An output path that is a FIFO was replaced by a regular file through rename: a reader waiting on the FIFO got
+/// nothing. A FIFO is now written through and stays a FIFO.
+#[test]
+fn an_output_to_a_fifo_is_written_through_and_stays_a_fifo() {
+    use std::os::unix::fs::FileTypeExt;
+    if !support::tools_present(&["mkfifo"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    rootfs(&root);
+    let config = tmp.path().join("staves.toml");
+    std::fs::write(&config, SPEC).unwrap();
+    let fifo = tmp.path().join("pipe");
+    support::run(Command::new("mkfifo").arg(&fifo));
+    let got = tmp.path().join("got.tar");
+    let mut reader = Command::new("cat")
+        .arg(&fifo)
+        .stdout(std::fs::File::create(&got).unwrap())
+        .spawn()
+        .unwrap();
+    let out = assemble(
+        &root,
+        &config,
+        &[
+            "--output".to_owned(),
+            format!("oci-archive:{}", fifo.display()),
+            "--output".to_owned(),
+            format!("oci-archive:{}", tmp.path().join("direct.tar").display()),
+        ],
+    );
+    let still_fifo = std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo();
+    if !still_fifo || !out.status.success() {
+        // The reader would wait for ever on a FIFO nobody writes.
+        let _ = reader.kill();
+        let _ = reader.wait();
+    }
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    assert!(still_fifo, "the FIFO was replaced");
+    assert!(reader.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read(&got).unwrap(),
+        std::fs::read(tmp.path().join("direct.tar")).unwrap()
+    );
+    assert_eq!(
+        file_names(tmp.path()),
+        ["direct.tar", "got.tar", "pipe", "root", "staves.toml"],
+        "no temporary files left"
+    );
+}
+
+/// Two outputs on one path were all written and all reported: the one written last won. They are now a usage
+/// error, said before anything is read or written: two archives on one file, a file and a layout directory on one
+/// path, a file inside a layout directory output, and one file under two names (a symlink).
+#[test]
+fn two_outputs_on_one_path_are_a_usage_error_and_write_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    rootfs(&root);
+    let config = tmp.path().join("staves.toml");
+    std::fs::write(&config, SPEC).unwrap();
+    let out_dir = tmp.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::fs::write(out_dir.join("mine.tar"), b"mine").unwrap();
+    std::os::unix::fs::symlink("mine.tar", out_dir.join("alias.tar")).unwrap();
+    let x = out_dir.join("x").display().to_string();
+    let mine = out_dir.join("mine.tar").display().to_string();
+    let alias = out_dir.join("alias.tar").display().to_string();
+    for outputs in [
+        vec![format!("docker-archive:{x}"), format!("oci-archive:{x}")],
+        vec![format!("oci:{x}"), format!("rootfs:{x}")],
+        vec![format!("oci:{x}"), format!("rootfs:{x}/rootfs.tar")],
+        vec![format!("rootfs:{mine}"), format!("oci-archive:{alias}")],
+    ] {
+        let args: Vec<String> = outputs
+            .iter()
+            .flat_map(|o| ["--output".to_owned(), o.clone()])
+            .collect();
+        let out = assemble(&root, &config, &args);
+        let stderr = support::stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{outputs:?}: {stderr}");
+        assert!(stderr.contains("collide"), "{stderr}");
+        assert!(stderr.contains(&outputs[0]), "{stderr}");
+        assert_eq!(
+            file_names(&out_dir),
+            ["alias.tar", "mine.tar"],
+            "{outputs:?} wrote something"
+        );
+        assert_eq!(std::fs::read(out_dir.join("mine.tar")).unwrap(), b"mine");
+    }
 }

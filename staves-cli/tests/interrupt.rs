@@ -148,6 +148,32 @@ impl Case {
         Running::spawn(self.build_command(pause))
     }
 
+    /// A whole build, then its tag removed: the image ID a later build of the case loads again (the same inputs
+    /// give the same image), which the engine no longer has.
+    fn build_and_untag(&self) -> String {
+        let (status, stdout, log) = self.start(None).finish();
+        assert_eq!(status.code(), Some(0), "{}", log.join("\n"));
+        let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+        let image_id = report["image"]["config_digest"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let _ = docker(&["rmi", &self.tag]);
+        std::fs::remove_file(self.archive()).unwrap_or_default();
+        assert!(!docker(&["image", "inspect", &image_id]).status.success());
+        image_id
+    }
+
+    /// The names in the output directory.
+    fn out_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.out_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     fn tag_exists(&self) -> bool {
         docker(&["image", "inspect", &self.tag]).status.success()
     }
@@ -596,4 +622,102 @@ fn after_sigkill_the_next_build_reaps_everything() {
     );
     assert_eq!(resources_of(pid), Vec::<String>::new());
     case.assert_all_or_nothing(status, &stdout);
+}
+
+/// SIGKILL during the commit (as a second signal, or a failed push) left an untagged image in the engine and
+/// `.staves-*` files next to the outputs, which neither the message nor `staves prune` mentioned. The write
+/// records them in the journal of the local image store before it makes them, and `staves prune` now removes them
+/// and lists them.
+#[test]
+fn after_sigkill_during_the_commit_prune_removes_the_untagged_image_and_temporary_files() {
+    if !engine_ready() {
+        return;
+    }
+    let _lock = lock();
+    let case = Case::new("sig-kill-commit");
+    let image_id = case.build_and_untag();
+    // With every output written to temporary files and the image loaded untagged, before the commit.
+    let mut build = case.start(Some("write"));
+    build.wait_for_pause("write");
+    let pid = build.pid();
+    send(pid, "KILL");
+    let (status, _, _) = build.finish();
+    assert_eq!(status.signal(), Some(9));
+    assert!(!case.tag_exists());
+    assert!(
+        docker(&["image", "inspect", &image_id]).status.success(),
+        "SIGKILL during the commit should leave the untagged image"
+    );
+    let temp = case.out_names();
+    assert!(
+        !temp.is_empty() && temp.iter().all(|n| n.starts_with(".staves-")),
+        "SIGKILL during the commit should leave temporary files: {temp:?}"
+    );
+
+    let pruned = case
+        .command("prune")
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        pruned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pruned.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&pruned.stdout).unwrap();
+    let images: Vec<&str> = report["removed"]["images"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no removed images in {report}"))
+        .iter()
+        .map(|i| i.as_str().unwrap())
+        .collect();
+    assert_eq!(images, [image_id.as_str()], "{report}");
+    let files: Vec<String> = report["removed"]["files"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no removed files in {report}"))
+        .iter()
+        .map(|f| {
+            let path = Path::new(f.as_str().unwrap());
+            path.file_name().unwrap().to_string_lossy().into_owned()
+        })
+        .collect();
+    for name in &temp {
+        assert!(files.contains(name), "{name} not in {report}");
+    }
+    assert_eq!(case.out_names(), Vec::<String>::new());
+    assert!(!docker(&["image", "inspect", &image_id]).status.success());
+    assert_eq!(resources_of(pid), Vec::<String>::new());
+}
+
+/// A commit that failed half way left the untagged image it had loaded in the engine (its removal was left to a
+/// background thread that the exiting process cut short). Here the archive's path becomes a directory while the
+/// build is paused before its commit, so the rename into place fails: the error names it, and the image is
+/// removed before the build returns.
+#[test]
+fn a_commit_that_fails_half_way_removes_the_untagged_image() {
+    if !engine_ready() {
+        return;
+    }
+    let _lock = lock();
+    let case = Case::new("commit-fails");
+    let image_id = case.build_and_untag();
+    let mut build = case.start(Some("write"));
+    build.wait_for_pause("write");
+    assert!(docker(&["image", "inspect", &image_id]).status.success());
+    std::fs::create_dir(case.archive()).unwrap();
+    std::fs::write(case.archive().join("mine"), b"mine").unwrap();
+    let (status, _, log) = build.finish();
+    assert_eq!(status.code(), Some(5), "{}", log.join("\n"));
+    let error = log
+        .iter()
+        .find(|l| l.contains("\"kind\":\"error\""))
+        .unwrap_or_else(|| panic!("no error line:\n{}", log.join("\n")));
+    assert!(error.contains("moving the output into"), "{error}");
+    assert!(!case.tag_exists());
+    assert!(
+        !docker(&["image", "inspect", &image_id]).status.success(),
+        "the untagged image of the failed commit was kept"
+    );
+    assert_eq!(case.out_names(), ["image.tar"], "temporary files were left");
+    assert_eq!(std::fs::read(case.archive().join("mine")).unwrap(), b"mine");
 }

@@ -138,3 +138,45 @@ fn a_default_store_that_is_a_file_is_a_warning() {
         "{message}"
     );
 }
+
+/// `--sbom X` on the path of an output `X` (or two outputs on one path) built the image and wrote both files: the
+/// last one won, and the image archive became the SBOM JSON. It is now a usage error, said before any engine is
+/// reached or anything is written.
+#[test]
+fn the_sbom_or_two_outputs_on_one_path_are_a_usage_error_before_the_build() {
+    let dir = with_spec();
+    for args in [
+        &[
+            "build",
+            "--sbom",
+            "img.tar",
+            "--output",
+            "oci-archive:img.tar",
+        ][..],
+        &[
+            "build",
+            "--output",
+            "docker-archive:img.tar",
+            "--output",
+            "oci-archive:./img.tar",
+        ],
+        &[
+            "build",
+            "--output",
+            "rootfs:img.tar",
+            "--image-path",
+            "img.tar",
+        ],
+    ] {
+        let out = staves(dir.path(), args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("collide"), "{err}");
+        assert!(!dir.path().join("img.tar").exists());
+    }
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["staves.toml"]);
+}

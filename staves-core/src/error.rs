@@ -66,6 +66,8 @@ impl Error {
             Error::Image(crate::image::ImageError::LeftBehind { cause, .. }) => cause.exit_code(),
             Error::Snapshot(crate::snapshot::SnapshotError::Engine(_)) => 3,
             Error::Advisory(crate::advisory::AdvisoryError::Denied { .. }) => 6,
+            // Two outputs on one path: the command line asked for something that cannot be done.
+            Error::Image(crate::image::ImageError::OutputConflict { .. }) => 2,
             Error::Image(_)
             | Error::Registry(_)
             | Error::Binhost(_)

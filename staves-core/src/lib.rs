@@ -35,6 +35,7 @@ pub mod defaults;
 mod engine;
 mod error;
 mod image;
+mod journal;
 pub mod lock;
 mod pipeline;
 pub mod plan;
@@ -53,6 +54,7 @@ pub use builder::{
     DEFAULT_PORTAGE_IMAGE, DockerBuilder, EventHandler, KeyContextFuture, LogStream, MockBuilder,
     MockCall, MockEntry, Ownership, PruneOptions, PruneReport, Reaped, RootfsSink, StepReport,
     list_builds, list_builds_async, prune, prune_async, remove_builds, remove_builds_async,
+    remove_leftovers, remove_leftovers_async,
 };
 pub use engine::{DEFAULT_DOCKER_HOST, Engine, EngineError};
 pub use error::{Error, Result};

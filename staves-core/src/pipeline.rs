@@ -186,6 +186,16 @@ impl BuildRequest {
         self
     }
 
+    /// Check the outputs before anything is built: at least one; no two of them (nor an output and the SBOM file)
+    /// on one path ([`crate::ImageError::OutputConflict`], a usage error); each a destination Staves can write.
+    pub fn check(&self) -> crate::Result<()> {
+        if self.outputs.is_empty() {
+            return Err(crate::image::ImageError::NoOutputs.into());
+        }
+        crate::image::check_outputs(&self.outputs, self.sbom.as_deref())?;
+        Ok(())
+    }
+
     fn plan_options(&self) -> PlanOptions {
         PlanOptions::new(self.jobs, self.load_average)
             .direct_merge(self.direct_merge)
@@ -324,65 +334,35 @@ impl BuildSbom {
     }
 }
 
-/// The `--sbom` file, written to a temporary name next to its destination until the image is committed.
-struct PendingSbomFile {
-    temp: tempfile::NamedTempFile,
-    path: PathBuf,
-}
-
-impl PendingSbomFile {
-    fn write(path: &std::path::Path, text: &str) -> Result<Self, SbomError> {
-        let err = |source| SbomError::Write {
-            path: path.display().to_string(),
-            source,
-        };
-        let mut temp = crate::image::temp_file_next_to(path).map_err(|e| match e {
-            crate::image::ImageError::Write { source, .. } => err(source),
-            other => err(std::io::Error::other(other.to_string())),
-        })?;
-        std::io::Write::write_all(&mut temp, text.as_bytes()).map_err(err)?;
-        crate::image::set_mode(temp.path(), 0o644).map_err(err)?;
-        Ok(Self {
-            temp,
-            path: path.to_owned(),
-        })
-    }
-
-    fn persist(self) -> Result<PathBuf, SbomError> {
-        self.temp
-            .persist(&self.path)
-            .map_err(|e| SbomError::Write {
-                path: self.path.display().to_string(),
-                source: e.error,
-            })?;
-        Ok(self.path)
-    }
-}
-
-/// Render the `--sbom` file of the image whose manifest digest is `digest`, before the commit.
+/// Render the `--sbom` file of `prepared` and write it with its outputs: to a temporary file now, made visible by
+/// the commit (all-or-nothing with the image). Returns where it will be.
 fn prepare_sbom_file(
     request: &BuildRequest,
     sbom: Option<&Sbom>,
-    digest: &str,
-) -> crate::Result<Option<PendingSbomFile>> {
+    prepared: &mut PreparedImage,
+) -> crate::Result<Option<PathBuf>> {
     let (Some(path), Some(sbom)) = (&request.sbom, sbom) else {
         return Ok(None);
     };
     let text = sbom
-        .with_manifest_digest(digest)
+        .with_manifest_digest(&prepared.digest())
         .render(request.sbom_format)?;
-    Ok(Some(PendingSbomFile::write(path, &text)?))
+    prepared.add_file(
+        path,
+        text.as_bytes(),
+        format!("the SBOM file {}", path.display()),
+    )?;
+    Ok(Some(path.clone()))
 }
 
-/// After the commit: move the `--sbom` file into place and keep the SPDX document of a `docker` output in the
-/// local SBOM store (best effort: the store is a cache).
+/// After the commit (which wrote the `--sbom` file, `sbom_file`): keep the SPDX document of a `docker` output in
+/// the local SBOM store (best effort: the store is a cache).
 fn finish_sbom(
     request: &BuildRequest,
     image: &ImageReport,
-    pending: Option<PendingSbomFile>,
+    sbom_file: Option<PathBuf>,
     sbom: Option<&Sbom>,
 ) -> crate::Result<(Option<Sbom>, Option<PathBuf>)> {
-    let sbom_file = pending.map(PendingSbomFile::persist).transpose()?;
     let sbom = sbom.map(|s| s.with_manifest_digest(&image.digest));
     if let (Some(sbom), Some(dir)) = (&sbom, &request.sbom_store) {
         if request.outputs.contains(&Output::Docker) {
@@ -441,9 +421,8 @@ pub async fn build_image_async(
     request: &BuildRequest,
     options: &BuildOptions,
 ) -> crate::Result<BuildOutcome> {
-    if request.outputs.is_empty() {
-        return Err(crate::image::ImageError::NoOutputs.into());
-    }
+    // Two outputs on one path, or one Staves cannot write, are refused before anything is built.
+    request.check()?;
     // The lock is read (and a missing or stale one refused under --locked) before any container exists.
     let locked = LockedBuild::prepare(spec, &request.lock)?;
     let (plan, options) = match &locked {
@@ -522,7 +501,12 @@ async fn run(
         .engine(engine)
         .registry(request.registry.clone())
         .cancel(options.cancel.clone())
-        .keep_layers_in(key.as_ref().and(store.cloned()).filter(|_| keep));
+        .keep_layers_in(key.as_ref().and(store.cloned()).filter(|_| keep))
+        .journal_in(
+            store
+                .map(|s| s.path().to_owned())
+                .or_else(ImageStore::default_dir),
+        );
     if let (Some(store), Some(key)) = (store, &key) {
         if reuse_allowed(spec, request) && locked.as_ref().is_none_or(LockedBuild::reusable) {
             let served = serve_verified(
@@ -592,12 +576,8 @@ async fn run(
         .build(plan, options, sink)
         .await
         .map_err(|e| crate::lock::name_portage_image(e, builder.portage_image()))?;
-    let (prepared, build_sbom) = receiver.await.map_err(|_| BuildError::NoRootfs)?;
-    let pending = prepare_sbom_file(
-        request,
-        build_sbom.as_ref().map(|b| &b.sbom),
-        &prepared.digest(),
-    )?;
+    let (mut prepared, build_sbom) = receiver.await.map_err(|_| BuildError::NoRootfs)?;
+    let pending = prepare_sbom_file(request, build_sbom.as_ref().map(|b| &b.sbom), &mut prepared)?;
     let image = commit(prepared, options, &report.build_id).await?;
     let (sbom, sbom_file) = finish_sbom(
         request,
@@ -664,6 +644,7 @@ async fn commit(
     options: &BuildOptions,
     build_id: &str,
 ) -> crate::Result<ImageReport> {
+    prepared.set_build_id(build_id);
     let docker = if prepared.wants_engine() {
         Some(prepared.engine().connect().await?)
     } else {
@@ -824,18 +805,14 @@ async fn serve_stored(
         .ok_or(BuildError::NoRootfs)?;
     let (blocking_store, blocking_layer, outputs) =
         (store.clone(), layer.clone(), request.outputs.clone());
-    let prepared = tokio::task::spawn_blocking(move || {
+    let mut prepared = tokio::task::spawn_blocking(move || {
         writer.prepare_stored(&blocking_store, &blocking_layer, &outputs)
     })
     .await
     .map_err(|e| BuildError::WriterStopped {
         reason: e.to_string(),
     })??;
-    let pending = prepare_sbom_file(
-        request,
-        build_sbom.as_ref().map(|b| &b.sbom),
-        &prepared.digest(),
-    )?;
+    let pending = prepare_sbom_file(request, build_sbom.as_ref().map(|b| &b.sbom), &mut prepared)?;
     let image = commit(prepared, options, "").await?;
     let (sbom, sbom_file) = finish_sbom(
         request,

@@ -479,7 +479,7 @@ fn out_of_order_stream_fails_and_leaves_nothing_behind() {
 }
 
 #[test]
-fn an_existing_oci_layout_is_replaced_but_other_directories_are_not() {
+fn an_existing_oci_layout_gets_the_image_added_but_other_directories_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let mut t = RawTar::new();
     t.file("x", 0o644, b"x");

@@ -118,4 +118,52 @@ fn image_values_with_newlines_are_refused() {
             err.render()
         );
     }
+
+/// Two outputs on one path (`docker-archive:X` and `oci-archive:X`, `--sbom X` next to an output `X`, a file and a
+/// layout directory on one path) were all built, written and reported as written: the last one won (the image
+/// archive became the SBOM JSON). They are now a usage error (exit code 2) before anything is built or written.
+#[test]
+fn two_outputs_on_one_path_are_refused_before_anything_is_built() {
+    use staves_core::sbom::SbomFormat;
+    use staves_core::{BuildOptions, BuildRequest, MockBuilder, MockEntry, Output, build_image};
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x");
+    let spec =
+        ImageSpec::parse("name = 'staves/x'\npackages = ['app-misc/hello']\n", None).unwrap();
+    let mock = MockBuilder::from_entries(vec![MockEntry::File {
+        path: "hello".into(),
+        mode: 0o644,
+        content: b"hi\n".to_vec(),
+    }]);
+    for (outputs, sbom) in [
+        (
+            vec![
+                Output::DockerArchive(x.clone()),
+                Output::OciArchive(x.clone()),
+            ],
+            None,
+        ),
+        (vec![Output::OciArchive(x.clone())], Some(x.clone())),
+        (
+            vec![Output::OciDir(x.clone()), Output::Rootfs(x.clone())],
+            None,
+        ),
+        (
+            vec![
+                Output::Rootfs(x.clone()),
+                Output::Rootfs(dir.path().join("y/../x")),
+            ],
+            None,
+        ),
+    ] {
+        let request = BuildRequest::new(outputs.clone()).sbom(sbom, SbomFormat::SpdxJson);
+        let result = build_image(&spec, &mock, &request, &BuildOptions::default());
+        let err = result
+            .err()
+            .unwrap_or_else(|| panic!("{outputs:?} were all written"));
+        assert!(err.to_string().contains("collide"), "{outputs:?}: {err}");
+        assert_eq!(err.exit_code(), 2, "{err}");
+    }
+    assert!(mock.calls().is_empty(), "built: {:?}", mock.calls());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

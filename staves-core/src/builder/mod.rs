@@ -15,7 +15,8 @@ pub(crate) use events::{EventQueue, test_pause};
 pub use mock::{MockBuilder, MockCall, MockEntry};
 pub use owner::{
     BuildOwner, BuildResources, Ownership, PruneOptions, PruneReport, Reaped, list_builds,
-    list_builds_async, prune, prune_async, remove_builds, remove_builds_async,
+    list_builds_async, prune, prune_async, remove_builds, remove_builds_async, remove_leftovers,
+    remove_leftovers_async,
 };
 
 use crate::engine::Engine;

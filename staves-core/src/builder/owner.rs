@@ -5,6 +5,10 @@
 //! id. A build is *gone* when it ran on this host and its process no longer exists: the PID is free, or now
 //! belongs to a process that started at another time, or the machine rebooted since. Resources of gone builds
 //! are removed when the next build starts, and by [`prune`].
+//!
+//! An image write records in the journal of the local image store (see [`crate::journal`]) the temporary files it
+//! makes and the untagged image it loads, with the same owner; [`prune`] also removes those of writes whose process
+//! is gone (a build killed during its commit).
 
 use super::docker::{BUILD_LABEL, ROLE_LABEL};
 use crate::engine::{Engine, EngineError, block_on, is_not_found, is_removal_in_progress};
@@ -14,7 +18,8 @@ use bollard::query_parameters::{
     RemoveVolumeOptionsBuilder,
 };
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// The label holding the host name of the process that created a resource.
@@ -140,7 +145,7 @@ pub struct BuildResources {
     pub volumes: Vec<String>,
 }
 
-/// Containers and volumes that were removed.
+/// Containers, volumes, untagged images and temporary files that were removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Reaped {
@@ -148,26 +153,45 @@ pub struct Reaped {
     pub containers: Vec<String>,
     /// Removed volume names.
     pub volumes: Vec<String>,
+    /// Removed untagged images (IDs) that image writes whose process is gone had loaded.
+    pub images: Vec<String>,
+    /// Removed temporary files and directories (`.staves-*`) of image writes whose process is gone.
+    pub files: Vec<PathBuf>,
 }
 
 impl Reaped {
     /// Nothing was removed.
     pub fn is_empty(&self) -> bool {
-        self.containers.is_empty() && self.volumes.is_empty()
+        self.containers.is_empty()
+            && self.volumes.is_empty()
+            && self.images.is_empty()
+            && self.files.is_empty()
     }
 }
 
 /// What [`prune`] removes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PruneOptions {
     /// Also remove the resources of builds that may still run: live builds, builds of other hosts and
     /// resources without owner labels. A running builder is stopped (its emerge dies with it).
     pub all: bool,
+    /// The local image store whose journal names what image writes left (see [`remove_leftovers`]); by default
+    /// [`ImageStore::default_dir`](crate::store::ImageStore::default_dir). `None`: containers and volumes only.
+    pub store_dir: Option<PathBuf>,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        Self {
+            all: false,
+            store_dir: crate::store::ImageStore::default_dir(),
+        }
+    }
 }
 
 impl PruneOptions {
-    /// Only the resources of builds whose process is gone.
+    /// Only the resources of builds whose process is gone, and the leftovers of their image writes.
     pub fn new() -> Self {
         Self::default()
     }
@@ -175,6 +199,12 @@ impl PruneOptions {
     /// Also remove those of live builds.
     pub fn all(mut self, all: bool) -> Self {
         self.all = all;
+        self
+    }
+
+    /// Read the journal of the local image store at `dir` (`None`: none).
+    pub fn store_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.store_dir = dir;
         self
     }
 }
@@ -189,6 +219,18 @@ pub struct PruneReport {
     pub kept: Vec<BuildResources>,
     /// Removals that failed, one message each.
     pub errors: Vec<String>,
+}
+
+impl PruneReport {
+    /// Add what another removal did to this report.
+    pub fn extend(&mut self, other: PruneReport) {
+        self.removed.containers.extend(other.removed.containers);
+        self.removed.volumes.extend(other.removed.volumes);
+        self.removed.images.extend(other.removed.images);
+        self.removed.files.extend(other.removed.files);
+        self.kept.extend(other.kept);
+        self.errors.extend(other.errors);
+    }
 }
 
 /// Every build's containers and volumes on the engine, grouped by build, with whether its process still runs.
@@ -222,7 +264,7 @@ pub fn remove_builds(engine: &Engine, builds: &[BuildResources]) -> crate::Resul
 }
 
 /// Remove the containers and volumes of builds whose process is gone (with [`PruneOptions::all`], of every
-/// build).
+/// build), and the leftovers of image writes whose process is gone (see [`remove_leftovers`]).
 pub async fn prune_async(engine: &Engine, options: &PruneOptions) -> crate::Result<PruneReport> {
     let docker = engine.connect().await?;
     let mut report = PruneReport::default();
@@ -233,7 +275,122 @@ pub async fn prune_async(engine: &Engine, options: &PruneOptions) -> crate::Resu
             report.kept.push(build);
         }
     }
+    if let Some(dir) = &options.store_dir {
+        reap_writes(&docker, dir, &mut report.removed, &mut report.errors).await;
+    }
     Ok(report)
+}
+
+/// Remove what image writes whose process is gone left behind, as the journal of the local image store at
+/// `store_dir` names it: the untagged image a write loaded (unless it is tagged now, used by a container, or
+/// loaded by a write that still runs) and its `.staves-*` temporary files. Writes whose process still runs, or
+/// ran on another host, are left alone.
+pub async fn remove_leftovers_async(
+    engine: &Engine,
+    store_dir: &Path,
+) -> crate::Result<PruneReport> {
+    let docker = engine.connect().await?;
+    let mut report = PruneReport::default();
+    reap_writes(&docker, store_dir, &mut report.removed, &mut report.errors).await;
+    Ok(report)
+}
+
+/// [`remove_leftovers_async`] from sync code, on any thread.
+pub fn remove_leftovers(engine: &Engine, store_dir: &Path) -> crate::Result<PruneReport> {
+    block_on(remove_leftovers_async(engine, store_dir))?
+}
+
+/// The journal entries of writes whose process is gone: remove what each names, then the entry (kept when
+/// something could not be removed, to be tried again).
+async fn reap_writes(
+    docker: &Docker,
+    store_dir: &Path,
+    removed: &mut Reaped,
+    errors: &mut Vec<String>,
+) {
+    let (entries, unreadable) = crate::journal::Journal::in_store(store_dir).entries();
+    for (path, reason) in unreadable {
+        errors.push(format!(
+            "cannot read the journal entry {}: {reason}",
+            path.display()
+        ));
+    }
+    let gone = |entry: &crate::journal::JournalEntry| {
+        BuildOwner::from_labels(&entry.owner).map(|o| o.ownership()) == Some(Ownership::Gone)
+    };
+    // An image a live write loaded (or found already there) stays, whoever else loaded it before.
+    let live_images: HashSet<&str> = entries
+        .iter()
+        .filter(|(_, e)| !gone(e))
+        .filter_map(|(_, e)| e.image.as_ref().map(|i| i.id.as_str()))
+        .collect();
+    for (path, entry) in &entries {
+        if !gone(entry) {
+            continue;
+        }
+        let mut clean = true;
+        if let Some(image) = entry
+            .image
+            .as_ref()
+            .filter(|i| !i.existed_before && !live_images.contains(i.id.as_str()))
+        {
+            match remove_untagged_image(docker, &image.id).await {
+                Ok(true) => removed.images.push(image.id.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    errors.push(e.to_string());
+                    clean = false;
+                }
+            }
+        }
+        let (files, failed) = crate::journal::remove_temp_files(entry);
+        removed.files.extend(files);
+        clean &= failed.is_empty();
+        errors.extend(failed);
+        if clean {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => errors.push(format!(
+                    "removing the journal entry {}: {e}",
+                    path.display()
+                )),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Remove the image `id` if the engine has it untagged and nothing uses it; `Ok(false)` when it is gone, tagged
+/// (a later build committed the same image) or in use.
+async fn remove_untagged_image(docker: &Docker, id: &str) -> Result<bool, EngineError> {
+    let inspect = match docker.inspect_image(id).await {
+        Ok(inspect) => inspect,
+        Err(e) if is_not_found(&e) => return Ok(false),
+        Err(e) => return Err(EngineError::request(format!("inspecting image {id}"), e)),
+    };
+    let tagged = inspect
+        .repo_tags
+        .unwrap_or_default()
+        .iter()
+        .any(|t| t != "<none>:<none>");
+    if tagged {
+        return Ok(false);
+    }
+    let options = bollard::query_parameters::RemoveImageOptionsBuilder::new()
+        .force(false)
+        .noprune(false)
+        .build();
+    match docker.remove_image(id, Some(options), None).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        // Used by a container, or a parent of another image: not a leftover.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => Ok(false),
+        Err(e) => Err(EngineError::request(
+            format!("removing the untagged image {id}"),
+            e,
+        )),
+    }
 }
 
 /// [`prune_async`] from sync code, on any thread.

@@ -19,22 +19,24 @@ pub(crate) struct Loaded {
     pub existed_before: bool,
 }
 
-/// Load the untagged docker archive at `archive` and check that the engine now has `config_digest`.
+/// Whether the engine has the image `config_digest`.
+pub(crate) async fn exists(docker: &Docker, config_digest: &str) -> Result<bool, ImageError> {
+    match docker.inspect_image(config_digest).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(EngineError::request(format!("looking up image {config_digest}"), e).into()),
+    }
+}
+
+/// Load the untagged docker archive at `archive` and check that the engine now has `config_digest` (which it had
+/// before when `existed_before`, see [`exists`]).
 pub(crate) async fn load_untagged(
     docker: &Docker,
     archive: &Path,
     tag: &str,
     config_digest: &str,
+    existed_before: bool,
 ) -> Result<Loaded, ImageError> {
-    let existed_before = match docker.inspect_image(config_digest).await {
-        Ok(_) => true,
-        Err(e) if is_not_found(&e) => false,
-        Err(e) => {
-            return Err(
-                EngineError::request(format!("looking up image {config_digest}"), e).into(),
-            );
-        }
-    };
     let file = tokio::fs::File::open(archive)
         .await
         .map_err(|e| ImageError::Write {

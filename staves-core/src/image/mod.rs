@@ -23,12 +23,20 @@
 //! hardlink must point to a file that appears earlier (streams) or anywhere (seekable files) in the archive, and a
 //! truncated archive is an error. Nothing is extracted: the writer only ever writes its output destinations, each
 //! first to a temporary file next to it that is renamed into place only when everything succeeded.
+//!
+//! # Destinations
+//! Outputs never destroy what Staves did not make (see `dest`): a symlink is followed and its target written, a
+//! FIFO or character device is written through, an `oci:` directory that holds a layout gets the image added to
+//! it, and two outputs on one path are refused before anything is read. Every temporary name is
+//! `.staves-<id>-…`, and the write's journal entry (see `crate::journal`) names them, and the untagged image the
+//! `docker` output loads, until the write is committed or undone.
 
+mod dest;
 mod docker;
 mod entry;
 mod layer;
 mod oci;
-pub(crate) use oci::{set_mode, temp_file_next_to};
+pub(crate) use dest::check_outputs;
 mod registry;
 mod source;
 mod stored;
@@ -191,6 +199,38 @@ pub enum ImageError {
         /// The destination.
         path: String,
     },
+    /// An output path is something Staves does not write (a directory where a file goes, a dangling symlink, a
+    /// block device, a socket, a file in a directory that does not exist).
+    #[error("cannot write the output {path}: {reason}")]
+    Destination {
+        /// The output path as given.
+        path: String,
+        /// Why not, and what to do.
+        reason: String,
+    },
+    /// Two outputs (or an output and the SBOM file) would write the same path: a usage error, found before
+    /// anything is built.
+    #[error("{first} and {second} collide: {reason}\n  help: give each output a path of its own")]
+    OutputConflict {
+        /// The first output.
+        first: String,
+        /// The second output.
+        second: String,
+        /// Where they collide.
+        reason: String,
+    },
+    /// A write failed (or was given up after `cause`), and undoing it left something behind: an untagged image
+    /// that could not be removed from the engine, temporary files or blobs that could not be deleted.
+    #[error(
+        "{cause}\n  note: undoing the write left behind: {}",
+        left.join(", ")
+    )]
+    LeftBehind {
+        /// What made the write fail or be given up.
+        cause: Box<Error>,
+        /// What could not be removed, one item each (with how to remove it).
+        left: Vec<String>,
+    },
     /// An OCI document could not be built.
     #[error("building the {what} failed: {reason}")]
     Document {
@@ -217,20 +257,6 @@ pub enum ImageError {
         written: Vec<String>,
         /// What failed.
         reason: String,
-    },
-    /// The outputs were given up (after `cause`), but the untagged image loaded for the `docker` output could not
-    /// be removed from the engine.
-    #[error(
-        "{cause}\nthen removing the untagged image {image} from the engine failed: {reason}\n  \
-         help: remove it with `docker image rm {image}`"
-    )]
-    LeftBehind {
-        /// The image ID.
-        image: String,
-        /// Why it could not be removed.
-        reason: String,
-        /// What made the outputs be given up.
-        cause: Box<Error>,
     },
 }
 
@@ -440,6 +466,8 @@ pub struct ImageWriter {
     store: Option<crate::store::ImageStore>,
     registry: RegistryOptions,
     referrer: Option<ReferrerSourceField>,
+    /// The local image store directory whose journal records each write (see [`ImageWriter::journal_in`]).
+    journal: Option<PathBuf>,
 }
 
 /// [`ReferrerSource`] with a `Debug` that says only whether there is one.
@@ -512,7 +540,18 @@ impl ImageWriter {
             store: None,
             registry: RegistryOptions::default(),
             referrer: None,
+            journal: crate::store::ImageStore::default_dir(),
         }
+    }
+
+    /// Record each write in the journal of the local image store at `store_dir` (by default the default store's,
+    /// [`ImageStore::default_dir`](crate::store::ImageStore::default_dir); `None`: nowhere): the directories of its
+    /// temporary files and the untagged image it loads, written down before they exist and removed once the write
+    /// is committed or undone, so that `staves prune` finds what a process killed mid-write left behind. A
+    /// journal that cannot be written never fails the image.
+    pub fn journal_in(mut self, store_dir: Option<PathBuf>) -> Self {
+        self.journal = store_dir;
+        self
     }
 
     /// Attach a document to the `oci:` and `oci-archive:` outputs as an OCI 1.1 referrer of the image: `source` is
@@ -728,21 +767,53 @@ impl ImageWriter {
         if outputs.is_empty() {
             return Err(ImageError::NoOutputs.into());
         }
+        // Every destination is checked before anything is read or written.
+        dest::check_conflicts(outputs, None)?;
+        let targets = outputs
+            .iter()
+            .map(|o| match o {
+                Output::OciDir(p) => dest::resolve_dir(p).map(Target::Dir),
+                Output::OciArchive(p) | Output::DockerArchive(p) | Output::Rootfs(p) => {
+                    dest::resolve_file(p).map(Target::File)
+                }
+                Output::Docker | Output::Registry(_) => Ok(Target::Engine),
+            })
+            .collect::<Result<Vec<Target>, ImageError>>()?;
         let write_err =
             |context: String| move |e: std::io::Error| ImageError::Write { context, source: e };
-        // Stage next to the first file output so hardlinking the layer into an OCI layout works.
-        let staging_parent = outputs
+        // Stage next to the first output written by rename, so hardlinking the layer into an OCI layout works.
+        let staging_parent = targets
             .iter()
-            .find_map(|o| match o {
-                Output::Docker | Output::Registry(_) => None,
-                Output::OciDir(p)
-                | Output::OciArchive(p)
-                | Output::DockerArchive(p)
-                | Output::Rootfs(p) => Some(oci::parent_dir(p).to_path_buf()),
+            .find_map(|t| match t {
+                Target::File(f) => f.temp_dir().map(Path::to_path_buf),
+                Target::Dir(d) => Some(dest::parent_dir(&d.0).to_path_buf()),
+                Target::Engine => None,
             })
             .unwrap_or_else(std::env::temp_dir);
+        // The journal names every directory a temporary file goes in before the first one exists.
+        let mut temp_dirs = vec![staging_parent.clone()];
+        for target in &targets {
+            match target {
+                Target::File(f) => temp_dirs.extend(f.temp_dir().map(Path::to_path_buf)),
+                Target::Dir(d) => {
+                    temp_dirs.push(dest::parent_dir(&d.0).to_path_buf());
+                    temp_dirs.push(d.0.clone());
+                    temp_dirs.push(d.0.join("blobs").join("sha256"));
+                }
+                Target::Engine => {}
+            }
+        }
+        let owner = crate::builder::BuildOwner::current()
+            .labels()
+            .into_iter()
+            .collect();
+        let journal = match &self.journal {
+            Some(dir) => crate::journal::Journal::in_store(dir).begin(owner, temp_dirs),
+            None => crate::journal::JournalRecord::unrecorded(owner),
+        };
+        let prefix = journal.temp_prefix();
         let staging = tempfile::Builder::new()
-            .prefix(".staves-")
+            .prefix(&prefix)
             .tempdir_in(&staging_parent)
             .map_err(write_err(format!(
                 "creating a staging directory in {}",
@@ -752,20 +823,23 @@ impl ImageWriter {
         let layer_file =
             File::create(&layer_path).map_err(write_err("creating the layer file".to_owned()))?;
 
-        let rootfs_dest = outputs.iter().find_map(|o| match o {
-            Output::Rootfs(p) => Some(p.clone()),
-            _ => None,
-        });
-        let rootfs_temp = rootfs_dest
-            .as_deref()
-            .map(oci::temp_file_next_to)
+        // The first rootfs output is written as the layer is made (the uncompressed tar).
+        let mut rootfs_pending = outputs
+            .iter()
+            .zip(&targets)
+            .find_map(|(o, t)| match (o, t) {
+                (Output::Rootfs(p), Target::File(f)) => Some((p, f)),
+                _ => None,
+            })
+            .map(|(p, f)| oci::PendingFile::create(p, f.clone(), staging.path(), &prefix))
             .transpose()?;
+        let first_rootfs = rootfs_pending.as_ref().map(|p| p.temp_path().to_path_buf());
         // The engine here (Docker 20.10) cannot decompress zstd layers; it is given the uncompressed layer instead
         // (the image ID is the same: the config only names the diff_id).
         let docker_uncompressed =
             self.compression == Compression::Zstd && outputs.contains(&Output::Docker);
-        let uncompressed_path = match &rootfs_temp {
-            Some(t) => Some(t.path().to_path_buf()),
+        let uncompressed_path = match &first_rootfs {
+            Some(t) => Some(t.clone()),
             None if docker_uncompressed => Some(staging.path().join("layer.tar")),
             None => None,
         };
@@ -809,50 +883,41 @@ impl ImageWriter {
         let mut prepared = Vec::new();
         let mut docker_archive = None;
         let mut sizes = Vec::new();
-        let mut rootfs_temp = rootfs_temp;
-        for output in outputs {
+        for (output, target) in outputs.iter().zip(targets) {
             self.check_cancel()?;
-            let (item, size) = match output {
-                Output::OciArchive(p) => {
+            let (item, size) = match (output, target) {
+                (Output::OciArchive(p), Target::File(f)) => {
+                    let members = oci::oci_members(&docs, &layer, &layer_path);
                     let (t, size) =
-                        oci::archive_to_temp(p, &oci::oci_members(&docs, &layer, &layer_path))?;
-                    (Prepared::File(t, p.clone()), size)
+                        oci::archive_to_pending(p, f, staging.path(), &prefix, &members)?;
+                    (Prepared::File(t), size)
                 }
-                Output::DockerArchive(p) => {
+                (Output::DockerArchive(p), Target::File(f)) => {
                     let members = oci::docker_members(&docs, &layer, &layer_path, layer.size, true);
-                    let (t, size) = oci::archive_to_temp(p, &members)?;
-                    (Prepared::File(t, p.clone()), size)
+                    let (t, size) =
+                        oci::archive_to_pending(p, f, staging.path(), &prefix, &members)?;
+                    (Prepared::File(t), size)
                 }
-                Output::OciDir(p) => {
-                    let (t, size) = oci::layout_to_temp(p, &docs, &layer, &layer_path)?;
-                    (Prepared::Dir(t, p.clone()), size)
+                (Output::OciDir(p), Target::Dir(d)) => {
+                    let (t, size) =
+                        oci::PendingLayout::create(p, d, &prefix, &docs, &layer, &layer_path)?;
+                    (Prepared::Dir(t), size)
                 }
-                Output::Rootfs(p) => match rootfs_temp.take() {
-                    Some(t) => {
-                        oci::set_mode(t.path(), 0o644)
-                            .map_err(write_err(format!("writing {}", p.display())))?;
-                        (Prepared::File(t, p.clone()), layer.uncompressed_size)
-                    }
+                (Output::Rootfs(p), Target::File(f)) => match rootfs_pending.take() {
+                    Some(t) => (Prepared::File(t), layer.uncompressed_size),
                     None => {
                         // A second rootfs output: copy the first one.
-                        let first = rootfs_dest.clone().unwrap_or_default();
-                        let first_temp = prepared.iter().find_map(|item: &Prepared| match item {
-                            Prepared::File(t, dest) if *dest == first => {
-                                Some(t.path().to_path_buf())
-                            }
-                            _ => None,
-                        });
-                        let t = oci::temp_file_next_to(p)?;
-                        if let Some(src) = first_temp {
-                            std::fs::copy(&src, t.path())
+                        let mut t = oci::PendingFile::create(p, f, staging.path(), &prefix)?;
+                        if let Some(src) = &first_rootfs {
+                            let mut from = File::open(src)
+                                .map_err(write_err(format!("writing {}", p.display())))?;
+                            std::io::copy(&mut from, t.file_mut())
                                 .map_err(write_err(format!("writing {}", p.display())))?;
                         }
-                        oci::set_mode(t.path(), 0o644)
-                            .map_err(write_err(format!("writing {}", p.display())))?;
-                        (Prepared::File(t, p.clone()), layer.uncompressed_size)
+                        (Prepared::File(t), layer.uncompressed_size)
                     }
                 },
-                Output::Docker => {
+                (Output::Docker, _) => {
                     let path = staging.path().join("docker-archive.tar");
                     let mut file = File::create(&path)
                         .map_err(write_err("writing the archive to load".to_owned()))?;
@@ -870,9 +935,16 @@ impl ImageWriter {
                     continue;
                 }
                 // Pushed when the image is committed; the size is then what was uploaded.
-                Output::Registry(_) => {
+                (Output::Registry(_), _) => {
                     sizes.push(0);
                     continue;
+                }
+                (output, _) => {
+                    return Err(ImageError::Document {
+                        what: output.to_string(),
+                        reason: "the destination resolved to another kind of output".to_owned(),
+                    }
+                    .into());
                 }
             };
             prepared.push(item);
@@ -904,6 +976,7 @@ impl ImageWriter {
             engine: self.engine.clone(),
             push,
             _staging: staging,
+            journal: Some(journal),
             report: ImageReport {
                 digest: docs.manifest.digest.clone(),
                 config_digest: docs.config.digest.clone(),
@@ -927,15 +1000,49 @@ impl ImageWriter {
     }
 }
 
-/// A file output written to a temporary name next to its destination.
+/// Where one output goes, resolved before anything is written.
+enum Target {
+    /// `docker` or `docker://`: no path.
+    Engine,
+    File(dest::FileTarget),
+    Dir(dest::DirTarget),
+}
+
+/// An output written to a temporary name next to its destination (or, for a FIFO or device, in the staging
+/// directory).
 enum Prepared {
-    File(tempfile::NamedTempFile, PathBuf),
-    Dir(tempfile::TempDir, PathBuf),
+    File(oci::PendingFile),
+    Dir(oci::PendingLayout),
+    /// A file written with the image that is not one of its outputs (the SBOM file), and how to name it.
+    Extra(oci::PendingFile, String),
+}
+
+impl Prepared {
+    /// Make it visible; returns how to name it in a report.
+    fn commit(self) -> Result<String, ImageError> {
+        match self {
+            Prepared::File(t) => {
+                let shown = t.shown().display().to_string();
+                t.commit()?;
+                Ok(shown)
+            }
+            Prepared::Dir(t) => {
+                let shown = t.shown().display().to_string();
+                t.commit()?;
+                Ok(shown)
+            }
+            Prepared::Extra(t, name) => {
+                t.commit()?;
+                Ok(name)
+            }
+        }
+    }
 }
 
 /// An image whose outputs are written but not yet visible: temporary files next to each destination, and for the
 /// `docker` output an archive to load. Dropped before [`PreparedImage::commit`], it leaves nothing behind: the
-/// temporary files are deleted, and an image it loaded is removed again (in the background).
+/// temporary files are deleted, and an image it loaded is removed again (in the background). Its journal entry
+/// names all of that until then, for `staves prune` (see [`crate::journal`]).
 pub(crate) struct PreparedImage {
     items: Vec<Prepared>,
     docker_archive: Option<PathBuf>,
@@ -946,6 +1053,8 @@ pub(crate) struct PreparedImage {
     push: Option<registry::PendingPush>,
     /// Holds the layer and the archive to load; deleted on drop.
     _staging: tempfile::TempDir,
+    /// The journal entry; dropped (removed) after the temporary files, or handed to the background discard.
+    journal: Option<crate::journal::JournalRecord>,
 }
 
 impl PreparedImage {
@@ -969,17 +1078,58 @@ impl PreparedImage {
         &self.engine
     }
 
-    /// Load the `docker` output into the engine, untagged (nothing is tagged until [`PreparedImage::commit`]).
+    /// The write belongs to build `build_id` (said in its journal entry).
+    pub(crate) fn set_build_id(&mut self, build_id: &str) {
+        if let Some(journal) = &mut self.journal {
+            journal.set_build_id(build_id);
+        }
+    }
+
+    /// Also write `bytes` to the file `path` at the commit (the SBOM file), named `name` in reports. The path
+    /// follows the outputs' rules (see [`dest`]); it is written now to a temporary file.
+    pub(crate) fn add_file(
+        &mut self,
+        path: &Path,
+        bytes: &[u8],
+        name: String,
+    ) -> Result<(), ImageError> {
+        let target = dest::resolve_file(path)?;
+        if let (Some(journal), Some(dir)) = (&mut self.journal, target.temp_dir()) {
+            journal.add_dirs([dir.to_path_buf()]);
+        }
+        let prefix = self
+            .journal
+            .as_ref()
+            .map_or_else(|| ".staves-".to_owned(), |j| j.temp_prefix());
+        let mut pending = oci::PendingFile::create(path, target, self._staging.path(), &prefix)?;
+        std::io::Write::write_all(pending.file_mut(), bytes).map_err(|e| ImageError::Write {
+            context: format!("writing {}", path.display()),
+            source: e,
+        })?;
+        self.items.push(Prepared::Extra(pending, name));
+        Ok(())
+    }
+
+    /// Load the `docker` output into the engine, untagged (nothing is tagged until [`PreparedImage::commit`]). The
+    /// journal names the image before the load; a load that fails removes what it may have left.
     pub(crate) async fn load(&mut self, docker: &bollard::Docker) -> Result<(), Error> {
         if let (Some(archive), None) = (&self.docker_archive, &self.loaded) {
-            let loaded = docker::load_untagged(
-                docker,
-                archive,
-                &self.report.tag,
-                &self.report.config_digest,
-            )
-            .await?;
-            self.loaded = Some(loaded);
+            let id = self.report.config_digest.clone();
+            let existed_before = docker::exists(docker, &id).await?;
+            if let Some(journal) = &mut self.journal {
+                journal.set_image(&id, existed_before);
+            }
+            match docker::load_untagged(docker, archive, &self.report.tag, &id, existed_before)
+                .await
+            {
+                Ok(loaded) => self.loaded = Some(loaded),
+                Err(err) => {
+                    // The engine may have loaded the image before it failed.
+                    let partial = docker::Loaded { id, existed_before };
+                    self.loaded = Some(partial);
+                    return Err(self.undo(Some(docker), err.into()).await);
+                }
+            }
         }
         Ok(())
     }
@@ -993,48 +1143,76 @@ impl PreparedImage {
         Ok(())
     }
 
-    /// Rename every file output into place; the names written so far go to `written`.
+    /// Make every file output visible, in order; the names made visible go to `written`. The first failure stops
+    /// it, and the outputs not yet committed are deleted.
     fn commit_files(&mut self, written: &mut Vec<String>) -> Result<(), Error> {
         for item in std::mem::take(&mut self.items) {
-            let dest = match item {
-                Prepared::File(t, dest) => {
-                    t.persist(&dest).map_err(|e| ImageError::Write {
-                        context: format!("moving the output into {}", dest.display()),
-                        source: e.error,
-                    })?;
-                    dest
-                }
-                Prepared::Dir(t, dest) => {
-                    oci::persist_layout(t, &dest)?;
-                    dest
-                }
-            };
-            written.push(dest.display().to_string());
+            written.push(item.commit()?);
         }
         Ok(())
     }
 
+    /// Undo what is not committed after `err`: delete the temporary files and remove the image this loaded
+    /// (unless the engine had it before). What cannot be removed is said in the error, and stays in the journal
+    /// for `staves prune`.
+    async fn undo(&mut self, docker: Option<&bollard::Docker>, err: Error) -> Error {
+        self.items.clear();
+        let mut left = Vec::new();
+        if let Some(loaded) = self.loaded.take() {
+            let removed = match docker {
+                Some(docker) => docker::discard(docker, &loaded)
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err("no connection to the engine".to_owned()),
+            };
+            match (removed, &mut self.journal) {
+                (Ok(()), Some(journal)) => journal.clear_image(),
+                (Ok(()), None) => {}
+                (Err(e), _) => left.push(format!(
+                    "the untagged image {} ({e}; `staves prune` removes it once this process has exited)",
+                    loaded.id
+                )),
+            }
+        }
+        if left.is_empty() {
+            return err;
+        }
+        if let Some(journal) = &mut self.journal {
+            journal.keep();
+        }
+        ImageError::LeftBehind {
+            cause: Box::new(err),
+            left,
+        }
+        .into()
+    }
+
     /// Make every output visible: upload the registry blobs (unless [`upload`](PreparedImage::upload)ed), rename
     /// the files into place, tag the loaded image, and last push the manifests of the `docker://` outputs. The
-    /// `docker` output must have been [`load`](PreparedImage::load)ed.
+    /// `docker` output must have been [`load`](PreparedImage::load)ed. A failure undoes what is not yet visible
+    /// (temporary files, the untagged image) and names the outputs that are.
     pub(crate) async fn commit(
         mut self,
         docker: Option<&bollard::Docker>,
     ) -> Result<ImageReport, Error> {
         if let Err(err) = self.upload().await {
-            return Err(self.abandon(docker, err).await);
+            return Err(self.undo(docker, err).await);
         }
         let mut written = Vec::new();
         let result = self.commit_files(&mut written);
         let result = match (result, self.loaded.clone(), docker) {
             (Err(err), _, _) => Err(err),
             (Ok(()), Some(loaded), Some(docker)) => {
-                let tagged = docker::tag(docker, &loaded, &self.report.tag).await;
-                if tagged.is_err() {
-                    let _ = docker::discard(docker, &loaded).await;
+                match docker::tag(docker, &loaded, &self.report.tag).await {
+                    Ok(()) => {
+                        self.loaded = None;
+                        if let Some(journal) = &mut self.journal {
+                            journal.clear_image();
+                        }
+                        Ok(())
+                    }
+                    Err(err) => Err(err.into()),
                 }
-                self.loaded = None;
-                tagged.map_err(Error::from)
             }
             (Ok(()), None, _) if self.docker_archive.is_none() => Ok(()),
             (Ok(()), _, _) => Err(ImageError::DockerLoad {
@@ -1064,19 +1242,26 @@ impl PreparedImage {
         };
         match result {
             Ok(()) => Ok(self.report.clone()),
-            Err(err) if written.is_empty() => Err(err),
-            Err(Error::Build(BuildError::Interrupted)) => Err(ImageError::PartlyWritten {
-                written,
-                reason: "the build was interrupted while the manifests were pushed: a registry destination may \
-                         lack its tag"
-                    .to_owned(),
+            Err(err) => {
+                let err = self.undo(docker, err).await;
+                if written.is_empty() {
+                    Err(err)
+                } else if matches!(err, Error::Build(BuildError::Interrupted)) {
+                    Err(ImageError::PartlyWritten {
+                        written,
+                        reason: "the build was interrupted while the manifests were pushed: a registry \
+                                 destination may lack its tag"
+                            .to_owned(),
+                    }
+                    .into())
+                } else {
+                    Err(ImageError::PartlyWritten {
+                        written,
+                        reason: err.to_string(),
+                    }
+                    .into())
+                }
             }
-            .into()),
-            Err(err) => Err(ImageError::PartlyWritten {
-                written,
-                reason: err.to_string(),
-            }
-            .into()),
         }
     }
 
@@ -1085,8 +1270,18 @@ impl PreparedImage {
         mut self,
         docker: Option<&bollard::Docker>,
     ) -> Result<(), EngineError> {
+        self.items.clear();
         match (self.loaded.take(), docker) {
-            (Some(loaded), Some(docker)) => docker::discard(docker, &loaded).await,
+            (Some(loaded), Some(docker)) => {
+                let removed = docker::discard(docker, &loaded).await;
+                if let Some(journal) = &mut self.journal {
+                    match removed {
+                        Ok(()) => journal.clear_image(),
+                        Err(_) => journal.keep(),
+                    }
+                }
+                removed
+            }
             (Some(loaded), None) => {
                 self.loaded = Some(loaded);
                 Ok(())
@@ -1097,21 +1292,8 @@ impl PreparedImage {
 
     /// Give up after `cause`: [`discard`](PreparedImage::discard), and return `cause`, or, when the loaded image
     /// could not be removed, an error that says so too.
-    pub(crate) async fn abandon(self, docker: Option<&bollard::Docker>, cause: Error) -> Error {
-        let image = self
-            .loaded
-            .as_ref()
-            .map(|l| l.id.clone())
-            .unwrap_or_default();
-        match self.discard(docker).await {
-            Ok(()) => cause,
-            Err(e) => ImageError::LeftBehind {
-                image,
-                reason: e.to_string(),
-                cause: Box::new(cause),
-            }
-            .into(),
-        }
+    pub(crate) async fn abandon(mut self, docker: Option<&bollard::Docker>, cause: Error) -> Error {
+        self.undo(docker, cause).await
     }
 
     /// Load and commit from sync code, on any thread.
@@ -1144,15 +1326,25 @@ impl PreparedImage {
 impl Drop for PreparedImage {
     fn drop(&mut self) {
         // Dropped between load and commit (the build's future was dropped): remove the untagged image in the
-        // background, on a thread of its own so it works whatever runtime (if any) is shutting down.
+        // background, on a thread of its own so it works whatever runtime (if any) is shutting down. The journal
+        // entry goes with it, and is removed only once the image is: a process that exits first leaves it for
+        // `staves prune`.
         if let Some(loaded) = self.loaded.take() {
             let engine = self.engine.clone();
+            let mut journal = self.journal.take();
             let _ = std::thread::Builder::new()
                 .name("staves-discard".into())
                 .spawn(move || {
                     let _ = block_on(async move {
-                        if let Ok(docker) = engine.connect().await {
-                            let _ = docker::discard(&docker, &loaded).await;
+                        let removed = match engine.connect().await {
+                            Ok(docker) => docker::discard(&docker, &loaded).await.is_ok(),
+                            Err(_) => false,
+                        };
+                        if let Some(journal) = &mut journal {
+                            match removed {
+                                true => journal.clear_image(),
+                                false => journal.keep(),
+                            }
                         }
                     });
                 });
