@@ -29,6 +29,7 @@
 pub mod advisory;
 pub mod audit;
 pub mod binhost;
+mod binpkgs;
 mod builder;
 pub mod cache;
 pub mod defaults;
@@ -46,7 +47,8 @@ pub mod spec;
 pub mod store;
 mod timestamp;
 
-pub use binhost::{BinhostError, BinhostExport, export_binhost, export_binhost_async};
+pub use binhost::BinhostError;
+pub use binpkgs::{BinhostExport, BinpkgCache, export_binhost, export_binhost_async};
 pub use builder::{
     BUILD_LABEL, BinhostUse, BuildError, BuildEvent, BuildFuture, BuildOptions, BuildOwner,
     BuildReport, BuildResources, Builder, CancelToken, DEFAULT_BUILD_CACHE, DEFAULT_BUILDER_IMAGE,

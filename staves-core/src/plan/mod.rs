@@ -4,6 +4,7 @@
 //! [`STAGING_DIR`] and runs each [`Step`] with exec; [`BuildPlan::render_script`] turns the same plan into one POSIX
 //! `sh` script that a user can run by hand in any Gentoo container.
 
+mod binhost;
 mod options;
 mod render;
 mod scripts;

@@ -1,7 +1,7 @@
 //! `staves cache` on a binary package volume: each operation runs `binpkg_env.py` in a short-lived container of the
 //! builder image (no network, the volume at `/var/cache/binpkgs`), which is removed whatever happens.
 
-use super::CacheError;
+use crate::cache::CacheError;
 use crate::engine::{Engine, EngineError};
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -121,7 +121,7 @@ async fn run_in(
     let mut argv = vec![
         "/bin/sh".to_owned(),
         "-c".to_owned(),
-        super::cache_container_script(),
+        crate::cache::cache_container_script(),
         "sh".to_owned(),
     ];
     argv.extend(args.iter().cloned());
@@ -145,7 +145,7 @@ async fn run_in(
                 entrypoint: Some(argv),
                 cmd: Some(vec![]),
                 env: Some(vec![
-                    format!("STAVES_BINPKG_ENV_PY={}", super::CHECK_SCRIPT),
+                    format!("STAVES_BINPKG_ENV_PY={}", crate::cache::CHECK_SCRIPT),
                     "NOCOLOR=true".to_owned(),
                 ]),
                 labels: Some(labels(name)),
