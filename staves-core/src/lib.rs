@@ -37,6 +37,7 @@ mod engine;
 mod error;
 mod image;
 pub mod lock;
+mod locking;
 mod pipeline;
 pub mod plan;
 pub mod portage;
@@ -62,9 +63,10 @@ pub use image::{
     Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, Referrer,
     ReferrerSource, WrittenOutput,
 };
-pub use lock::{
-    LockError, LockMode, LockOptions, LockOutcome, LockReport, LockRequest, Lockfile, lock_spec,
-    lock_spec_async,
+pub use lock::{LockError, Lockfile};
+pub use locking::{
+    LockMode, LockOptions, LockOutcome, LockReport, LockRequest, PlannedPins, lock_spec,
+    lock_spec_async, plan_for,
 };
 pub use pipeline::{BuildOutcome, BuildRequest, ReusedImage, build_image, build_image_async};
 pub use plan::{BuildPlan, PlanError, PlanOptions, Step, StepKind, StepSkip};
