@@ -36,6 +36,7 @@ pub mod defaults;
 mod engine;
 mod error;
 mod image;
+mod inspect;
 pub mod lock;
 mod locking;
 mod pipeline;
@@ -63,6 +64,7 @@ pub use image::{
     Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, Referrer,
     ReferrerSource, WrittenOutput,
 };
+pub use inspect::{FoundSbom, find_sbom, find_sbom_async};
 pub use lock::{LockError, Lockfile};
 pub use locking::{
     LockMode, LockOptions, LockOutcome, LockReport, LockRequest, PlannedPins, lock_spec,

@@ -175,7 +175,7 @@ async fn run_export(
                     crate::BuildOwner::current()
                         .labels()
                         .into_iter()
-                        .chain([(crate::BUILD_LABEL.to_owned(), id.to_owned())])
+                        .chain([(crate::engine::BUILD_LABEL.to_owned(), id.to_owned())])
                         .collect(),
                 ),
                 host_config: Some(HostConfig {

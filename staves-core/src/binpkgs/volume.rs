@@ -93,10 +93,10 @@ async fn check_volume(docker: &Docker, volume: &str) -> crate::Result<()> {
 fn labels(name: &str) -> HashMap<String, String> {
     let mut labels = HashMap::from([
         (
-            crate::BUILD_LABEL.to_owned(),
+            crate::engine::BUILD_LABEL.to_owned(),
             name.trim_start_matches("staves-").to_owned(),
         ),
-        (crate::builder::ROLE_LABEL.to_owned(), "cache".to_owned()),
+        (crate::engine::ROLE_LABEL.to_owned(), "cache".to_owned()),
     ]);
     labels.extend(crate::BuildOwner::current().labels());
     labels
