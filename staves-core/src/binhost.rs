@@ -1,16 +1,16 @@
 //! Sharing compiled packages through Portage's binary package host (binhost): a `Packages` index plus the binary
 //! packages, served by any static web server.
 //!
-//! - [`export_binhost`] writes a build cache volume's binary packages and a `Packages` index (made by Portage's own
+//! - [`export_binhost`](crate::export_binhost) writes a build cache volume's binary packages and a `Packages` index (made by Portage's own
 //!   `emaint binhost --fix`, in a short-lived container of the builder image) into a directory.
-//! - [`BuildPlan::with_binhosts`] makes a build fetch from binhosts: a `binrepos.conf` entry per URL whose
+//! - [`BuildPlan::with_binhosts`](crate::BuildPlan::with_binhosts) makes a build fetch from binhosts: a `binrepos.conf` entry per URL whose
 //!   `location` is the build cache, and a step before the emerge steps that runs the same two emerge commands with
 //!   `--fetchonly --getbinpkg`. The binary packages they would use land in the cache (and stay there for later
 //!   builds), so the emerge steps then take them with `--usepkg` like any cached binary package: Portage's
 //!   `--binpkg-respect-use` applies, and whatever the binhost lacks is built from source. The report counts the
 //!   packages fetched (emerge marks them `g` in its merge list).
-//! - A spec's `[build] binhost` ([`crate::BuildSettings`]) is part of its plan ([`BuildPlan::new`]); the URLs a
-//!   build adds with [`BuildPlan::with_binhosts`] (`--binhost`, Python's `binhost=`) come first
+//! - A spec's `[build] binhost` ([`crate::BuildSettings`]) is part of its plan ([`BuildPlan::new`](crate::BuildPlan::new)); the URLs a
+//!   build adds with [`BuildPlan::with_binhosts`](crate::BuildPlan::with_binhosts) (`--binhost`, Python's `binhost=`) come first
 //!   ([`merge_binhost_urls`]).
 //! - The fetch step runs before the binary package check ([`crate::cache`]), so fetched packages are checked like
 //!   any cached one: a package whose recorded build environment differs from what the spec gives it now is masked

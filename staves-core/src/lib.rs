@@ -25,6 +25,20 @@
 //! (`staves.lock`: its model, pins, changes and the `emerge --pretend` parser), [`cache`] (which binary packages a
 //! build may reuse), [`store`] (the local image store and build keys) and [`binhost`] (binary package host URLs,
 //! `binrepos.conf`, the `Packages` index).
+//!
+//! # Layers
+//! Each top-level module imports only modules below it (the README's development section says what each holds):
+//!
+//! 1. foundations: `spec`, `portage`, `timestamp`, `defaults`;
+//! 2. package knowledge: `sbom`, `advisory`, `lock`, `cache`, `binhost`;
+//! 3. `plan`;
+//! 4. `engine`, the only door to Docker besides the Docker backend;
+//! 5. backends: `builder`, `snapshot`;
+//! 6. writers: `image`, `store`, `registry`;
+//! 7. `error`;
+//! 8. operations: `pipeline`, `locking`, `binpkgs`, `inspect`, `audit`.
+//!
+//! `builder`, `image`, `store` and `error` still import each other; untying them is open work.
 
 pub mod advisory;
 pub mod audit;

@@ -402,7 +402,7 @@ pub struct BinpkgListing {
     pub packages: Vec<BinaryPackage>,
 }
 
-/// What [`BinpkgCache::prune`] removed.
+/// What [`BinpkgCache::prune`](crate::BinpkgCache::prune) removed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct BinpkgPruneReport {
@@ -433,7 +433,7 @@ pub struct BinpkgUsage {
     pub packages: u64,
 }
 
-/// What [`BinpkgCache::clear`] removed.
+/// What [`BinpkgCache::clear`](crate::BinpkgCache::clear) removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct BinpkgClearReport {
@@ -447,7 +447,7 @@ pub struct BinpkgClearReport {
     pub dry_run: bool,
 }
 
-/// Which instances [`BinpkgCache::prune`] keeps.
+/// Which instances [`BinpkgCache::prune`](crate::BinpkgCache::prune) keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BinpkgPrune {
