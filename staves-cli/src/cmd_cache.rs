@@ -3,7 +3,8 @@
 //!
 //! Without `--binpkgs` or `--store` a command works on both.
 
-use staves_core::cache::{BinpkgCache, BinpkgPrune};
+use staves_core::BinpkgCache;
+use staves_core::cache::BinpkgPrune;
 use staves_core::store::{ImageStore, StorePrune};
 use std::path::PathBuf;
 use std::process::ExitCode;

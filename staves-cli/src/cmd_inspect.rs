@@ -23,7 +23,7 @@ pub struct Args {
 /// Run `staves inspect`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = staves_core::sbom::store_dir();
-    let found = staves_core::sbom::find(&args.target, args.docker_host, store.as_deref())?;
+    let found = staves_core::find_sbom(&args.target, args.docker_host, store.as_deref())?;
     let sbom = &found.sbom;
     let size = sbom.size_report();
     let mut stdout = std::io::stdout().lock();

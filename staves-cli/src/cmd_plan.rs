@@ -61,7 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             std::time::Duration::from_secs(args.binhost_timeout),
         );
     let lock = staves_core::LockOptions::default();
-    let (plan, pins) = staves_core::lock::plan_for(&spec, &options, &lock)?;
+    let (plan, pins) = staves_core::plan_for(&spec, &options, &lock)?;
     match args.format {
         PlanFormat::Text => {
             if let Some(pins) = &pins {

@@ -25,18 +25,35 @@
 //! (`staves.lock`: its model, pins, changes and the `emerge --pretend` parser), [`cache`] (which binary packages a
 //! build may reuse), [`store`] (the local image store and build keys) and [`binhost`] (binary package host URLs,
 //! `binrepos.conf`, the `Packages` index).
+//!
+//! # Layers
+//! Each top-level module imports only modules below it (the README's development section says what each holds):
+//!
+//! 1. foundations: `spec`, `portage`, `timestamp`, `defaults`;
+//! 2. package knowledge: `sbom`, `advisory`, `lock`, `cache`, `binhost`;
+//! 3. `plan`;
+//! 4. `engine`, the only door to Docker besides the Docker backend;
+//! 5. backends: `builder`, `snapshot`;
+//! 6. writers: `image`, `store`, `registry`;
+//! 7. `error`;
+//! 8. operations: `pipeline`, `locking`, `binpkgs`, `inspect`, `audit`.
+//!
+//! `builder`, `image`, `store` and `error` still import each other; untying them is open work.
 
 pub mod advisory;
 pub mod audit;
 pub mod binhost;
+mod binpkgs;
 mod builder;
 pub mod cache;
 pub mod defaults;
 mod engine;
 mod error;
 mod image;
+mod inspect;
 mod journal;
 pub mod lock;
+mod locking;
 mod pipeline;
 pub mod plan;
 pub mod portage;
@@ -47,7 +64,8 @@ pub mod spec;
 pub mod store;
 mod timestamp;
 
-pub use binhost::{BinhostError, BinhostExport, export_binhost, export_binhost_async};
+pub use binhost::BinhostError;
+pub use binpkgs::{BinhostExport, BinpkgCache, export_binhost, export_binhost_async};
 pub use builder::{
     BUILD_LABEL, BinhostUse, BuildError, BuildEvent, BuildFuture, BuildOptions, BuildOwner,
     BuildReport, BuildResources, Builder, CancelToken, DEFAULT_BUILD_CACHE, DEFAULT_BUILDER_IMAGE,
@@ -62,9 +80,11 @@ pub use image::{
     Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, Referrer,
     ReferrerSource, WrittenOutput,
 };
-pub use lock::{
-    LockError, LockMode, LockOptions, LockOutcome, LockReport, LockRequest, Lockfile, lock_spec,
-    lock_spec_async,
+pub use inspect::{FoundSbom, find_sbom, find_sbom_async};
+pub use lock::{LockError, Lockfile};
+pub use locking::{
+    LockMode, LockOptions, LockOutcome, LockReport, LockRequest, PlannedPins, lock_spec,
+    lock_spec_async, plan_for,
 };
 pub use pipeline::{BuildOutcome, BuildRequest, ReusedImage, build_image, build_image_async};
 pub use plan::{BuildPlan, PlanError, PlanOptions, Step, StepKind, StepSkip};

@@ -7,7 +7,8 @@ use crate::builder::{
 };
 use crate::engine::Engine;
 use crate::image::{Compression, ImageReport, ImageWriter, Output, PreparedImage};
-use crate::lock::{LockOptions, LockReport, LockedBuild, lock_path_for};
+use crate::lock::lock_path_for;
+use crate::locking::{LockOptions, LockReport, LockedBuild};
 use crate::plan::BuildPlan;
 use crate::plan::PlanOptions;
 use crate::sbom::{Sbom, SbomError, SbomFormat, SizeReport};
@@ -248,7 +249,7 @@ struct SbomBase {
     portage_image: String,
     lock_hash: Option<String>,
     /// For a build that may rewrite the lock: what decides the lock's final hash, known once the resolve step ran.
-    lock_outcome: Option<crate::lock::LockOutcomeHash>,
+    lock_outcome: Option<crate::locking::LockOutcomeHash>,
     created: i64,
 }
 
@@ -575,7 +576,7 @@ async fn run(
     let report = builder
         .build(plan, options, sink)
         .await
-        .map_err(|e| crate::lock::name_portage_image(e, builder.portage_image()))?;
+        .map_err(|e| crate::locking::name_portage_image(e, builder.portage_image()))?;
     let (mut prepared, build_sbom) = receiver.await.map_err(|_| BuildError::NoRootfs)?;
     let pending = prepare_sbom_file(request, build_sbom.as_ref().map(|b| &b.sbom), &mut prepared)?;
     let image = commit(prepared, options, &report.build_id).await?;

@@ -98,7 +98,7 @@ pub async fn read_image(docker: &Docker, image: &str) -> Result<SnapshotInfo, Sn
             .map(|d| d.subsec_nanos())
             .unwrap_or_default()
     );
-    let labels = HashMap::from([(crate::BUILD_LABEL.to_owned(), name.clone())]);
+    let labels = HashMap::from([(crate::engine::BUILD_LABEL.to_owned(), name.clone())]);
     let created = docker
         .create_container(
             Some(CreateContainerOptionsBuilder::default().name(&name).build()),

@@ -774,23 +774,6 @@ impl ImageStore {
     }
 }
 
-/// The ID of `image` in the engine (`sha256:…`), or `None` when the engine does not have it.
-pub(crate) async fn image_id(
-    docker: &bollard::Docker,
-    image: &str,
-) -> Result<Option<String>, crate::engine::EngineError> {
-    match docker.inspect_image(image).await {
-        Ok(inspect) => Ok(inspect.id),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Ok(None),
-        Err(e) => Err(crate::engine::EngineError::request(
-            format!("inspecting image {image}"),
-            e,
-        )),
-    }
-}
-
 /// A new record for a build of `key` that wrote `layer`: merged with the existing record of the key (another
 /// compression of the same rootfs) when there is one.
 pub(crate) fn record_for(

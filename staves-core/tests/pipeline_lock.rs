@@ -2,7 +2,8 @@
 //! the lock, and the errors (no engine).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use staves_core::lock::{LockChangeKind, plan_for};
+use staves_core::lock::LockChangeKind;
+use staves_core::plan_for;
 use staves_core::{
     BuildOptions, BuildRequest, Error, ImageSpec, LockError, LockMode, LockOptions, LockRequest,
     Lockfile, MockBuilder, MockCall, MockEntry, Output, PlanOptions, StepKind, build_image,

@@ -4,7 +4,8 @@ use crate::spec::to_py;
 use crate::to_py_err;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use staves_core::cache::{BinpkgCache, BinpkgPrune};
+use staves_core::BinpkgCache;
+use staves_core::cache::BinpkgPrune;
 use staves_core::store::{ImageStore, StorePrune};
 use std::path::PathBuf;
 

@@ -8,7 +8,6 @@ mod events;
 mod mock;
 mod owner;
 
-pub(crate) use docker::ROLE_LABEL;
 pub use docker::{BUILD_LABEL, DEFAULT_BUILDER_IMAGE, DEFAULT_PORTAGE_IMAGE, DockerBuilder};
 pub use events::{BuildEvent, CancelToken, EventHandler, LogStream};
 pub(crate) use events::{EventQueue, test_pause};
@@ -297,7 +296,7 @@ pub struct BuildReport {
     /// The ID of the portage snapshot image, when the backend uses one.
     pub portage_image_id: Option<String>,
     /// Files Staves added to the rootfs outside any package (locale archive, libgcc, libstdc++).
-    pub added_files: Vec<crate::sbom::AddedFile>,
+    pub added_files: Vec<crate::portage::AddedFile>,
     /// The snapshot's `metadata/timestamp.chk`, when the backend read it.
     pub portage_timestamp: Option<String>,
     /// The snapshot's GLSAs (`metadata/glsa`), when the backend read them.

@@ -28,12 +28,11 @@
 //! less those that only steer Portage ([`PORTAGE_CONTROL_VARIABLES`]), `USE` and the `USE_EXPAND` variables (USE is
 //! matched by Portage already). A package whose values did not change keeps its binary package.
 
-mod volume;
 mod when;
 
 pub use when::{DateError, format_minutes, parse_cutoff};
 
-use crate::plan::ROOTFS_DIR;
+use crate::portage::ROOTFS_DIR;
 use crate::portage::{PortageFile, WriteMode, shell_quote};
 use crate::spec::ImageSpec;
 use serde::{Deserialize, Serialize};
@@ -143,7 +142,7 @@ pub fn parse_skipped_line(line: &str) -> Option<&str> {
         .filter(|r| !r.is_empty())
 }
 
-const CHECK_SCRIPT: &str = include_str!("binpkg_env.py");
+pub(crate) const CHECK_SCRIPT: &str = include_str!("binpkg_env.py");
 const BASHRC_BLOCK: &str = include_str!("bashrc.sh");
 
 /// The variables compared between a binary package's record and the environment `spec` gives its package: the
@@ -325,7 +324,7 @@ pub(crate) const BUILD_DEPS_SKIP_REASON: &str = "every package of the rootfs com
 
 /// The script of a `staves cache` container: write the check script from the environment, then run it with
 /// the arguments the container is given.
-fn cache_container_script() -> String {
+pub(crate) fn cache_container_script() -> String {
     format!(
         "set -eu\nmkdir -p /var/tmp/staves\nprintf '%s' \"$STAVES_BINPKG_ENV_PY\" > {SCRIPT_PATH}\n{}staves_python \"$@\"\n",
         python_launcher()
@@ -403,7 +402,7 @@ pub struct BinpkgListing {
     pub packages: Vec<BinaryPackage>,
 }
 
-/// What [`BinpkgCache::prune`] removed.
+/// What [`BinpkgCache::prune`](crate::BinpkgCache::prune) removed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct BinpkgPruneReport {
@@ -434,7 +433,7 @@ pub struct BinpkgUsage {
     pub packages: u64,
 }
 
-/// What [`BinpkgCache::clear`] removed.
+/// What [`BinpkgCache::clear`](crate::BinpkgCache::clear) removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct BinpkgClearReport {
@@ -448,7 +447,7 @@ pub struct BinpkgClearReport {
     pub dry_run: bool,
 }
 
-/// Which instances [`BinpkgCache::prune`] keeps.
+/// Which instances [`BinpkgCache::prune`](crate::BinpkgCache::prune) keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BinpkgPrune {
@@ -456,102 +455,6 @@ pub enum BinpkgPrune {
     KeepLast(usize),
     /// Instances neither built nor used at or after this time (unix seconds) go.
     OlderThan(u64),
-}
-
-/// A build cache volume (`--build-cache`), inspected and cleaned in short-lived containers of the builder image.
-///
-/// ```no_run
-/// use staves_core::cache::BinpkgCache;
-/// let cache = BinpkgCache::new("staves-binpkgs", "gentoo/stage3:latest");
-/// for package in cache.list()?.packages {
-///     println!("{} {:?} {}", package.cpv, package.fingerprint, package.size);
-/// }
-/// # Ok::<(), staves_core::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BinpkgCache {
-    volume: String,
-    builder_image: String,
-    docker_host: Option<String>,
-}
-
-impl BinpkgCache {
-    /// The volume `volume`, handled in containers of `builder_image` (it must be in the engine: it is not pulled).
-    pub fn new(volume: impl Into<String>, builder_image: impl Into<String>) -> Self {
-        Self {
-            volume: volume.into(),
-            builder_image: builder_image.into(),
-            docker_host: None,
-        }
-    }
-
-    /// The engine address (`DOCKER_HOST` or the local socket when `None`).
-    pub fn docker_host(mut self, host: Option<String>) -> Self {
-        self.docker_host = host;
-        self
-    }
-
-    /// The volume's name.
-    pub fn volume(&self) -> &str {
-        &self.volume
-    }
-
-    fn run<T: serde::de::DeserializeOwned>(
-        &self,
-        read_only: bool,
-        args: &[String],
-    ) -> crate::Result<T> {
-        let output = volume::run(
-            self.docker_host.as_deref(),
-            &self.builder_image,
-            &self.volume,
-            read_only,
-            args,
-        )?;
-        let line = output
-            .stdout
-            .lines()
-            .rev()
-            .find(|l| l.starts_with('{'))
-            .unwrap_or("");
-        serde_json::from_str(line).map_err(|e| {
-            CacheError::Output {
-                reason: e.to_string(),
-                output: output.stdout.clone(),
-            }
-            .into()
-        })
-    }
-
-    /// Every binary package instance, with its USE flags, build environment fingerprint, size and build time.
-    pub fn list(&self) -> crate::Result<BinpkgListing> {
-        let mut listing: BinpkgListing = self.run(true, &["list".to_owned()])?;
-        listing.volume = self.volume.clone();
-        Ok(listing)
-    }
-
-    /// Remove the instances `rule` does not keep (through Portage, so the volume's index stays consistent).
-    pub fn prune(&self, rule: BinpkgPrune, dry_run: bool) -> crate::Result<BinpkgPruneReport> {
-        let options = match rule {
-            BinpkgPrune::KeepLast(n) => serde_json::json!({"keep_last": n, "dry_run": dry_run}),
-            BinpkgPrune::OlderThan(t) => serde_json::json!({"older_than": t, "dry_run": dry_run}),
-        };
-        self.run(dry_run, &["prune".to_owned(), options.to_string()])
-    }
-
-    /// Remove every file in the volume (the volume itself stays).
-    pub fn clear(&self, dry_run: bool) -> crate::Result<BinpkgClearReport> {
-        let mut args = vec!["clear".to_owned()];
-        if dry_run {
-            args.push("--dry-run".to_owned());
-        }
-        self.run(dry_run, &args)
-    }
-
-    /// How much space the volume takes.
-    pub fn disk_usage(&self) -> crate::Result<BinpkgUsage> {
-        self.run(true, &["du".to_owned()])
-    }
 }
 
 /// The verify step: packages merged from binary packages in this build still have the spec's environment.

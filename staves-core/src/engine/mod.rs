@@ -3,6 +3,12 @@
 
 mod address;
 
+/// The label every container and volume of a build carries, with the build's id as value.
+pub const BUILD_LABEL: &str = "io.staves.build";
+/// The label naming what a resource is for: `builder`, `portage` (the snapshot container), `portage-volume`,
+/// `cache` or `export`.
+pub(crate) const ROLE_LABEL: &str = "io.staves.role";
+
 use bollard::Docker;
 use std::future::Future;
 
@@ -304,5 +310,19 @@ mod tests {
             .unwrap();
         let value = runtime.block_on(async { block_on(async { 7 }).unwrap() });
         assert_eq!(value, 7);
+    }
+}
+
+/// The ID of `image` in the engine (`sha256:…`), or `None` when the engine does not have it.
+pub(crate) async fn image_id(
+    docker: &bollard::Docker,
+    image: &str,
+) -> Result<Option<String>, EngineError> {
+    match docker.inspect_image(image).await {
+        Ok(inspect) => Ok(inspect.id),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(None),
+        Err(e) => Err(EngineError::request(format!("inspecting image {image}"), e)),
     }
 }

@@ -285,7 +285,7 @@ pub(super) fn contradictions(lock: &Lockfile, spec: &ImageSpec) -> Vec<Diagnosti
     for text in spec
         .packages
         .iter()
-        .chain(std::iter::once(&crate::plan::LIBC_ATOM.to_owned()))
+        .chain(std::iter::once(&crate::portage::LIBC_ATOM.to_owned()))
     {
         let Ok(atom) = Atom::parse(text) else {
             continue;

@@ -32,22 +32,15 @@
 //! # Ok::<(), staves_core::LockError>(())
 //! ```
 
-mod build;
 mod check;
 mod error;
 mod parse;
-mod plan;
 mod resolve;
 mod write;
 
-pub use build::{
-    LockMode, LockOptions, LockOutcome, LockReport, LockRequest, PlannedPins, lock_spec,
-    lock_spec_async, plan_for,
-};
-pub(crate) use build::{LockOutcomeHash, LockedBuild, name_portage_image};
 pub use check::{LockChange, LockChangeKind, Pins, changes};
 pub use error::LockError;
-pub(crate) use plan::LockPlan;
+pub(crate) use resolve::{PINS_FILE, resolve_script};
 pub use resolve::{PretendEntry, Resolution, parse_pretend_line, parse_resolution};
 
 use crate::spec::{Atom, ImageSpec};
@@ -355,7 +348,7 @@ pub fn spec_hash(spec: &ImageSpec) -> String {
     }
     let mut packages: std::collections::BTreeSet<&str> =
         spec.packages.iter().map(String::as_str).collect();
-    packages.insert(crate::plan::LIBC_ATOM);
+    packages.insert(crate::portage::LIBC_ATOM);
     let mut repositories: Vec<(&str, &str, &str)> = spec
         .repositories
         .iter()

@@ -2,7 +2,7 @@
 //! dependencies and for the rootfs), and the parser of what it prints.
 
 use super::{LockedPackage, LockedRepository, Lockfile};
-use crate::plan::ROOTFS_DIR;
+use crate::portage::ROOTFS_DIR;
 use crate::portage::{repository_location, shell_quote};
 use serde::Serialize;
 

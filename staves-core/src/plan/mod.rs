@@ -4,6 +4,8 @@
 //! [`STAGING_DIR`] and runs each [`Step`] with exec; [`BuildPlan::render_script`] turns the same plan into one POSIX
 //! `sh` script that a user can run by hand in any Gentoo container.
 
+mod binhost;
+mod lock;
 mod options;
 mod render;
 mod scripts;
@@ -22,8 +24,7 @@ pub use crate::portage::ROOTFS_DIR;
 /// Where the backend uploads [`BuildPlan::files`] before the [`StepKind::WriteFiles`] step installs them.
 pub const STAGING_DIR: &str = "/var/tmp/staves/files";
 
-/// The package every rootfs gets, as in the original Staves.
-pub const LIBC_ATOM: &str = "virtual/libc";
+pub use crate::portage::LIBC_ATOM;
 
 /// What a step does; backends use it to treat some steps' output specially.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -233,7 +234,7 @@ impl BuildPlan {
         pins: &crate::lock::Pins,
         frozen: bool,
     ) -> Result<Self, PlanError> {
-        let lock = crate::lock::LockPlan {
+        let lock = lock::LockPlan {
             pins: pins.clone(),
             frozen,
             resolve_only: false,
@@ -244,7 +245,7 @@ impl BuildPlan {
     /// The plan of `staves lock`: write the configuration, sync the repositories, and resolve the spec with
     /// `emerge --pretend` ([`StepKind::Resolve`]). Nothing is built and there is no rootfs to export.
     pub fn resolve(spec: &ImageSpec, options: &PlanOptions) -> Result<Self, PlanError> {
-        let lock = crate::lock::LockPlan {
+        let lock = lock::LockPlan {
             pins: crate::lock::Pins::default(),
             frozen: false,
             resolve_only: true,
@@ -261,7 +262,7 @@ impl BuildPlan {
     fn assemble(
         spec: &ImageSpec,
         options: &PlanOptions,
-        lock: Option<&crate::lock::LockPlan>,
+        lock: Option<&lock::LockPlan>,
     ) -> Result<Self, PlanError> {
         let errors: Vec<Diagnostic> = spec
             .validate()

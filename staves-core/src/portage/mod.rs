@@ -67,6 +67,9 @@ pub struct BuildEnv {
     files: Vec<PortageFile>,
 }
 
+/// The package every rootfs gets, as in the original Staves.
+pub const LIBC_ATOM: &str = "virtual/libc";
+
 /// Where the rootfs is assembled inside the builder (Portage's `ROOT` for the rootfs merge).
 pub const ROOTFS_DIR: &str = "/tmp/rootfs";
 

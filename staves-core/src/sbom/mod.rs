@@ -8,8 +8,7 @@ mod attached;
 mod license;
 
 pub use attached::{
-    FoundSbom, find, find_async, from_oci_archive, from_oci_layout, load as load_stored,
-    save as save_stored, store_dir,
+    from_oci_archive, from_oci_layout, load as load_stored, save as save_stored, store_dir,
 };
 pub use license::{LicenseError, SpdxLicense, license_ref, spdx_license_id, to_spdx};
 

@@ -54,7 +54,7 @@ impl Builder for DockerBuilder {
             let docker = self.engine.connect().await?;
             let mut ids = Vec::new();
             for image in [&self.builder_image, &self.portage_image] {
-                match crate::store::image_id(&docker, image).await? {
+                match crate::engine::image_id(&docker, image).await? {
                     Some(id) => ids.push(id),
                     None => return Ok(None),
                 }

@@ -26,10 +26,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-/// The label every container and volume of a build carries, with the build's id as value.
-pub const BUILD_LABEL: &str = "io.staves.build";
-/// The label naming what a resource is for: `builder`, `portage` (the snapshot container) or `portage-volume`.
-pub(crate) const ROLE_LABEL: &str = "io.staves.role";
+pub use crate::engine::BUILD_LABEL;
+pub(crate) use crate::engine::ROLE_LABEL;
 
 static BUILD_COUNTER: AtomicUsize = AtomicUsize::new(0);
 

@@ -1,9 +1,8 @@
 //! What a lock adds to a [`BuildPlan`](crate::BuildPlan): the pins file, repository syncs held at the locked
 //! commit, and the resolve step.
 
-use super::Pins;
-use super::resolve::{PINS_FILE, resolve_script};
-use crate::plan::{Step, StepKind};
+use super::{Step, StepKind};
+use crate::lock::{PINS_FILE, Pins, resolve_script};
 use crate::portage::{PortageFile, WriteMode, repository_location, shell_quote};
 use crate::spec::{ImageSpec, Repository};
 use std::collections::BTreeMap;

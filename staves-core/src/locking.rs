@@ -1,11 +1,12 @@
-//! Builds and locks: `staves lock` ([`lock_spec`]) and what [`crate::build_image`] does with a lock.
+//! Builds and locks: `staves lock` ([`lock_spec`]) and what [`crate::build_image`] does with a lock. Locking runs
+//! the builder, so it sits above it; the lock file itself (model, parser, pins) is [`crate::lock`].
 
-use super::{
+use crate::PlanOptions;
+use crate::builder::{BuildError, BuildOptions, BuildReport, Builder, OutputCheck, RootfsSink};
+use crate::lock::{
     LOCK_FILE_NAME, LockChange, LockError, Lockfile, Pins, Resolution, changes, lock_path_for,
     parse_resolution, spec_hash,
 };
-use crate::PlanOptions;
-use crate::builder::{BuildError, BuildOptions, BuildReport, Builder, OutputCheck, RootfsSink};
 use crate::plan::{BuildPlan, StepKind};
 use crate::spec::ImageSpec;
 use serde::Serialize;

@@ -1,7 +1,7 @@
 //! `staves cache` on a binary package volume: each operation runs `binpkg_env.py` in a short-lived container of the
 //! builder image (no network, the volume at `/var/cache/binpkgs`), which is removed whatever happens.
 
-use super::CacheError;
+use crate::cache::CacheError;
 use crate::engine::{Engine, EngineError};
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -93,10 +93,10 @@ async fn check_volume(docker: &Docker, volume: &str) -> crate::Result<()> {
 fn labels(name: &str) -> HashMap<String, String> {
     let mut labels = HashMap::from([
         (
-            crate::BUILD_LABEL.to_owned(),
+            crate::engine::BUILD_LABEL.to_owned(),
             name.trim_start_matches("staves-").to_owned(),
         ),
-        (crate::builder::ROLE_LABEL.to_owned(), "cache".to_owned()),
+        (crate::engine::ROLE_LABEL.to_owned(), "cache".to_owned()),
     ]);
     labels.extend(crate::BuildOwner::current().labels());
     labels
@@ -121,7 +121,7 @@ async fn run_in(
     let mut argv = vec![
         "/bin/sh".to_owned(),
         "-c".to_owned(),
-        super::cache_container_script(),
+        crate::cache::cache_container_script(),
         "sh".to_owned(),
     ];
     argv.extend(args.iter().cloned());
@@ -145,7 +145,7 @@ async fn run_in(
                 entrypoint: Some(argv),
                 cmd: Some(vec![]),
                 env: Some(vec![
-                    format!("STAVES_BINPKG_ENV_PY={}", super::CHECK_SCRIPT),
+                    format!("STAVES_BINPKG_ENV_PY={}", crate::cache::CHECK_SCRIPT),
                     "NOCOLOR=true".to_owned(),
                 ]),
                 labels: Some(labels(name)),
