@@ -118,6 +118,7 @@ fn image_values_with_newlines_are_refused() {
             err.render()
         );
     }
+}
 
 /// Two outputs on one path (`docker-archive:X` and `oci-archive:X`, `--sbom X` next to an output `X`, a file and a
 /// layout directory on one path) were all built, written and reported as written: the last one won (the image

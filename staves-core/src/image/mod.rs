@@ -1249,9 +1249,10 @@ impl PreparedImage {
                 } else if matches!(err, Error::Build(BuildError::Interrupted)) {
                     Err(ImageError::PartlyWritten {
                         written,
-                        reason: "the build was interrupted while the manifests were pushed: a registry \
+                        reason:
+                            "the build was interrupted while the manifests were pushed: a registry \
                                  destination may lack its tag"
-                            .to_owned(),
+                                .to_owned(),
                     }
                     .into())
                 } else {
