@@ -222,6 +222,26 @@ impl std::fmt::Debug for CancelToken {
     }
 }
 
+/// The environment variable that makes a build pause at a named point, for tests only: `STAVES_TEST_PAUSE=POINT`
+/// waits up to 5 s at POINT (`setup`: between creating the snapshot and the builder container; `write`: with the
+/// outputs written to temporary files and the `docker` output loaded, before the commit), ending early on cancel.
+/// It emits a [`BuildEvent::Preparing`] naming the point, so a test can send a signal at exactly that moment.
+pub(crate) const TEST_PAUSE_VAR: &str = "STAVES_TEST_PAUSE";
+
+/// Pause at `point` when [`TEST_PAUSE_VAR`] names it (tests only).
+pub(crate) async fn test_pause(point: &str, options: &BuildOptions) {
+    if std::env::var(TEST_PAUSE_VAR).ok().as_deref() != Some(point) {
+        return;
+    }
+    options.emit(BuildEvent::Preparing {
+        message: format!("test pause at {point} ({TEST_PAUSE_VAR})"),
+    });
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        () = options.cancel.cancelled() => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -286,25 +306,5 @@ mod tests {
         })
         .unwrap();
         assert_eq!(json, r#"{"kind":"warning","message":"m"}"#);
-    }
-}
-
-/// The environment variable that makes a build pause at a named point, for tests only: `STAVES_TEST_PAUSE=POINT`
-/// waits up to 5 s at POINT (`setup`: between creating the snapshot and the builder container; `write`: with the
-/// outputs written to temporary files and the `docker` output loaded, before the commit), ending early on cancel.
-/// It emits a [`BuildEvent::Preparing`] naming the point, so a test can send a signal at exactly that moment.
-pub(crate) const TEST_PAUSE_VAR: &str = "STAVES_TEST_PAUSE";
-
-/// Pause at `point` when [`TEST_PAUSE_VAR`] names it (tests only).
-pub(crate) async fn test_pause(point: &str, options: &BuildOptions) {
-    if std::env::var(TEST_PAUSE_VAR).ok().as_deref() != Some(point) {
-        return;
-    }
-    options.emit(BuildEvent::Preparing {
-        message: format!("test pause at {point} ({TEST_PAUSE_VAR})"),
-    });
-    tokio::select! {
-        () = tokio::time::sleep(Duration::from_secs(5)) => {}
-        () = options.cancel.cancelled() => {}
     }
 }

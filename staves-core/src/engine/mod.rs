@@ -270,6 +270,20 @@ where
     })
 }
 
+/// The ID of `image` in the engine (`sha256:…`), or `None` when the engine does not have it.
+pub(crate) async fn image_id(
+    docker: &bollard::Docker,
+    image: &str,
+) -> Result<Option<String>, EngineError> {
+    match docker.inspect_image(image).await {
+        Ok(inspect) => Ok(inspect.id),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(None),
+        Err(e) => Err(EngineError::request(format!("inspecting image {image}"), e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -310,19 +324,5 @@ mod tests {
             .unwrap();
         let value = runtime.block_on(async { block_on(async { 7 }).unwrap() });
         assert_eq!(value, 7);
-    }
-}
-
-/// The ID of `image` in the engine (`sha256:…`), or `None` when the engine does not have it.
-pub(crate) async fn image_id(
-    docker: &bollard::Docker,
-    image: &str,
-) -> Result<Option<String>, EngineError> {
-    match docker.inspect_image(image).await {
-        Ok(inspect) => Ok(inspect.id),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Ok(None),
-        Err(e) => Err(EngineError::request(format!("inspecting image {image}"), e)),
     }
 }
