@@ -6,7 +6,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 /// Flags of `staves build`.
 #[derive(Debug, clap::Args)]
@@ -73,22 +72,8 @@ pub struct Args {
     /// file) before building; what it lacks is built from source. Repeatable, first one preferred.
     #[arg(long = "binhost", value_name = "URL", value_parser = parse_binhost)]
     binhosts: Vec<String>,
-    /// Fail a binhost download that receives no byte for SECONDS (what it would have given is built from source).
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = staves_core::defaults::BINHOST_IDLE_TIMEOUT.as_secs(),
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    binhost_idle_timeout: u64,
-    /// Fail a binhost download that takes longer than SECONDS in all.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = staves_core::defaults::BINHOST_TIMEOUT.as_secs(),
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    binhost_timeout: u64,
+    #[command(flatten)]
+    binhost_timeouts: crate::binhost_args::BinhostTimeoutArgs,
     /// Attach the builder container to this Docker network (e.g. where the binhost runs).
     #[arg(long, value_name = "NAME")]
     network: Option<String>,
@@ -320,10 +305,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .offline(args.offline)
         .registry(args.registry.options())
         .binhosts(args.binhosts)
-        .binhost_timeouts(
-            Duration::from_secs(args.binhost_idle_timeout),
-            Duration::from_secs(args.binhost_timeout),
-        )
+        .binhost_timeouts(args.binhost_timeouts.idle(), args.binhost_timeouts.total())
         .sbom(args.sbom, args.sbom_format)
         .deny_advisories(args.deny_advisories);
     let result = staves_core::build_image(&spec, &builder, &request, &options);

@@ -33,22 +33,8 @@ pub struct Args {
     /// install-time phase (the image is the same; this is slower, and there in case the direct merge is suspected).
     #[arg(long)]
     portage_merge: bool,
-    /// Fail a binhost download that receives no byte for SECONDS (as `build`).
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = staves_core::defaults::BINHOST_IDLE_TIMEOUT.as_secs(),
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    binhost_idle_timeout: u64,
-    /// Fail a binhost download that takes longer than SECONDS in all (as `build`).
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = staves_core::defaults::BINHOST_TIMEOUT.as_secs(),
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    binhost_timeout: u64,
+    #[command(flatten)]
+    binhost_timeouts: crate::binhost_args::BinhostTimeoutArgs,
 }
 
 /// Run `staves plan`.
@@ -56,10 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let spec = crate::load_spec(&args.config)?;
     let options = staves_core::PlanOptions::new(args.jobs, args.load_average)
         .direct_merge(!args.portage_merge)
-        .binhost_timeouts(
-            std::time::Duration::from_secs(args.binhost_idle_timeout),
-            std::time::Duration::from_secs(args.binhost_timeout),
-        );
+        .binhost_timeouts(args.binhost_timeouts.idle(), args.binhost_timeouts.total());
     let lock = staves_core::LockOptions::default();
     let (plan, pins) = staves_core::plan_for(&spec, &options, &lock)?;
     match args.format {

@@ -12,6 +12,7 @@
 //! - `5`: any other error (I/O, image writing);
 //! - `6`: security advisories apply (`audit`, and `build --deny-advisories`, which then writes nothing).
 
+mod binhost_args;
 mod cmd_assemble;
 mod cmd_audit;
 mod cmd_build;
