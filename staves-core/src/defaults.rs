@@ -4,7 +4,7 @@
 //! [`crate::DEFAULT_PORTAGE_IMAGE`], [`crate::DEFAULT_BUILD_CACHE`]); these are the switches around them. A
 //! front end that leaves a setting unset uses the value here, so `staves build` and `staves.build()` agree.
 
-use crate::Compression;
+use crate::platform::Compression;
 use std::time::Duration;
 
 /// Mount `~/.ssh` read-only into the builder (when it exists), for private git repositories.

@@ -56,6 +56,7 @@ pub mod lock;
 mod locking;
 mod pipeline;
 pub mod plan;
+mod platform;
 pub mod portage;
 mod registry;
 pub mod sbom;
@@ -77,8 +78,7 @@ pub use builder::{
 pub use engine::{DEFAULT_DOCKER_HOST, Engine, EngineError};
 pub use error::{Error, Result};
 pub use image::{
-    Compression, DEFAULT_EPOCH, ImageError, ImageReport, ImageWriter, Output, Referrer,
-    ReferrerSource, WrittenOutput,
+    ImageError, ImageReport, ImageWriter, Output, Referrer, ReferrerSource, WrittenOutput,
 };
 pub use inspect::{FoundSbom, find_sbom, find_sbom_async};
 pub use lock::{LockError, Lockfile};
@@ -88,6 +88,7 @@ pub use locking::{
 };
 pub use pipeline::{BuildOutcome, BuildRequest, ReusedImage, build_image, build_image_async};
 pub use plan::{BuildPlan, PlanError, PlanOptions, Step, StepKind, StepSkip};
+pub use platform::{Compression, DEFAULT_EPOCH, InvalidCompression};
 pub use portage::{BuildEnv, InstalledPackage, PortageFile};
 pub use registry::{PushReport, RegistryError, RegistryOptions, RegistryTarget};
 pub use spec::{

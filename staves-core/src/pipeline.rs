@@ -273,7 +273,7 @@ impl SbomBase {
             portage_image: builder.portage_image()?.to_owned(),
             lock_hash: locked.map(LockedBuild::pins_hash),
             lock_outcome: locked.map(LockedBuild::outcome_hash),
-            created: crate::image::source_date_epoch(),
+            created: crate::platform::source_date_epoch(),
         })
     }
 

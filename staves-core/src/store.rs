@@ -21,7 +21,7 @@
 //! against its `diff_id` as it is read (a mismatch is [`StoreError::Damaged`]). [`ImageStore::forget`] drops what
 //! was found damaged, and [`ImageStore::put_blob`] replaces a damaged blob with the good one of the next build.
 
-use crate::image::Compression;
+use crate::platform::Compression;
 use crate::portage::InstalledPackage;
 use crate::spec::ImageSpec;
 use serde::{Deserialize, Serialize};
@@ -138,8 +138,8 @@ impl KeyContext {
             builder_image: builder_image.into(),
             portage_image: portage_image.into(),
             builder_locale: builder_locale.into(),
-            mtime_clamp: crate::image::source_date_epoch(),
-            platform: format!("{}/{}", std::env::consts::OS, crate::image::host_arch()),
+            mtime_clamp: crate::platform::source_date_epoch(),
+            platform: format!("{}/{}", std::env::consts::OS, crate::platform::host_arch()),
             lock: None,
         }
     }

@@ -64,11 +64,9 @@ pub(crate) fn to_py_err(py: Python<'_>, err: Error) -> PyErr {
             return PyValueError::new_err(format!("`load_average`: {message}"));
         }
         Error::Plan(_) => spec_error(py, message, None, &[]),
-        Error::Image(
-            ImageError::InvalidOutput { .. }
-            | ImageError::InvalidCompression { .. }
-            | ImageError::NoOutputs,
-        ) => return PyValueError::new_err(message),
+        Error::Image(ImageError::InvalidOutput { .. } | ImageError::NoOutputs) => {
+            return PyValueError::new_err(message);
+        }
         Error::Image(ImageError::Write { source, .. }) | Error::Io { source, .. } => {
             if let Some(errno) = errno(source) {
                 return PyOSError::new_err((errno, message));

@@ -55,8 +55,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-/// The mtime clamp and `created` time used when `SOURCE_DATE_EPOCH` is not set: the unix epoch, 1970-01-01.
-pub const DEFAULT_EPOCH: i64 = 0;
+pub use crate::platform::DEFAULT_EPOCH;
+pub(crate) use crate::platform::{host_arch, source_date_epoch};
 
 /// Errors of the image writer.
 #[derive(Debug, thiserror::Error)]
@@ -73,12 +73,6 @@ pub enum ImageError {
         value: String,
         /// What is wrong with it.
         reason: String,
-    },
-    /// A compression name could not be parsed.
-    #[error("invalid compression `{value}`\n  help: use gzip or zstd")]
-    InvalidCompression {
-        /// The text given.
-        value: String,
     },
     /// No output destinations were given.
     #[error(
@@ -337,41 +331,7 @@ impl Serialize for Output {
     }
 }
 
-/// Layer compression.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum Compression {
-    /// gzip (the default: every engine and registry takes it), level 6.
-    #[default]
-    Gzip,
-    /// zstd, level 1: about 3× faster than gzip and still smaller. Docker 20.10 cannot load zstd layers; the
-    /// `docker` output then loads the uncompressed layer instead (same image ID).
-    Zstd,
-}
-
-impl FromStr for Compression {
-    type Err = ImageError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "gzip" => Ok(Compression::Gzip),
-            "zstd" => Ok(Compression::Zstd),
-            _ => Err(ImageError::InvalidCompression {
-                value: s.to_owned(),
-            }),
-        }
-    }
-}
-
-impl fmt::Display for Compression {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Compression::Gzip => "gzip",
-            Compression::Zstd => "zstd",
-        })
-    }
-}
+pub use crate::platform::Compression;
 
 /// One destination that was written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -486,28 +446,6 @@ enum LayerSource<'a, F> {
     Feed(F),
     /// A compressed layer kept by an earlier build (the blob, and what is known about it).
     Stored(&'a Path, &'a crate::store::StoredLayer),
-}
-
-/// `SOURCE_DATE_EPOCH` when set to an integer, else [`DEFAULT_EPOCH`].
-pub(crate) fn source_date_epoch() -> i64 {
-    std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .unwrap_or(DEFAULT_EPOCH)
-}
-
-/// The host platform in OCI naming (`amd64`, `arm64`, …).
-pub(crate) fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "arm" => "arm",
-        "powerpc64" => "ppc64le",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        other => other,
-    }
 }
 
 impl ImageWriter {
