@@ -8,7 +8,7 @@
 //! # Reproducibility
 //! The same rootfs content and settings always give the same bytes:
 //! - entries are written in canonical order: depth-first, each directory's children sorted by name bytes;
-//! - mtimes are clamped to `SOURCE_DATE_EPOCH` when it is set, otherwise to [`DEFAULT_EPOCH`] (0), which sets every
+//! - mtimes are clamped to `SOURCE_DATE_EPOCH` when it is set, otherwise to [`DEFAULT_EPOCH`](crate::DEFAULT_EPOCH) (0), which sets every
 //!   mtime to 1970-01-01; the config's `created` time defaults to the same value;
 //! - uname/gname are dropped; numeric uid/gid, mode (including setuid/setgid/sticky), xattrs (`SCHILY.xattr.*`),
 //!   hardlinks, symlinks (never followed), device nodes, fifos and long names (PAX) are kept;
@@ -55,7 +55,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-pub use crate::platform::DEFAULT_EPOCH;
 pub(crate) use crate::platform::{host_arch, source_date_epoch};
 
 /// Errors of the image writer.
