@@ -76,24 +76,34 @@ fn kind_of(md: &fs::Metadata) -> &'static str {
     }
 }
 
-/// The parent of a new file or directory must be an existing directory.
+/// The parent of a new file or directory must be an existing directory. The refusal keeps the OS error (`ENOTDIR`,
+/// `ENOENT`, …) that writing there would meet, so callers (Python's `OSError`) see its errno.
 fn check_parent(shown: &Path, path: &Path) -> Result<(), ImageError> {
     let parent = parent_dir(path);
+    let refuse_io = |what: String, source: io::Error| ImageError::Write {
+        context: format!("cannot write the output {}: {what}", shown.display()),
+        source,
+    };
     match fs::metadata(parent) {
         Ok(md) if md.is_dir() => Ok(()),
-        Ok(_) => Err(refuse(
-            shown,
+        Ok(_) => Err(refuse_io(
             format!("{} is not a directory", parent.display()),
+            io::Error::from_raw_os_error(libc_enotdir()),
         )),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(refuse(
-            shown,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(refuse_io(
             format!(
-                "its directory {} does not exist\n  help: create it first",
+                "its directory {} does not exist (create it first)",
                 parent.display()
             ),
+            e,
         )),
-        Err(e) => Err(refuse(shown, format!("{}: {e}", parent.display()))),
+        Err(e) => Err(refuse_io(parent.display().to_string(), e)),
     }
+}
+
+/// `ENOTDIR` on Linux (the only platform the engine's builders run on here), without a libc dependency.
+const fn libc_enotdir() -> i32 {
+    20
 }
 
 /// Whether following the symlink chain at `path` passes through `/proc` (`/dev/stdout` → `/proc/self/fd/1`): the
