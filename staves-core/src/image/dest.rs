@@ -61,6 +61,14 @@ fn refuse(path: &Path, reason: impl Into<String>) -> ImageError {
     }
 }
 
+/// A refusal for an OS error met while looking at `path`: kept as the error itself, so its errno reaches callers.
+fn refuse_io(path: &Path, source: io::Error) -> ImageError {
+    ImageError::Write {
+        context: format!("cannot write the output {}", path.display()),
+        source,
+    }
+}
+
 fn kind_of(md: &fs::Metadata) -> &'static str {
     let t = md.file_type();
     if t.is_dir() {
@@ -134,7 +142,7 @@ pub(crate) fn resolve_file(path: &Path) -> Result<FileTarget, ImageError> {
             check_parent(path, path)?;
             return Ok(FileTarget::Replace(path.to_owned()));
         }
-        Err(e) => return Err(refuse(path, e.to_string())),
+        Err(e) => return Err(refuse_io(path, e)),
         Ok(md) => md,
     };
     if !md.file_type().is_symlink() {
@@ -188,7 +196,7 @@ pub(crate) fn resolve_file(path: &Path) -> Result<FileTarget, ImageError> {
             ),
         ));
     }
-    let target = fs::canonicalize(path).map_err(|e| refuse(path, e.to_string()))?;
+    let target = fs::canonicalize(path).map_err(|e| refuse_io(path, e))?;
     Ok(FileTarget::Replace(target))
 }
 
@@ -201,7 +209,7 @@ pub(crate) enum DirState {
 /// Whether `dir` (an existing directory) is empty or an OCI layout; anything else is refused, and so is a layout
 /// whose `index.json` cannot be read.
 pub(crate) fn dir_state(shown: &Path, dir: &Path) -> Result<DirState, ImageError> {
-    let mut items = fs::read_dir(dir).map_err(|e| refuse(shown, e.to_string()))?;
+    let mut items = fs::read_dir(dir).map_err(|e| refuse_io(shown, e))?;
     if items.next().is_none() {
         return Ok(DirState::Empty);
     }
@@ -229,14 +237,12 @@ pub(crate) fn resolve_dir(path: &Path) -> Result<DirTarget, ImageError> {
             check_parent(path, path)?;
             return Ok(DirTarget(path.to_owned()));
         }
-        Err(e) => return Err(refuse(path, e.to_string())),
+        Err(e) => return Err(refuse_io(path, e)),
         Ok(md) => md,
     };
     let target = if md.file_type().is_symlink() {
         match fs::metadata(path) {
-            Ok(m) if m.is_dir() => {
-                fs::canonicalize(path).map_err(|e| refuse(path, e.to_string()))?
-            }
+            Ok(m) if m.is_dir() => fs::canonicalize(path).map_err(|e| refuse_io(path, e))?,
             Ok(_) => {
                 return Err(ImageError::OutputExists {
                     path: path.display().to_string(),
